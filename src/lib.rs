@@ -5,3 +5,7 @@
 pub mod secret;
 
 pub use secret::{SecretBytes, SecretString};
+pub mod crypto;
+mod ids;
+
+pub use ids::KeyVersion;

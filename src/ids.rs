@@ -36,6 +36,11 @@ impl KeyVersion {
     pub fn next(self) -> Option<Self> {
         self.0.checked_add(1).map(Self)
     }
+
+    /// The version before this one (saturating at 0).
+    pub fn prev(self) -> Self {
+        Self(self.0.saturating_sub(1))
+    }
 }
 
 impl fmt::Display for KeyVersion {

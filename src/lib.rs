@@ -2,10 +2,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+pub mod crypto;
+mod error;
+mod ids;
+pub mod keys;
 pub mod secret;
 
-pub use secret::{SecretBytes, SecretString};
-pub mod crypto;
-mod ids;
-
+pub use error::Error;
 pub use ids::KeyVersion;
+pub use keys::{KeyProvider, Keyring};
+pub use secret::{SecretBytes, SecretString};

@@ -1,0 +1,40 @@
+//! `credvault::Error`: the one enum most callers match on. Each layer has its own error enum;
+//! each converts into this one with `?`.
+
+use crate::crypto::CryptoError;
+use crate::crypto::fernet::{EmptyKeyList, FernetKeyError, InvalidToken};
+use crate::keys::KeyError;
+
+/// Any credvault error. Messages name ids, versions, lengths and paths, never secret bytes.
+///
+/// ```
+/// use credvault::crypto::fernet::Fernet;
+///
+/// fn read(token: &str, key: &str) -> Result<Vec<u8>, credvault::Error> {
+///     let f = Fernet::new(key)?;
+///     Ok(f.decrypt(token)?.expose_secret().to_vec())
+/// }
+/// let key = Fernet::generate_key();
+/// let err = read("not a token", key.expose_secret()).unwrap_err();
+/// assert!(matches!(err, credvault::Error::InvalidToken(_)));
+/// assert_eq!(err.to_string(), "invalid token (not a fernet token)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sealed record could not be parsed or opened.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A Fernet token was refused.
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
+    /// A Fernet key could not be parsed.
+    #[error(transparent)]
+    FernetKey(#[from] FernetKeyError),
+    /// A `MultiFernet` was built from no keys.
+    #[error(transparent)]
+    EmptyKeyList(#[from] EmptyKeyList),
+    /// A keyring, key file or key provider error.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}

@@ -1,0 +1,70 @@
+//! Layer 3 of DESIGN.md: keys.
+//!
+//! A [`Keyring`] holds numbered key versions (primary, decrypt-only, destroyed), seals with
+//! its primary and opens with the version a record names. It loads from and saves to a key
+//! file or an environment variable ([`file`]). [`KeyProvider`] is the seam for the
+//! key-encryption key: the local keyring today, an HSM or cloud KMS later. The only I/O here is
+//! reading and writing the key file.
+
+pub mod file;
+mod keyring;
+mod provider;
+
+use std::path::PathBuf;
+
+pub use keyring::{KeyInfo, KeyState, Keyring};
+pub use provider::KeyProvider;
+
+use crate::KeyVersion;
+use crate::crypto::CryptoError;
+
+/// Errors of the key layer. Messages name versions, files and variables, never key bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A record names a key version this keyring never had.
+    #[error("key version {0} is not in the keyring")]
+    UnknownVersion(KeyVersion),
+    /// A record names a key version that was destroyed: it can no longer be opened.
+    #[error("key version {0} was destroyed; records sealed with it cannot be opened")]
+    Destroyed(KeyVersion),
+    /// A record names a version below the keyring's minimum decryption version.
+    #[error("key version {version} is below the minimum decryption version {minimum}")]
+    BelowMinimum {
+        /// The version the record names.
+        version: KeyVersion,
+        /// The keyring's minimum.
+        minimum: KeyVersion,
+    },
+    /// The primary key cannot be destroyed, nor forbidden by the minimum decryption version.
+    #[error("key version {0} is the primary key; rotate first")]
+    IsPrimary(KeyVersion),
+    /// The version counter would pass `u32::MAX`.
+    #[error("no key version left after {0}")]
+    VersionsExhausted(KeyVersion),
+    /// A key file or variable could not be parsed or is inconsistent.
+    #[error("key file {source_name}: {problem}")]
+    Invalid {
+        /// The file path or `$VARIABLE` it came from.
+        source_name: String,
+        /// What is wrong, without any key bytes.
+        problem: String,
+    },
+    /// Reading or writing a key file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The environment variable is not set or not unicode.
+    #[error("environment variable {name} is not set (or not valid unicode)")]
+    MissingVariable {
+        /// The variable's name.
+        name: String,
+    },
+    /// A cryptographic or format error while sealing or opening.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}

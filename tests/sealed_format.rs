@@ -47,7 +47,8 @@ fn to_hex(b: &[u8]) -> String {
 // ct_tag = AESGCM(key).encrypt(nonce, b"hello", header + ctx)
 // print((header + nonce + ct_tag).hex())
 // ```
-const HELLO_BLOB: &str = "6376010100000007a0a1a2a3a4a5a6a7a8a9aaab8e7d10412a01ff40b971c18adbff1be54f0eaeb96b";
+const HELLO_BLOB: &str =
+    "6376010100000007a0a1a2a3a4a5a6a7a8a9aaab8e7d10412a01ff40b971c18adbff1be54f0eaeb96b";
 
 // Same key, nonce and key version 7; empty plaintext and context ("", "", ""):
 // ```python
@@ -106,7 +107,10 @@ fn hello_vector_header_parses_to_its_fields() {
     assert_eq!(sealed.header.key_version, KeyVersion::new(7));
     assert_eq!(sealed.header.nonce, kat_nonce());
     assert_eq!(sealed.ciphertext.len(), 5);
-    assert_eq!(&blob[..8], &[0x63, 0x76, 0x01, 0x01, 0x00, 0x00, 0x00, 0x07]);
+    assert_eq!(
+        &blob[..8],
+        &[0x63, 0x76, 0x01, 0x01, 0x00, 0x00, 0x00, 0x07]
+    );
     assert_eq!(blob.len(), 5 + format::OVERHEAD);
     assert_eq!(sealed.tag.as_slice(), &blob[blob.len() - 16..]);
 }
@@ -114,9 +118,8 @@ fn hello_vector_header_parses_to_its_fields() {
 #[test]
 fn empty_plaintext_and_empty_context_vector_matches_python() {
     let ctx = Context::record("", "", "").unwrap();
-    let blob =
-        aead::danger_seal_with_nonce(&kat_key(), KeyVersion::new(7), b"", &ctx, kat_nonce())
-            .unwrap();
+    let blob = aead::danger_seal_with_nonce(&kat_key(), KeyVersion::new(7), b"", &ctx, kat_nonce())
+        .unwrap();
     assert_eq!(to_hex(&blob), EMPTY_BLOB);
     assert_eq!(blob.len(), format::OVERHEAD);
     assert!(aead::open(&kat_key(), &blob, &ctx).unwrap().is_empty());

@@ -50,7 +50,10 @@ impl AeadKey {
     pub fn generate() -> Result<(Self, SecretBytes), CryptoError> {
         let mut raw = Zeroizing::new([0u8; KEY_LEN]);
         crate::crypto::try_fill_from_os_rng(raw.as_mut())?;
-        Ok((Self::from_bytes(&raw), SecretBytes::copy_from_slice(raw.as_ref())))
+        Ok((
+            Self::from_bytes(&raw),
+            SecretBytes::copy_from_slice(raw.as_ref()),
+        ))
     }
 }
 

@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn dek_context_differs_from_record_context() {
         let dek = Context::wrapped_dek("acme", KeyVersion::new(1)).unwrap();
-        assert_eq!(dek.as_bytes(), b"\0\0\0\x03dek\0\0\0\x04acme\0\0\0\x04\0\0\0\x01");
+        assert_eq!(
+            dek.as_bytes(),
+            b"\0\0\0\x03dek\0\0\0\x04acme\0\0\0\x04\0\0\0\x01"
+        );
         assert_ne!(dek, Context::record("dek", "acme", "1").unwrap());
     }
 }

@@ -213,7 +213,12 @@ impl Fernet {
     ///
     /// The IV must be unique for every token under a key; use [`encrypt`](Self::encrypt),
     /// which draws it at random, everywhere but in tests.
-    pub fn danger_encrypt_with_iv(&self, data: &[u8], current_time: u64, iv: [u8; IV_LEN]) -> String {
+    pub fn danger_encrypt_with_iv(
+        &self,
+        data: &[u8],
+        current_time: u64,
+        iv: [u8; IV_LEN],
+    ) -> String {
         let padded_len = (data.len() / BLOCK_LEN + 1) * BLOCK_LEN;
         let mut buf = vec![0u8; HEADER_LEN + padded_len + HMAC_LEN];
         buf[0] = VERSION;
@@ -240,7 +245,8 @@ impl Fernet {
     ///
     /// [`InvalidToken`] for any token that is not a valid token under this key.
     pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_parts(token.as_ref(), None).map(|(_, data)| data)
+        self.decrypt_parts(token.as_ref(), None)
+            .map(|(_, data)| data)
     }
 
     /// Decrypts a token no older than `ttl` seconds and not stamped more than 60 s in the future.
@@ -248,7 +254,11 @@ impl Fernet {
     /// # Errors
     ///
     /// [`InvalidToken`] for a bad token, or one outside the time window.
-    pub fn decrypt_with_ttl(&self, token: impl AsRef<[u8]>, ttl: u64) -> Result<SecretBytes, InvalidToken> {
+    pub fn decrypt_with_ttl(
+        &self,
+        token: impl AsRef<[u8]>,
+        ttl: u64,
+    ) -> Result<SecretBytes, InvalidToken> {
         self.decrypt_at_time(token, ttl, now())
     }
 
@@ -396,7 +406,11 @@ impl MultiFernet {
     /// # Errors
     ///
     /// [`InvalidToken`] if no key opens the token or it is outside the time window.
-    pub fn decrypt_with_ttl(&self, token: impl AsRef<[u8]>, ttl: u64) -> Result<SecretBytes, InvalidToken> {
+    pub fn decrypt_with_ttl(
+        &self,
+        token: impl AsRef<[u8]>,
+        ttl: u64,
+    ) -> Result<SecretBytes, InvalidToken> {
         self.decrypt_at_time(token, ttl, now())
     }
 
@@ -437,7 +451,9 @@ impl MultiFernet {
     /// [`InvalidToken`] if no key opens the token.
     pub fn rotate(&self, token: impl AsRef<[u8]>) -> Result<String, InvalidToken> {
         let (timestamp, data) = self.decrypt_parts(token.as_ref(), None)?;
-        Ok(self.primary().encrypt_at_time(data.expose_secret(), timestamp))
+        Ok(self
+            .primary()
+            .encrypt_at_time(data.expose_secret(), timestamp))
     }
 
     fn decrypt_parts(
@@ -464,7 +480,9 @@ impl MultiFernet {
 /// Spec steps 1 and 2, plus the length rules: base64url-decode and check the framing.
 fn decode_token(token: &[u8]) -> Result<Vec<u8>, InvalidToken> {
     let malformed = || InvalidToken::new(InvalidTokenReason::Malformed);
-    let raw = URL_SAFE.decode(token.trim_ascii()).map_err(|_| malformed())?;
+    let raw = URL_SAFE
+        .decode(token.trim_ascii())
+        .map_err(|_| malformed())?;
     if raw.len() < MIN_TOKEN_LEN
         || (raw.len() - HEADER_LEN - HMAC_LEN) % BLOCK_LEN != 0
         || raw[0] != VERSION
@@ -484,7 +502,10 @@ fn timestamp_of(raw: &[u8]) -> u64 {
 /// Python's rule: `timestamp + ttl < now` is expired; `now + 60 < timestamp` is from the future.
 /// Computed without overflow for any timestamp a token may carry.
 fn check_time(timestamp: u64, ttl: u64, current_time: u64) -> Result<(), InvalidToken> {
-    if timestamp.checked_add(ttl).is_some_and(|end| end < current_time) {
+    if timestamp
+        .checked_add(ttl)
+        .is_some_and(|end| end < current_time)
+    {
         return Err(InvalidToken::new(InvalidTokenReason::Expired));
     }
     if current_time.saturating_add(MAX_CLOCK_SKEW) < timestamp {
@@ -517,7 +538,10 @@ mod tests {
     #[test]
     fn spec_generate_vector() {
         let f = Fernet::new(SPEC_KEY).unwrap();
-        assert_eq!(f.danger_encrypt_with_iv(b"hello", SPEC_NOW, iv()), SPEC_TOKEN);
+        assert_eq!(
+            f.danger_encrypt_with_iv(b"hello", SPEC_NOW, iv()),
+            SPEC_TOKEN
+        );
     }
 
     #[test]
@@ -534,7 +558,10 @@ mod tests {
         let t = f.danger_encrypt_with_iv(b"x", u64::MAX, iv());
         let err = f.decrypt_at_time(&t, u64::MAX, 0).unwrap_err();
         assert_eq!(err.reason(), InvalidTokenReason::FromTheFuture);
-        assert!(f.decrypt(&t).is_ok(), "no ttl means no time check, as in python");
+        assert!(
+            f.decrypt(&t).is_ok(),
+            "no ttl means no time check, as in python"
+        );
         assert!(f.decrypt_at_time(&t, 10, u64::MAX - 5).is_ok());
     }
 
@@ -543,7 +570,10 @@ mod tests {
         let f = Fernet::new(SPEC_KEY).unwrap();
         let t = f.encrypt_at_time(b"x", 1000);
         assert!(f.decrypt_at_time(&t, 10, 1010).is_ok());
-        assert_eq!(f.decrypt_at_time(&t, 10, 1011).unwrap_err().reason(), InvalidTokenReason::Expired);
+        assert_eq!(
+            f.decrypt_at_time(&t, 10, 1011).unwrap_err().reason(),
+            InvalidTokenReason::Expired
+        );
         assert!(f.decrypt_at_time(&t, 10, 940).is_ok());
         assert_eq!(
             f.decrypt_at_time(&t, 10, 939).unwrap_err().reason(),
@@ -553,7 +583,10 @@ mod tests {
 
     #[test]
     fn key_errors_are_typed() {
-        assert_eq!(Fernet::new("not base64!").unwrap_err(), FernetKeyError::NotBase64);
+        assert_eq!(
+            Fernet::new("not base64!").unwrap_err(),
+            FernetKeyError::NotBase64
+        );
         assert_eq!(
             Fernet::new("AAAA").unwrap_err(),
             FernetKeyError::WrongLength { len: 3 }

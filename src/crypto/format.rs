@@ -129,7 +129,8 @@ pub fn parse(blob: &[u8]) -> Result<Sealed<'_>, CryptoError> {
     if blob[2] != FORMAT_VERSION {
         return Err(CryptoError::UnsupportedFormatVersion(blob[2]));
     }
-    let algorithm = Algorithm::from_id(blob[3]).ok_or(CryptoError::UnsupportedAlgorithm(blob[3]))?;
+    let algorithm =
+        Algorithm::from_id(blob[3]).ok_or(CryptoError::UnsupportedAlgorithm(blob[3]))?;
     let key_version = KeyVersion::new(u32::from_be_bytes([blob[4], blob[5], blob[6], blob[7]]));
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&blob[HEADER_LEN..PREFIX_LEN]);
@@ -209,7 +210,10 @@ mod tests {
         .to_vec();
         blob.extend_from_slice(&[0; 16]);
         assert!(parse(&blob).is_ok());
-        assert!(matches!(parse(&blob[..35]), Err(CryptoError::Truncated { len: 35, .. })));
+        assert!(matches!(
+            parse(&blob[..35]),
+            Err(CryptoError::Truncated { len: 35, .. })
+        ));
         let mut bad = blob.clone();
         bad[0] = b'x';
         assert_eq!(parse(&bad), Err(CryptoError::BadMagic));

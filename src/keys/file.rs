@@ -138,7 +138,10 @@ impl Keyring {
                 serde_json::error::Category::Data => "json does not match the key file format",
                 serde_json::error::Category::Eof => "json ends early (truncated file?)",
             };
-            invalid(source_name, format!("{what} at line {} column {}", e.line(), e.column()))
+            invalid(
+                source_name,
+                format!("{what} at line {} column {}", e.line(), e.column()),
+            )
         })?;
         from_doc(doc, source_name)
     }
@@ -154,7 +157,10 @@ impl Keyring {
                 .iter()
                 .map(|(v, e)| FileKey {
                     version: *v,
-                    state: self.state(*v).map_or("destroyed", KeyState::as_str).to_owned(),
+                    state: self
+                        .state(*v)
+                        .map_or("destroyed", KeyState::as_str)
+                        .to_owned(),
                     created_at: e.created_at,
                     key: e
                         .material
@@ -189,12 +195,18 @@ impl Keyring {
 
 fn from_doc(doc: FileDoc, source_name: &str) -> Result<Keyring, KeyError> {
     if doc.format != FORMAT_NAME {
-        return Err(invalid(source_name, format!("format is not \"{FORMAT_NAME}\"")));
+        return Err(invalid(
+            source_name,
+            format!("format is not \"{FORMAT_NAME}\""),
+        ));
     }
     if doc.version != FILE_VERSION {
         return Err(invalid(
             source_name,
-            format!("file version {} is not supported (this build reads {FILE_VERSION})", doc.version),
+            format!(
+                "file version {} is not supported (this build reads {FILE_VERSION})",
+                doc.version
+            ),
         ));
     }
     let mut entries = BTreeMap::new();
@@ -202,12 +214,18 @@ fn from_doc(doc: FileDoc, source_name: &str) -> Result<Keyring, KeyError> {
     for key in doc.keys {
         let v = key.version;
         if v.get() == 0 {
-            return Err(invalid(source_name, "key version 0 is not allowed; versions start at 1"));
+            return Err(invalid(
+                source_name,
+                "key version 0 is not allowed; versions start at 1",
+            ));
         }
         let material = match (key.state.as_str(), key.key) {
             ("destroyed", None) => None,
             ("destroyed", Some(_)) => {
-                return Err(invalid(source_name, format!("destroyed key {v} still has key bytes")));
+                return Err(invalid(
+                    source_name,
+                    format!("destroyed key {v} still has key bytes"),
+                ));
             }
             ("primary" | "decrypt-only", Some(text)) => Some(decode_key(&text, v, source_name)?),
             ("primary" | "decrypt-only", None) => {
@@ -216,7 +234,9 @@ fn from_doc(doc: FileDoc, source_name: &str) -> Result<Keyring, KeyError> {
             (other, _) => {
                 return Err(invalid(
                     source_name,
-                    format!("key {v} has unknown state {other:?} (primary, decrypt-only or destroyed)"),
+                    format!(
+                        "key {v} has unknown state {other:?} (primary, decrypt-only or destroyed)"
+                    ),
                 ));
             }
         };
@@ -228,7 +248,10 @@ fn from_doc(doc: FileDoc, source_name: &str) -> Result<Keyring, KeyError> {
             material,
         };
         if entries.insert(v, entry).is_some() {
-            return Err(invalid(source_name, format!("key version {v} appears twice")));
+            return Err(invalid(
+                source_name,
+                format!("key version {v} appears twice"),
+            ));
         }
     }
     let primary = primary.ok_or_else(|| invalid(source_name, "no primary key"))?;
@@ -249,11 +272,12 @@ fn from_doc(doc: FileDoc, source_name: &str) -> Result<Keyring, KeyError> {
 }
 
 fn decode_key(text: &SecretString, v: KeyVersion, source_name: &str) -> Result<Material, KeyError> {
-    let bytes = Zeroizing::new(
-        URL_SAFE_NO_PAD
-            .decode(text.expose_secret())
-            .map_err(|_| invalid(source_name, format!("key {v} is not url-safe base64 without padding")))?,
-    );
+    let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(text.expose_secret()).map_err(|_| {
+        invalid(
+            source_name,
+            format!("key {v} is not url-safe base64 without padding"),
+        )
+    })?);
     let mut raw = Zeroizing::new([0u8; KEY_LEN]);
     if bytes.len() != KEY_LEN {
         return Err(invalid(
@@ -316,7 +340,10 @@ fn create_private(path: &Path) -> std::io::Result<fs::File> {
 
 #[cfg(not(unix))]
 fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(unix)]

@@ -219,7 +219,9 @@ impl Keyring {
 
     /// The state of a version, or `None` if the keyring never had it.
     pub fn state(&self, version: KeyVersion) -> Option<KeyState> {
-        self.entries.get(&version).map(|e| self.state_of(version, e))
+        self.entries
+            .get(&version)
+            .map(|e| self.state_of(version, e))
     }
 
     /// Every version, oldest first, with its state and age. Never key bytes.

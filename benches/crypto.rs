@@ -1,1 +1,150 @@
-fn main() {}
+//! Fernet and sealed-record throughput, next to the peers in the same run.
+//!
+//! Peers: the `fernet` crate with its default OpenSSL backend (this file), the `fernet` crate
+//! with its `rustcrypto` feature (`benches/peers/fernet-rustcrypto`, a separate crate because
+//! cargo unifies the two backends' features in one build), and the raw `aes-gcm` crate.
+//! Compare ratios within one run: machines here are shared and noisy.
+//!
+//! `cargo bench --bench crypto` (add `-- --quick` for a fast pass).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests and benches fail loudly on unexpected errors"
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use credvault::crypto::fernet::Fernet;
+use credvault::crypto::{AeadKey, Context, aead};
+use credvault::{KeyVersion, Keyring};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::Rng as _;
+
+const SIZES: [usize; 4] = [32, 256, 4096, 65536];
+const FIXED_TIME: u64 = 1_763_856_000;
+
+fn fernet_encrypt(c: &mut Criterion) {
+    let key = Fernet::generate_key();
+    let ours = Fernet::new(key.expose_secret()).unwrap();
+    let peer = fernet::Fernet::new(key.expose_secret()).unwrap();
+    let mut g = c.benchmark_group("fernet_encrypt");
+    for size in SIZES {
+        let data = vec![0x5a; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("credvault", size), &data, |b, d| {
+            b.iter(|| ours.encrypt_at_time(black_box(d), FIXED_TIME));
+        });
+        g.bench_with_input(BenchmarkId::new("fernet-openssl", size), &data, |b, d| {
+            b.iter(|| peer.encrypt(black_box(d)));
+        });
+    }
+    g.finish();
+}
+
+fn fernet_decrypt(c: &mut Criterion) {
+    let key = Fernet::generate_key();
+    let ours = Fernet::new(key.expose_secret()).unwrap();
+    let peer = fernet::Fernet::new(key.expose_secret()).unwrap();
+    let mut g = c.benchmark_group("fernet_decrypt");
+    for size in SIZES {
+        let token = ours.encrypt(&vec![0x5a; size]);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("credvault", size), &token, |b, t| {
+            b.iter(|| ours.decrypt(black_box(t)).unwrap());
+        });
+        g.bench_with_input(BenchmarkId::new("fernet-openssl", size), &token, |b, t| {
+            b.iter(|| peer.decrypt(black_box(t)).unwrap());
+        });
+    }
+    g.finish();
+}
+
+fn gcm(c: &mut Criterion) {
+    let ring = Keyring::generate().unwrap();
+    let (key, raw) = AeadKey::generate().unwrap();
+    let raw_key: [u8; 32] = raw.expose_secret().try_into().unwrap();
+    let peer = Aes256Gcm::new(&raw_key.into());
+    let ctx = Context::record("tenant-0001", "oauth_token", "github").unwrap();
+    // The associated data a sealed record feeds GCM (8-byte header, then the context), for
+    // the peer that authenticates the same bytes: the difference is the framing alone.
+    let aad = [&b"cv\x01\x01\x00\x00\x00\x01"[..], ctx.as_bytes()].concat();
+    for (name, open) in [("gcm_seal", false), ("gcm_open", true)] {
+        let mut g = c.benchmark_group(name);
+        for size in SIZES {
+            let data = vec![0x5a; size];
+            g.throughput(Throughput::Bytes(size as u64));
+            if open {
+                let ours = aead::seal(&key, KeyVersion::FIRST, &data, &ctx).unwrap();
+                let in_ring = ring.seal(&data, &ctx).unwrap();
+                let nonce = Nonce::from([7u8; 12]);
+                let theirs = peer.encrypt(&nonce, data.as_slice()).unwrap();
+                g.bench_function(BenchmarkId::new("credvault-aead", size), |b| {
+                    b.iter(|| aead::open(&key, black_box(&ours), &ctx).unwrap());
+                });
+                g.bench_function(BenchmarkId::new("credvault-keyring", size), |b| {
+                    b.iter(|| ring.open(black_box(&in_ring), &ctx).unwrap());
+                });
+                g.bench_function(BenchmarkId::new("aes-gcm", size), |b| {
+                    b.iter(|| peer.decrypt(&nonce, black_box(theirs.as_slice())).unwrap());
+                });
+                let with_aad = peer
+                    .encrypt(
+                        &nonce,
+                        Payload {
+                            msg: &data,
+                            aad: &aad,
+                        },
+                    )
+                    .unwrap();
+                g.bench_function(BenchmarkId::new("aes-gcm-same-aad", size), |b| {
+                    b.iter(|| {
+                        let msg = black_box(with_aad.as_slice());
+                        peer.decrypt(&nonce, Payload { msg, aad: &aad }).unwrap()
+                    });
+                });
+            } else {
+                g.bench_function(BenchmarkId::new("credvault-aead", size), |b| {
+                    b.iter(|| aead::seal(&key, KeyVersion::FIRST, black_box(&data), &ctx).unwrap());
+                });
+                g.bench_function(BenchmarkId::new("credvault-keyring", size), |b| {
+                    b.iter(|| ring.seal(black_box(&data), &ctx).unwrap());
+                });
+                g.bench_function(BenchmarkId::new("aes-gcm", size), |b| {
+                    b.iter(|| {
+                        let mut nonce = [0u8; 12];
+                        rand::rng().fill_bytes(&mut nonce);
+                        peer.encrypt(&Nonce::from(nonce), black_box(data.as_slice()))
+                            .unwrap()
+                    });
+                });
+                g.bench_function(BenchmarkId::new("aes-gcm-same-aad", size), |b| {
+                    b.iter(|| {
+                        let mut nonce = [0u8; 12];
+                        rand::rng().fill_bytes(&mut nonce);
+                        let msg = black_box(data.as_slice());
+                        peer.encrypt(&Nonce::from(nonce), Payload { msg, aad: &aad })
+                            .unwrap()
+                    });
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = fernet_encrypt, fernet_decrypt, gcm
+}
+criterion_main!(benches);

@@ -4,6 +4,8 @@
 
 pub mod crypto;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 pub mod keys;
 pub mod secret;

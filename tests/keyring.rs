@@ -1,6 +1,11 @@
 //! The keyring as a user sees it: rotation, destruction, the minimum decryption version, and
 //! the key file (atomic save, permissions, corrupt files).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests and benches fail loudly on unexpected errors"
+)]
+
 use credvault::KeyVersion;
 use credvault::crypto::{Context, CryptoError};
 use credvault::keys::{KeyError, KeyState, Keyring};

@@ -484,7 +484,7 @@ fn decode_token(token: &[u8]) -> Result<Vec<u8>, InvalidToken> {
         .decode(token.trim_ascii())
         .map_err(|_| malformed())?;
     if raw.len() < MIN_TOKEN_LEN
-        || (raw.len() - HEADER_LEN - HMAC_LEN) % BLOCK_LEN != 0
+        || !(raw.len() - HEADER_LEN - HMAC_LEN).is_multiple_of(BLOCK_LEN)
         || raw[0] != VERSION
     {
         return Err(malformed());

@@ -2,7 +2,7 @@
 //!
 //! A [`Keyring`] holds numbered key versions (primary, decrypt-only, destroyed), seals with
 //! its primary and opens with the version a record names. It loads from and saves to a key
-//! file or an environment variable ([`file`]). [`KeyProvider`] is the seam for the
+//! file or an environment variable ([`file`](mod@file)). [`KeyProvider`] is the seam for the
 //! key-encryption key: the local keyring today, an HSM or cloud KMS later. The only I/O here is
 //! reading and writing the key file.
 

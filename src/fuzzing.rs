@@ -1,0 +1,101 @@
+//! Entry points for the fuzz targets in `fuzz/`: each decoder, with an assertion about what it
+//! returns. Not part of the public API (hidden, unstable); here so that the targets stay
+//! one-liners and cannot drift from the crate.
+
+use crate::crypto::fernet::{Fernet, InvalidTokenReason, MAX_CLOCK_SKEW};
+use crate::crypto::{Context, format};
+use crate::keys::Keyring;
+
+/// The fixed Fernet key of the fuzz targets: 32 bytes of 0x07.
+pub const FERNET_KEY: [u8; 32] = [7; 32];
+
+/// The fixed keyring of the sealed-record targets: version 1 = 32 bytes of 0x07 (primary).
+pub const KEYRING_JSON: &str = r#"{"format":"credvault-keyring","version":1,"min_decryption_version":1,"keys":[{"version":1,"state":"primary","created_at":0,"key":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}]}"#;
+
+/// Arbitrary bytes as a Fernet token. A token that decrypts must re-encrypt, with its own
+/// timestamp and IV, to exactly the same text (the decoder accepts only canonical tokens).
+pub fn fernet_decrypt(data: &[u8]) {
+    let f = Fernet::from_key_bytes(&FERNET_KEY);
+    let _ = f.decrypt_at_time(data, 60, 1_000_000);
+    let _ = f.extract_timestamp(data);
+    if let Ok(plain) = f.decrypt(data) {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE
+            .decode(data.trim_ascii())
+            .unwrap_or_default();
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&raw[1..9]);
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&raw[9..25]);
+        let again = f.danger_encrypt_with_iv(plain.expose_secret(), u64::from_be_bytes(ts), iv);
+        assert_eq!(again.as_bytes(), data.trim_ascii());
+    }
+}
+
+/// Structured input: timestamp, TTL and now (u64 BE each), then plaintext. The token must
+/// round-trip, and the time decision must match Python's rule computed without overflow.
+pub fn fernet_time(data: &[u8]) {
+    if data.len() < 24 {
+        return;
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&data[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    };
+    let (ts, ttl, now) = (word(0), word(1), word(2));
+    let f = Fernet::from_key_bytes(&FERNET_KEY);
+    let token = f.encrypt_at_time(&data[24..], ts);
+    let expired = u128::from(ts) + u128::from(ttl) < u128::from(now);
+    let future = u128::from(now) + u128::from(MAX_CLOCK_SKEW) < u128::from(ts);
+    match f.decrypt_at_time(&token, ttl, now) {
+        Ok(plain) => {
+            assert!(!expired && !future);
+            assert_eq!(plain.expose_secret(), &data[24..]);
+        }
+        Err(e) if expired => assert_eq!(e.reason(), InvalidTokenReason::Expired),
+        Err(e) => {
+            assert!(future);
+            assert_eq!(e.reason(), InvalidTokenReason::FromTheFuture);
+        }
+    }
+}
+
+/// Arbitrary bytes as a sealed record. Whatever parses must re-serialise to the same header.
+pub fn sealed_open(data: &[u8]) {
+    let Ok(ring) = Keyring::from_json(KEYRING_JSON, "fuzz") else {
+        unreachable!("fixed keyring parses")
+    };
+    let Ok(ctx) = Context::record("acme", "oauth_token", "github") else {
+        unreachable!("short context")
+    };
+    let _ = ring.open(data, &ctx);
+    if let Ok(sealed) = format::parse(data) {
+        assert_eq!(&sealed.header.to_bytes()[..], &data[..format::PREFIX_LEN]);
+        assert_eq!(sealed.ciphertext.len() + format::OVERHEAD, data.len());
+    }
+}
+
+/// Arbitrary text as a `cv1.` record: what decodes must encode back to the same text.
+pub fn sealed_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(bytes) = format::from_text(text) {
+        assert_eq!(format::to_text(&bytes), text.trim_ascii());
+    }
+}
+
+/// Arbitrary text as a key file: what loads must save and load back to the same keyring.
+pub fn key_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(ring) = Keyring::from_json(text, "fuzz") {
+        let json = ring.to_json();
+        let Ok(again) = Keyring::from_json(json.expose_secret(), "fuzz") else {
+            panic!("a saved keyring must load")
+        };
+        assert!(ring.infos().eq(again.infos()));
+    }
+}

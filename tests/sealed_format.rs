@@ -8,6 +8,11 @@
 //! Python is pasted above each constant so the vector can be re-derived; the tests themselves
 //! do not need Python.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests and benches fail loudly on unexpected errors"
+)]
+
 mod common;
 
 use credvault::KeyVersion;
@@ -16,20 +21,20 @@ use credvault::crypto::{AeadKey, Context, CryptoError, aead};
 
 /// Key bytes 0x00..=0x1f.
 fn kat_key() -> AeadKey {
-    let raw: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+    let raw: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).expect("< 256"));
     AeadKey::from_bytes(&raw)
 }
 
 /// Nonce bytes 0xa0..=0xab.
 fn kat_nonce() -> [u8; 12] {
-    core::array::from_fn(|i| 0xa0 + u8::try_from(i).unwrap())
+    core::array::from_fn(|i| 0xa0 + u8::try_from(i).expect("< 256"))
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    assert_eq!(s.len() % 2, 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
         .collect()
 }
 
@@ -69,11 +74,11 @@ const EMPTY_BLOB: &str = "6376010100000007a0a1a2a3a4a5a6a7a8a9aaababe5d383d6c49f
 const LONG_CONTEXT_BLOB: &str = "6376010101020304a0a1a2a3a4a5a6a7a8a9aaabe6197e2e41ce04b86a6c8dd80b77ced160bd4b0386a2547b84173c9d63b66b1ef25765dc8b07751a99f2dfaf814ab6aa6ea29d8f24701aa5";
 
 fn hello_context() -> Context {
-    Context::record("acme", "oauth_token", "github").unwrap()
+    Context::record("acme", "oauth_token", "github").expect("short context")
 }
 
 fn long_context() -> Context {
-    Context::record("acme", "oauth_token", &"n".repeat(300)).unwrap()
+    Context::record("acme", "oauth_token", &"n".repeat(300)).expect("short context")
 }
 
 fn long_plaintext() -> Vec<u8> {

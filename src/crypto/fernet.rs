@@ -26,7 +26,7 @@ use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, InnerIvInit as _
 use hmac::{Hmac, Mac as _};
 use rand::Rng as _;
 use sha2::Sha256;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::secret::{SecretBytes, SecretString};
 
@@ -296,15 +296,13 @@ impl Fernet {
         token: &[u8],
         time: Option<(u64, u64)>,
     ) -> Result<(u64, SecretBytes), InvalidToken> {
-        let mut raw = decode_token(token)?;
+        let raw = decode_token(token)?;
         self.verify_hmac(&raw)?;
         let timestamp = timestamp_of(&raw);
         if let Some((ttl, current_time)) = time {
             check_time(timestamp, ttl, current_time)?;
         }
-        let plaintext = self.decrypt_verified(&mut raw);
-        raw.zeroize();
-        plaintext.map(|p| (timestamp, p))
+        self.decrypt_verified(&raw).map(|p| (timestamp, p))
     }
 
     /// Spec step 4 and 5: recompute the HMAC and compare in constant time.
@@ -316,15 +314,19 @@ impl Fernet {
             .map_err(|_| InvalidToken::new(InvalidTokenReason::Unauthenticated))
     }
 
-    /// Spec steps 6 and 7, on a token whose HMAC verified. Decrypts in place.
-    fn decrypt_verified(&self, raw: &mut [u8]) -> Result<SecretBytes, InvalidToken> {
+    /// Spec steps 6 and 7, on a token whose HMAC verified. The plaintext is written straight
+    /// into the secret's own buffer, never into the token buffer.
+    fn decrypt_verified(&self, raw: &[u8]) -> Result<SecretBytes, InvalidToken> {
         let iv = aes::cipher::Iv::<cbc::Decryptor<Aes128Dec>>::try_from(&raw[9..HEADER_LEN])
             .map_err(|_| InvalidToken::new(InvalidTokenReason::Malformed))?;
-        let body_end = raw.len() - HMAC_LEN;
-        let plaintext = cbc::Decryptor::inner_iv_init(self.dec.clone(), &iv)
-            .decrypt_padded::<Pkcs7>(&mut raw[HEADER_LEN..body_end])
-            .map_err(|_| InvalidToken::new(InvalidTokenReason::BadPadding))?;
-        Ok(SecretBytes::copy_from_slice(plaintext))
+        let ciphertext = &raw[HEADER_LEN..raw.len() - HMAC_LEN];
+        let mut out = SecretBytes::new(vec![0u8; ciphertext.len()]);
+        let plain_len = cbc::Decryptor::inner_iv_init(self.dec.clone(), &iv)
+            .decrypt_padded_b2b::<Pkcs7>(ciphertext, out.expose_secret_mut())
+            .map_err(|_| InvalidToken::new(InvalidTokenReason::BadPadding))?
+            .len();
+        out.truncate(plain_len);
+        Ok(out)
     }
 }
 
@@ -461,7 +463,7 @@ impl MultiFernet {
         token: &[u8],
         time: Option<(u64, u64)>,
     ) -> Result<(u64, SecretBytes), InvalidToken> {
-        let mut raw = decode_token(token)?;
+        let raw = decode_token(token)?;
         let key = self
             .keys
             .iter()
@@ -471,9 +473,7 @@ impl MultiFernet {
         if let Some((ttl, current_time)) = time {
             check_time(timestamp, ttl, current_time)?;
         }
-        let plaintext = key.decrypt_verified(&mut raw);
-        raw.zeroize();
-        plaintext.map(|p| (timestamp, p))
+        key.decrypt_verified(&raw).map(|p| (timestamp, p))
     }
 }
 

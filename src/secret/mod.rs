@@ -1,5 +1,9 @@
 //! Layer 1 of DESIGN.md: secret values.
 //!
+//! `SecretString` is `secrecy`'s boxed string; `SecretBytes` is a `zeroize::Zeroizing` vector,
+//! so that a decrypted payload can be handed over without a copy and still have its whole
+//! allocation zeroed.
+//!
 //! [`SecretBytes`] and [`SecretString`] hold key material and decrypted credentials. They are
 //! zeroed when dropped, print `[REDACTED]` under `Debug`, have no `Display`, compare in
 //! constant time, and hand out their contents only through an explicit `expose_secret` call.
@@ -10,7 +14,7 @@ use std::fmt;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq as _;
-use zeroize::Zeroize as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// Secret bytes: key material or a decrypted payload.
 ///
@@ -24,12 +28,13 @@ use zeroize::Zeroize as _;
 /// assert_eq!(key.expose_secret(), &[1, 2, 3]);
 /// ```
 #[derive(Clone, Default)]
-pub struct SecretBytes(secrecy::SecretSlice<u8>);
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {
-    /// Takes ownership of `bytes`; they are zeroed when the value is dropped.
+    /// Takes ownership of `bytes`; they are zeroed when the value is dropped (the whole
+    /// allocation, spare capacity included).
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes.into())
+        Self(Zeroizing::new(bytes))
     }
 
     /// Copies `bytes` into a new secret. The caller still owns (and should zeroize) the source.
@@ -39,7 +44,7 @@ impl SecretBytes {
 
     /// The secret bytes. Every call is a place where a secret leaves its box: keep it short.
     pub fn expose_secret(&self) -> &[u8] {
-        self.0.expose_secret()
+        &self.0
     }
 
     /// Number of bytes held.
@@ -52,14 +57,23 @@ impl SecretBytes {
         self.len() == 0
     }
 
+    /// The bytes, writable: for the crate's decryptors, which write plaintext in place.
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// Shortens to `len` bytes; the rest stays in the allocation and is zeroed on drop.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
     /// Interprets the bytes as UTF-8 and turns them into a [`SecretString`].
     ///
     /// # Errors
     ///
     /// [`NotUtf8`] if the bytes are not valid UTF-8; the bytes are zeroed either way.
-    pub fn into_secret_string(self) -> Result<SecretString, NotUtf8> {
-        let mut bytes = self.expose_secret().to_vec();
-        match String::from_utf8(std::mem::take(&mut bytes)) {
+    pub fn into_secret_string(mut self) -> Result<SecretString, NotUtf8> {
+        match String::from_utf8(std::mem::take(&mut *self.0)) {
             Ok(text) => Ok(SecretString::new(text)),
             Err(err) => {
                 err.into_bytes().zeroize();
@@ -92,7 +106,7 @@ impl Eq for SecretBytes {}
 
 impl secrecy::ExposeSecret<[u8]> for SecretBytes {
     fn expose_secret(&self) -> &[u8] {
-        self.0.expose_secret()
+        &self.0
     }
 }
 

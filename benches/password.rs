@@ -1,0 +1,2 @@
+//! Password benches (in progress).
+fn main() {}

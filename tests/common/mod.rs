@@ -5,7 +5,11 @@
 //! `CREDVAULT_REQUIRE_INTEROP=1` (set by `.ci/run`) a missing package fails the test instead,
 //! so CI can never pass by skipping.
 
-#![allow(dead_code, unreachable_pub, reason = "each test binary uses a different subset")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses a different subset"
+)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

@@ -79,7 +79,7 @@ pub(crate) fn encode_pbkdf2(h: &Pbkdf2Hash) -> String {
 
 /// Writes `bcrypt$<bcrypt string>`.
 pub(crate) fn encode_bcrypt(bcrypt_string: &str) -> String {
-    format!("bcrypt{bcrypt_string}")
+    format!("bcrypt${bcrypt_string}")
 }
 
 /// Writes `argon2<PHC string>`.

@@ -18,7 +18,10 @@ fn python(mode: &str, request: &serde_json::Value) -> serde_json::Value {
     serde_json::from_slice(&out).expect("python printed json")
 }
 
-#[allow(clippy::unwrap_used, reason = "test helper: a refused scheme is a test bug")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test helper: a refused scheme is a test bug"
+)]
 fn weak(scheme: Scheme) -> PasswordPolicy {
     PasswordPolicy::allow_weak_parameters_for_tests(scheme).unwrap()
 }

@@ -145,7 +145,6 @@ pub enum HashEncoding {
 /// [`PasswordError::ExcessiveCost`](super::PasswordError::ExcessiveCost) before any work is done, so a forged row cannot make a
 /// login spend minutes or gigabytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct CostLimits {
     /// Highest bcrypt cost (default 16: ~20 s here).
     pub max_bcrypt_cost: u32,

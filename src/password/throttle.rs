@@ -72,7 +72,6 @@ pub trait LoginThrottle {
 
 /// Thresholds and durations of a throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ThrottleConfig {
     /// Failures of one (account, address) pair inside `window` that lock it (default 5).
     pub max_failures: u32,

@@ -4,6 +4,7 @@
 use crate::crypto::CryptoError;
 use crate::crypto::fernet::{EmptyKeyList, FernetKeyError, InvalidToken};
 use crate::keys::KeyError;
+use crate::password::PasswordError;
 
 /// Any credvault error. Messages name ids, versions, lengths and paths, never secret bytes.
 ///
@@ -37,4 +38,7 @@ pub enum Error {
     /// A keyring, key file or key provider error.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A password could not be hashed or a stored hash could not be read.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
 }

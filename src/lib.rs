@@ -8,9 +8,11 @@ mod error;
 pub mod fuzzing;
 mod ids;
 pub mod keys;
+pub mod password;
 pub mod secret;
 
 pub use error::Error;
 pub use ids::KeyVersion;
 pub use keys::{KeyProvider, Keyring};
+pub use password::{PasswordError, PasswordPolicy, Verification};
 pub use secret::{SecretBytes, SecretString};

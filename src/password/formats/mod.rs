@@ -1,0 +1,234 @@
+//! Hash strings: parse what others wrote, write what we hash. Nothing here computes a hash.
+//!
+//! One module per family of foreign formats, as RustCrypto's `pbkdf2` keeps `mcf.rs` and
+//! `phc.rs` apart. Parsers check syntax and structural limits (salt and digest lengths);
+//! the policy checks costs against its caps afterwards.
+
+pub(crate) mod bcrypt;
+pub(crate) mod django;
+pub(crate) mod passlib;
+pub(crate) mod phc;
+
+use crate::password::PasswordPolicy;
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::error::PasswordError;
+
+/// Longest salt we read from a stored hash, in bytes (frameworks write 16-22).
+pub(crate) const MAX_SALT_LEN: usize = 128;
+/// Longest digest we read from a stored hash, in bytes (PBKDF2-SHA512 writes 64).
+pub(crate) const MAX_DIGEST_LEN: usize = 128;
+/// Shortest digest we accept: argon2-cffi allows 4 bytes, so do we (argon2's own minimum).
+pub(crate) const MIN_DIGEST_LEN: usize = 4;
+/// Longest hash string we look at; longer input is refused before any parsing.
+pub(crate) const MAX_HASH_LEN: usize = 1024;
+
+/// A stored hash, parsed: everything needed to recompute it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ParsedHash {
+    /// bcrypt, possibly over a pre-hash of the password.
+    Bcrypt(BcryptHash),
+    /// PBKDF2-HMAC with SHA-1, SHA-256 or SHA-512.
+    Pbkdf2(Pbkdf2Hash),
+    /// argon2d, argon2i or argon2id.
+    Argon2(Argon2Hash),
+}
+
+/// How the password is turned into the bcrypt key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BcryptPrehash {
+    /// The password itself (truncated at 72 bytes, as every bcrypt library does).
+    None,
+    /// Django's `bcrypt_sha256$`: hex of SHA-256 of the password.
+    DjangoSha256Hex,
+    /// passlib's `$bcrypt-sha256$` v1: standard base64 of SHA-256 of the password.
+    PasslibSha256V1,
+    /// passlib's `$bcrypt-sha256$v=2`: standard base64 of HMAC-SHA256 keyed by the salt text.
+    PasslibSha256V2 {
+        /// The 22-character salt, as written (the HMAC key).
+        salt_text: String,
+    },
+}
+
+/// A parsed bcrypt hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BcryptHash {
+    /// Pre-hash applied to the password.
+    pub(crate) prehash: BcryptPrehash,
+    /// log2 of the number of rounds.
+    pub(crate) cost: u32,
+    /// The 16-byte salt.
+    pub(crate) salt: [u8; 16],
+    /// The first 23 bytes of bcrypt's 24-byte output (all that the format keeps).
+    pub(crate) digest: [u8; 23],
+}
+
+/// The HMAC hash function of a PBKDF2 hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prf {
+    /// HMAC-SHA1 (Django's `pbkdf2_sha1`, passlib's `$pbkdf2$`).
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// A parsed PBKDF2 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pbkdf2Hash {
+    /// The PRF.
+    pub(crate) prf: Prf,
+    /// Iteration count.
+    pub(crate) iterations: u32,
+    /// Salt bytes as fed to PBKDF2.
+    pub(crate) salt: Vec<u8>,
+    /// Expected output.
+    pub(crate) digest: Vec<u8>,
+}
+
+/// Which argon2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Argon2Variant {
+    /// argon2d.
+    D,
+    /// argon2i.
+    I,
+    /// argon2id.
+    Id,
+}
+
+/// A parsed argon2 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Argon2Hash {
+    /// Variant.
+    pub(crate) variant: Argon2Variant,
+    /// 0x10 or 0x13.
+    pub(crate) version: u32,
+    /// Memory in KiB.
+    pub(crate) m_cost: u32,
+    /// Passes.
+    pub(crate) t_cost: u32,
+    /// Lanes.
+    pub(crate) p_cost: u32,
+    /// Salt bytes.
+    pub(crate) salt: Vec<u8>,
+    /// Expected output.
+    pub(crate) digest: Vec<u8>,
+}
+
+/// Parses any supported hash string. Checks syntax and lengths, not costs.
+pub(crate) fn parse(hash: &str) -> Result<ParsedHash, PasswordError> {
+    if hash.len() > MAX_HASH_LEN {
+        return Err(PasswordError::MalformedHash {
+            format: "password",
+            problem: "hash string is too long",
+        });
+    }
+    if hash.starts_with("$2") {
+        return bcrypt::parse(hash, BcryptPrehash::None).map(ParsedHash::Bcrypt);
+    }
+    if hash.starts_with("$argon2") {
+        return phc::parse_argon2(hash).map(ParsedHash::Argon2);
+    }
+    if hash.starts_with("$bcrypt-sha256$") {
+        return passlib::parse_bcrypt_sha256(hash).map(ParsedHash::Bcrypt);
+    }
+    if hash.starts_with("$pbkdf2") {
+        return if phc::is_phc_pbkdf2(hash) {
+            phc::parse_pbkdf2(hash)
+        } else {
+            passlib::parse_pbkdf2(hash)
+        }
+        .map(ParsedHash::Pbkdf2);
+    }
+    if let Some(parsed) = django::parse(hash) {
+        return parsed;
+    }
+    Err(PasswordError::UnknownFormat)
+}
+
+/// The fuzz target's body: parse; if it parses, the policy's checks must not panic either,
+/// and the re-encoded standard form must parse back to the same hash.
+pub(crate) fn fuzz_round_trip(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = parse(text) else { return };
+    let _ = PasswordPolicy::default().needs_rehash(text);
+    let reencoded = match &parsed {
+        ParsedHash::Bcrypt(h) if h.prehash == BcryptPrehash::None => {
+            bcrypt::encode(h.cost, &h.salt, &h.digest)
+        }
+        ParsedHash::Pbkdf2(h) => phc::encode_pbkdf2(h),
+        ParsedHash::Argon2(h) => phc::encode_argon2(h),
+        ParsedHash::Bcrypt(_) => return,
+    };
+    assert_eq!(
+        parse(&reencoded).as_ref(),
+        Ok(&parsed),
+        "re-encoded hash parses differently"
+    );
+}
+
+/// A decimal number as hash formats write them: 1-10 ASCII digits, fitting a `u32`.
+pub(crate) fn parse_decimal(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// PHC's "B64": standard alphabet, no padding (trailing bits tolerated on input).
+pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes B64 with length bounds; `what` names the field in the error.
+pub(crate) fn decode_b64_field(
+    engine: &GeneralPurpose,
+    text: &str,
+    format: &'static str,
+    what: &'static str,
+    (min, max): (usize, usize),
+) -> Result<Vec<u8>, PasswordError> {
+    let bytes = engine
+        .decode(text)
+        .map_err(|_| PasswordError::MalformedHash {
+            format,
+            problem: what,
+        })?;
+    if bytes.len() < min || bytes.len() > max {
+        return Err(PasswordError::MalformedHash {
+            format,
+            problem: what,
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_prefix_is_unknown_format() {
+        for s in ["", "plain", "$1$abc$def", "md5$x$y", "$", "$$$"] {
+            assert_eq!(parse(s), Err(PasswordError::UnknownFormat), "{s}");
+        }
+    }
+
+    #[test]
+    fn decimal_parsing_rejects_signs_and_overflow() {
+        assert_eq!(parse_decimal("12"), Some(12));
+        assert_eq!(parse_decimal("+12"), None);
+        assert_eq!(parse_decimal(""), None);
+        assert_eq!(parse_decimal("4294967296"), None);
+    }
+}

@@ -1,0 +1,350 @@
+//! Login throttling and lockout: after `max_failures` failures inside `window`, a key is
+//! locked for a backoff that doubles with each lockout, up to `max_lockout`.
+//!
+//! Two keys are counted for each attempt, following django-axes' lessons:
+//! - the pair (account, client address), so an attacker elsewhere cannot lock a real user
+//!   out by failing on purpose; an empty account name is never counted (it would lock out
+//!   everyone who leaves the field blank);
+//! - the client address alone, with a higher threshold, against password spraying across
+//!   accounts. IPv6 addresses count per /64, the block one client usually holds.
+//!
+//! A success resets the (account, address) pair, not the address (an attacker who owns one
+//! account must not be able to clear the address counter by logging in to it).
+//!
+//! Time comes in as a parameter (`now`), so tests are deterministic and a shared store can
+//! use one clock. [`InMemoryThrottle`] counts in one process, in bounded memory; a cluster
+//! of servers needs a shared implementation of [`LoginThrottle`] (an SQL one is planned).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+/// Whether a login attempt may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Decision {
+    /// Go ahead and verify the password.
+    Allow,
+    /// Refuse without verifying; tell the client to retry after this long.
+    Deny {
+        /// Time until the lockout ends.
+        retry_after: Duration,
+    },
+}
+
+/// A store of login failures. Implemented in memory by [`InMemoryThrottle`]; designed so an
+/// SQL-backed store can implement it too: methods are async (the in-memory one completes
+/// at once), take `now` from the caller, and may fail with the store's own error.
+///
+/// Use: `check` before verifying the password (skip the verify on `Deny`), then
+/// `record_failure` or `record_success` with the outcome.
+pub trait LoginThrottle {
+    /// The store's error (`Infallible` in memory).
+    type Error;
+
+    /// Whether an attempt on `account` from `address` may go ahead at `now`.
+    fn check(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
+
+    /// Counts a failed attempt; answers `Deny` if this failure starts a lockout.
+    fn record_failure(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
+
+    /// Counts a successful login: clears the (account, address) failures and lockouts.
+    fn record_success(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Thresholds and durations of a throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures of one (account, address) pair inside `window` that lock it (default 5).
+    pub max_failures: u32,
+    /// Failures from one address, any accounts, inside `window` that lock it (default 100).
+    pub max_failures_per_address: u32,
+    /// The counting window (default 15 minutes).
+    pub window: Duration,
+    /// The first lockout (default 1 minute); each further lockout doubles it.
+    pub base_lockout: Duration,
+    /// The longest lockout (default 1 hour).
+    pub max_lockout: Duration,
+    /// Most keys kept in memory (default 100 000); beyond it, idle keys and then the
+    /// least recently seen are evicted.
+    pub capacity: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            max_failures_per_address: 100,
+            window: Duration::from_secs(15 * 60),
+            base_lockout: Duration::from_secs(60),
+            max_lockout: Duration::from_secs(60 * 60),
+            capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pair(String, IpAddr),
+    Address(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    window_start: SystemTime,
+    lockouts: u32,
+    locked_until: Option<SystemTime>,
+    last_seen: SystemTime,
+}
+
+/// An in-process [`LoginThrottle`] in bounded memory. Counts are per process: behind a load
+/// balancer, each server counts separately (an attacker gets `servers x max_failures`).
+///
+/// Evicting under memory pressure forgets counts; an attacker who fills the table from many
+/// addresses can shorten lockouts. Locked keys are evicted last.
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::time::{Duration, SystemTime};
+/// use credvault::password::{Decision, InMemoryThrottle, ThrottleConfig};
+///
+/// let throttle = InMemoryThrottle::new(ThrottleConfig::default());
+/// let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+/// for _ in 0..4 {
+///     assert_eq!(throttle.record_failure_at("alice", ip, now), Decision::Allow);
+/// }
+/// assert!(matches!(throttle.record_failure_at("alice", ip, now), Decision::Deny { .. }));
+/// assert!(matches!(throttle.check_at("alice", ip, now), Decision::Deny { .. }));
+/// assert_eq!(throttle.check_at("alice", ip, now + Duration::from_secs(61)), Decision::Allow);
+/// ```
+#[derive(Debug)]
+pub struct InMemoryThrottle {
+    config: ThrottleConfig,
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+impl InMemoryThrottle {
+    /// An empty throttle.
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Number of keys held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`LoginThrottle::check`], synchronously.
+    pub fn check_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
+        let entries = self.lock();
+        let longest = keys(account, address)
+            .iter()
+            .filter_map(|key| entries.get(key))
+            .filter_map(|entry| remaining(entry, now))
+            .max();
+        longest.map_or(Decision::Allow, |retry_after| Decision::Deny {
+            retry_after,
+        })
+    }
+
+    /// [`LoginThrottle::record_failure`], synchronously.
+    pub fn record_failure_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
+        let mut entries = self.lock();
+        let mut longest = None;
+        for key in keys(account, address) {
+            let threshold = match key {
+                Key::Pair(..) => self.config.max_failures,
+                Key::Address(_) => self.config.max_failures_per_address,
+            };
+            if !entries.contains_key(&key) {
+                self.make_room(&mut entries, now);
+            }
+            let entry = entries.entry(key).or_insert(Entry {
+                failures: 0,
+                window_start: now,
+                lockouts: 0,
+                locked_until: None,
+                last_seen: now,
+            });
+            if let Some(wait) = self.count_failure(entry, threshold, now) {
+                longest = longest.max(Some(wait));
+            }
+        }
+        longest.map_or(Decision::Allow, |retry_after| Decision::Deny {
+            retry_after,
+        })
+    }
+
+    /// [`LoginThrottle::record_success`], synchronously.
+    pub fn record_success_at(&self, account: &str, address: IpAddr, _now: SystemTime) {
+        if !account.is_empty() {
+            self.lock().remove(&Key::Pair(account.to_owned(), address));
+        }
+    }
+
+    /// Counts one failure; returns the lockout it is under, if any.
+    fn count_failure(
+        &self,
+        entry: &mut Entry,
+        threshold: u32,
+        now: SystemTime,
+    ) -> Option<Duration> {
+        entry.last_seen = now;
+        if let Some(wait) = remaining(entry, now) {
+            return Some(wait);
+        }
+        if elapsed(entry.window_start, now) > self.config.window {
+            entry.failures = 0;
+            entry.window_start = now;
+        }
+        if entry
+            .locked_until
+            .is_some_and(|until| elapsed(until, now) > self.config.max_lockout + self.config.window)
+        {
+            // Quiet since long after the last lockout: start the backoff over.
+            entry.lockouts = 0;
+            entry.locked_until = None;
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        if entry.failures < threshold.max(1) {
+            return None;
+        }
+        entry.lockouts = entry.lockouts.saturating_add(1);
+        entry.failures = 0;
+        entry.window_start = now;
+        let wait = self.backoff(entry.lockouts);
+        entry.locked_until = now.checked_add(wait);
+        Some(wait)
+    }
+
+    /// `base_lockout x 2^(lockouts - 1)`, capped at `max_lockout`.
+    fn backoff(&self, lockouts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(lockouts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.config
+            .base_lockout
+            .saturating_mul(factor)
+            .min(self.config.max_lockout)
+    }
+
+    /// Keeps the table under `capacity`: drops idle keys, then the least recently seen.
+    fn make_room(&self, entries: &mut HashMap<Key, Entry>, now: SystemTime) {
+        if entries.len() < self.config.capacity.max(1) {
+            return;
+        }
+        let idle_after = self.config.window.max(self.config.max_lockout);
+        entries
+            .retain(|_, e| remaining(e, now).is_some() || elapsed(e.last_seen, now) <= idle_after);
+        if entries.len() < self.config.capacity.max(1) {
+            return;
+        }
+        // Still full: evict the oldest tenth, unlocked keys first.
+        let mut by_age: Vec<(bool, SystemTime, Key)> = entries
+            .iter()
+            .map(|(k, e)| (remaining(e, now).is_some(), e.last_seen, k.clone()))
+            .collect();
+        by_age.sort_by_key(|a| (a.0, a.1));
+        let evict = (entries.len() / 10).max(1);
+        for (_, _, key) in by_age.into_iter().take(evict) {
+            entries.remove(&key);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        // A panic while holding the lock leaves counts that are still meaningful.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl LoginThrottle for InMemoryThrottle {
+    type Error = Infallible;
+
+    async fn check(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, Infallible> {
+        Ok(self.check_at(account, address, now))
+    }
+
+    async fn record_failure(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, Infallible> {
+        Ok(self.record_failure_at(account, address, now))
+    }
+
+    async fn record_success(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), Infallible> {
+        self.record_success_at(account, address, now);
+        Ok(())
+    }
+}
+
+/// The keys an attempt counts against: the pair (unless the account is empty) and the
+/// address (IPv6 reduced to its /64).
+fn keys(account: &str, address: IpAddr) -> Vec<Key> {
+    let mut keys = Vec::with_capacity(2);
+    if !account.is_empty() {
+        keys.push(Key::Pair(account.to_owned(), address));
+    }
+    keys.push(Key::Address(address_block(address)));
+    keys
+}
+
+fn address_block(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
+}
+
+/// Time left in the entry's lockout at `now`, if it is locked.
+fn remaining(entry: &Entry, now: SystemTime) -> Option<Duration> {
+    let until = entry.locked_until?;
+    until.duration_since(now).ok().filter(|d| !d.is_zero())
+}
+
+/// `now - earlier`, or zero if the clock went backwards.
+fn elapsed(earlier: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(earlier).unwrap_or_default()
+}

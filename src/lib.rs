@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod crypto;
 mod error;
 #[doc(hidden)]
@@ -12,7 +13,7 @@ pub mod password;
 pub mod secret;
 
 pub use error::Error;
-pub use ids::KeyVersion;
+pub use ids::{IdError, KeyVersion, RecordKind, RecordName, TenantId};
 pub use keys::{KeyProvider, Keyring};
 pub use password::{PasswordError, PasswordPolicy, Verification};
 pub use secret::{SecretBytes, SecretString};

@@ -1,0 +1,296 @@
+//! Layer 6 of DESIGN.md: where sealed records live.
+//!
+//! A [`Backend`] stores tenants (with their wrapped data key), sealed records with their clear
+//! metadata, and the audit log. It sees only ciphertext and non-secret metadata: it never
+//! holds a key and never decrypts. Every change commits together with its audit rows, in one
+//! transaction. Implementations: [`MemoryBackend`], `SqliteBackend` (feature `sqlite`) and
+//! `PgBackend` (feature `postgres`), all passing the same conformance suite.
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use memory::MemoryBackend;
+
+use crate::{KeyVersion, RecordKind, RecordName, TenantId};
+
+/// The schema version this build writes and reads (`credvault_schema`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
+/// object-safe (`Arc<dyn Backend>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a record lives: tenant, kind, name (the primary key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKey {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The kind.
+    pub kind: RecordKind,
+    /// The name.
+    pub name: RecordName,
+}
+
+/// A tenant's row: its wrapped data key and deletion state. No secret in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The data key, sealed under the key-encryption key (sealed-record format).
+    pub wrapped_dek: Vec<u8>,
+    /// The data key's version.
+    pub dek_version: KeyVersion,
+    /// The key-encryption key's version that wrapped it.
+    pub kek_version: KeyVersion,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// When deletion was requested (start of the grace period), if it was.
+    pub deleted_at: Option<i64>,
+    /// When the purge job may destroy the tenant, if deletion was requested.
+    pub purge_after: Option<i64>,
+}
+
+/// A record's row: the sealed payload and its clear metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Where it lives.
+    pub key: RecordKey,
+    /// Incremented on every change; the compare-and-swap token.
+    pub version: i64,
+    /// The sealed payload (sealed-record format, bound to the key as context).
+    pub sealed: Vec<u8>,
+    /// The data key version that sealed it.
+    pub dek_version: KeyVersion,
+    /// The key-encryption key version of the tenant's data key when it was sealed.
+    pub kek_version: KeyVersion,
+    /// Non-secret metadata, JSON text (provider, account name, scopes...).
+    pub metadata: String,
+    /// The provider the record belongs to, if any (what `disconnect` matches).
+    pub provider: Option<String>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+    /// When the credential itself expires (an access token's expiry), if known.
+    pub expires_at: Option<i64>,
+    /// When the purge job deletes the record (retention of derived data), if set.
+    pub purge_after: Option<i64>,
+    /// Until when a refresh is in progress elsewhere (a lease taken by compare-and-swap).
+    pub lease_until: Option<i64>,
+}
+
+/// One line of the audit log. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// When, Unix seconds.
+    pub at: i64,
+    /// The tenant, if the event concerns one.
+    pub tenant: Option<TenantId>,
+    /// The record kind, if the event concerns a record.
+    pub kind: Option<String>,
+    /// The record name, if the event concerns a record.
+    pub name: Option<String>,
+    /// What happened: `put`, `get`, `update`, `delete`, `disconnect`, `revoke`, `export`,
+    /// `purge`, `tenant_delete`, `tenant_restore`, `refresh`, ...
+    pub action: String,
+    /// Who did it (the application's label: a user id, `admin:bob`, `job:purge`).
+    pub actor: String,
+    /// `ok`, or a short non-secret reason (`revocation failed: http 503`).
+    pub outcome: String,
+}
+
+/// Which audit rows to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this tenant's rows.
+    pub tenant: Option<TenantId>,
+    /// Only rows at or after this time.
+    pub since: Option<i64>,
+    /// At most this many rows (oldest first).
+    pub limit: Option<u32>,
+}
+
+/// What kind of backend failure happened, for callers that retry or report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The database could not be reached, or refused the connection.
+    Unavailable,
+    /// The database refused a write because it is read-only.
+    ReadOnly,
+    /// A row already exists (insert) or changed under us.
+    Conflict,
+    /// A row or schema is not what this build expects.
+    Corrupt,
+    /// The schema is newer than this build.
+    SchemaTooNew,
+    /// Anything else the database reported.
+    Other,
+}
+
+/// A backend failure. Wraps the driver's error without exposing its type; never holds secret
+/// bytes (drivers see only ciphertext).
+#[derive(Debug, thiserror::Error)]
+#[error("storage {kind:?}: {message}")]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+}
+
+/// Storage for sealed records, tenants and the audit log.
+///
+/// Implementations must make every method that takes `audit` rows write them in the same
+/// transaction as the change. Times are Unix seconds. See the module docs.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Creates or upgrades the schema (idempotent; several servers may call it at once: take a
+    /// lock). A schema newer than [`SCHEMA_VERSION`] is [`BackendErrorKind::SchemaTooNew`].
+    fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The schema version in the database, `None` before the first migration.
+    fn schema_version(&self) -> BoxFuture<'_, Result<Option<u32>, BackendError>>;
+
+    /// Inserts a tenant unless one with the same id exists; returns the row that is stored
+    /// (the caller's or the existing one).
+    fn insert_tenant<'a>(
+        &'a self,
+        row: &'a TenantRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<TenantRow, BackendError>>;
+
+    /// A tenant's row.
+    fn tenant<'a>(
+        &'a self,
+        id: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Option<TenantRow>, BackendError>>;
+
+    /// Sets or clears (`None`, `None`) a tenant's deletion state. Returns whether the tenant
+    /// exists.
+    fn set_tenant_deletion<'a>(
+        &'a self,
+        id: &'a TenantId,
+        deleted_at: Option<i64>,
+        purge_after: Option<i64>,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Tenants whose `purge_after` is at or before `now`.
+    fn tenants_due_for_purge(&self, now: i64)
+    -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>>;
+
+    /// Deletes a tenant's row (its wrapped data key) and all its records, in one transaction.
+    /// Returns the number of records deleted.
+    fn purge_tenant<'a>(
+        &'a self,
+        id: &'a TenantId,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>>;
+
+    /// A record's row.
+    fn get<'a>(
+        &'a self,
+        key: &'a RecordKey,
+    ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>>;
+
+    /// Inserts a new record. An existing record at the same key is
+    /// [`BackendErrorKind::Conflict`].
+    fn insert<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Replaces a record if its stored version is `expected_version` (compare-and-swap).
+    /// Returns `false`, writing nothing, if the version differs or the record is gone.
+    fn update<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        expected_version: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Deletes the records at `keys` (absent ones are skipped), in one transaction with
+    /// `audit`. Returns how many were deleted.
+    fn delete<'a>(
+        &'a self,
+        keys: &'a [RecordKey],
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>>;
+
+    /// Up to `limit` rows of a tenant, ordered by (kind, name), after `after` (exclusive),
+    /// optionally of one kind only, or of one provider only. Keyset pagination.
+    fn list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>>;
+
+    /// Sets `purge_after` on the given records (derived data after a disconnect), with `audit`.
+    fn set_purge_after<'a>(
+        &'a self,
+        keys: &'a [RecordKey],
+        purge_after: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>>;
+
+    /// Deletes every record whose `purge_after` is at or before `now` and, in the same
+    /// transaction, writes one audit row per record (at `now`, action `purge`, the given
+    /// `actor`, outcome `ok`). Returns the deleted keys.
+    fn purge_records(
+        &self,
+        now: i64,
+        actor: &str,
+    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>>;
+
+    /// Appends audit rows (the buffered read events).
+    fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Reads audit rows, oldest first.
+    fn audit<'a>(
+        &'a self,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRow>, BackendError>>;
+
+    /// Deletes audit rows older than `before`; returns how many.
+    fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>>;
+}
+
+/// Which rows [`Backend::list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Only this kind.
+    pub kind: Option<RecordKind>,
+    /// Only this provider.
+    pub provider: Option<String>,
+    /// Start after this (kind, name), exclusive.
+    pub after: Option<(RecordKind, RecordName)>,
+    /// At most this many rows.
+    pub limit: u32,
+}

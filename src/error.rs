@@ -4,7 +4,9 @@
 use crate::crypto::CryptoError;
 use crate::crypto::fernet::{EmptyKeyList, FernetKeyError, InvalidToken};
 use crate::keys::KeyError;
+use crate::backend::BackendError;
 use crate::password::PasswordError;
+use crate::store::StoreError;
 
 /// Any credvault error. Messages name ids, versions, lengths and paths, never secret bytes.
 ///
@@ -38,6 +40,12 @@ pub enum Error {
     /// A keyring, key file or key provider error.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A vault operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A storage backend failed outside a vault operation.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// A password could not be hashed or a stored hash could not be read.
     #[error(transparent)]
     Password(#[from] PasswordError),

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod crypto;
+pub mod envelope;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -11,6 +12,7 @@ mod ids;
 pub mod keys;
 pub mod password;
 pub mod secret;
+pub mod store;
 
 pub use error::Error;
 pub use ids::{IdError, KeyVersion, RecordKind, RecordName, TenantId};

@@ -7,12 +7,24 @@
 //! `PgBackend` (feature `postgres`), all passing the same conformance suite.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgBackend;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteBackend;
 
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -278,6 +290,128 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Deletes audit rows older than `before`; returns how many.
     fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>>;
+}
+
+/// A shared backend is a backend (so one can be handed to a vault and kept for raw access).
+impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
+    fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        (**self).migrate()
+    }
+
+    fn schema_version(&self) -> BoxFuture<'_, Result<Option<u32>, BackendError>> {
+        (**self).schema_version()
+    }
+
+    fn insert_tenant<'a>(
+        &'a self,
+        row: &'a TenantRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<TenantRow, BackendError>> {
+        (**self).insert_tenant(row, audit)
+    }
+
+    fn tenant<'a>(
+        &'a self,
+        id: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Option<TenantRow>, BackendError>> {
+        (**self).tenant(id)
+    }
+
+    fn set_tenant_deletion<'a>(
+        &'a self,
+        id: &'a TenantId,
+        deleted_at: Option<i64>,
+        purge_after: Option<i64>,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).set_tenant_deletion(id, deleted_at, purge_after, audit)
+    }
+
+    fn tenants_due_for_purge(
+        &self,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
+        (**self).tenants_due_for_purge(now)
+    }
+
+    fn purge_tenant<'a>(
+        &'a self,
+        id: &'a TenantId,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>> {
+        (**self).purge_tenant(id, audit)
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a RecordKey,
+    ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>> {
+        (**self).get(key)
+    }
+
+    fn insert<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        (**self).insert(row, audit)
+    }
+
+    fn update<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        expected_version: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).update(row, expected_version, audit)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        keys: &'a [RecordKey],
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>> {
+        (**self).delete(keys, audit)
+    }
+
+    fn list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
+        (**self).list(query)
+    }
+
+    fn set_purge_after<'a>(
+        &'a self,
+        keys: &'a [RecordKey],
+        purge_after: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<u64, BackendError>> {
+        (**self).set_purge_after(keys, purge_after, audit)
+    }
+
+    fn purge_records(
+        &self,
+        now: i64,
+        actor: &str,
+    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
+        (**self).purge_records(now, actor)
+    }
+
+    fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {
+        (**self).append_audit(rows)
+    }
+
+    fn audit<'a>(
+        &'a self,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRow>, BackendError>> {
+        (**self).audit(query)
+    }
+
+    fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>> {
+        (**self).purge_audit(before)
+    }
 }
 
 /// Which rows [`Backend::list`] returns.

@@ -58,3 +58,17 @@ impl KeyProvider for Keyring {
         self.open(wrapped, context)
     }
 }
+
+impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
+    fn primary_version(&self) -> KeyVersion {
+        (**self).primary_version()
+    }
+
+    fn wrap_key(&self, key: &SecretBytes, context: &Context) -> Result<Vec<u8>, KeyError> {
+        (**self).wrap_key(key, context)
+    }
+
+    fn unwrap_key(&self, wrapped: &[u8], context: &Context) -> Result<SecretBytes, KeyError> {
+        (**self).unwrap_key(wrapped, context)
+    }
+}

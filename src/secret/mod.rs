@@ -74,6 +74,19 @@ impl SecretBytes {
         &mut self.0
     }
 
+    /// Appends `bytes`; when the buffer must grow, the contents move to a new allocation and
+    /// the old one is zeroed before it is freed.
+    pub(crate) fn extend_zeroizing(&mut self, bytes: &[u8]) {
+        let needed = self.0.len() + bytes.len();
+        if needed > self.0.capacity() {
+            let mut bigger = Vec::with_capacity(needed.max(self.0.capacity() * 2));
+            bigger.extend_from_slice(&self.0);
+            let mut old = std::mem::replace(&mut self.0, bigger);
+            old.as_mut_slice().zeroize();
+        }
+        self.0.extend_from_slice(bytes);
+    }
+
     /// Shortens to `len` bytes; the rest stays in the allocation and is zeroed on drop.
     pub(crate) fn truncate(&mut self, len: usize) {
         self.0.truncate(len);

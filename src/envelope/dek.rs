@@ -1,0 +1,139 @@
+//! Wrapping tenant data keys and deriving the record-sealing key.
+
+use std::fmt;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::crypto::aead::{self, AeadKey};
+use crate::crypto::{Context, CryptoError};
+use crate::keys::{KeyError, KeyProvider};
+use crate::secret::SecretBytes;
+use crate::{KeyVersion, TenantId};
+
+/// Length of a data key and of the derived record key.
+pub const DEK_LEN: usize = 32;
+/// HKDF `info` label for the record key.
+const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
+
+/// A tenant's record-sealing key, ready to use, with the versions that produced it.
+///
+/// `Debug` shows the tenant and versions only.
+#[derive(Clone)]
+pub struct TenantDek {
+    tenant: TenantId,
+    version: KeyVersion,
+    kek_version: KeyVersion,
+    key: AeadKey,
+}
+
+impl fmt::Debug for TenantDek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantDek")
+            .field("tenant", &self.tenant)
+            .field("version", &self.version)
+            .field("kek_version", &self.kek_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantDek {
+    /// Unwraps `wrapped` (a DEK sealed under the KEK for `(tenant, version)`) and derives the
+    /// record key with the tenant's shred secret.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the provider reports when unwrapping (destroyed KEK version, wrong context),
+    /// or `CryptoError::DecryptionFailed` if the unwrapped key has the wrong length.
+    pub fn unwrap(
+        provider: &dyn KeyProvider,
+        shred_secret: &SecretBytes,
+        tenant: &TenantId,
+        version: KeyVersion,
+        wrapped: &[u8],
+    ) -> Result<Self, KeyError> {
+        let ctx = Context::wrapped_dek(tenant.as_str(), version)?;
+        let material = provider.unwrap_key(wrapped, &ctx)?;
+        let kek_version = crate::crypto::format::parse(wrapped)?.header.key_version;
+        let key = derive_record_key(&material, shred_secret, tenant, version)?;
+        Ok(Self {
+            tenant: tenant.clone(),
+            version,
+            kek_version,
+            key,
+        })
+    }
+
+    /// The DEK version.
+    pub fn version(&self) -> KeyVersion {
+        self.version
+    }
+
+    /// The KEK version that wrapped the DEK.
+    pub fn kek_version(&self) -> KeyVersion {
+        self.kek_version
+    }
+
+    /// Seals a record payload bound to `context`.
+    ///
+    /// # Errors
+    ///
+    /// `CryptoError::PlaintextTooLong` past the GCM limit.
+    pub fn seal(&self, plaintext: &[u8], context: &Context) -> Result<Vec<u8>, CryptoError> {
+        aead::seal(&self.key, self.version, plaintext, context)
+    }
+
+    /// Opens a record payload sealed by [`seal`](Self::seal) under the same context.
+    ///
+    /// # Errors
+    ///
+    /// A framing error, or `CryptoError::DecryptionFailed`.
+    pub fn open(&self, blob: &[u8], context: &Context) -> Result<SecretBytes, CryptoError> {
+        aead::open(&self.key, blob, context)
+    }
+}
+
+/// New random DEK material from the OS RNG, and its wrapping under the provider's primary KEK
+/// for `(tenant, version)`.
+///
+/// # Errors
+///
+/// `CryptoError::RandomnessUnavailable`, or what the provider reports.
+pub fn new_dek_material(
+    provider: &dyn KeyProvider,
+    tenant: &TenantId,
+    version: KeyVersion,
+) -> Result<Vec<u8>, KeyError> {
+    let mut raw = Zeroizing::new([0u8; DEK_LEN]);
+    crate::crypto::try_fill_from_os_rng(raw.as_mut())?;
+    let ctx = Context::wrapped_dek(tenant.as_str(), version)?;
+    provider.wrap_key(&SecretBytes::copy_from_slice(raw.as_ref()), &ctx)
+}
+
+/// The record key: HKDF-SHA256 with the shred secret as salt, the DEK as input key material,
+/// and `"credvault record key v1" ‖ len ‖ tenant ‖ version` as info.
+///
+/// # Errors
+///
+/// `CryptoError::DecryptionFailed` if the DEK is not 32 bytes (a wrapped key from elsewhere).
+pub fn derive_record_key(
+    dek: &SecretBytes,
+    shred_secret: &SecretBytes,
+    tenant: &TenantId,
+    version: KeyVersion,
+) -> Result<AeadKey, CryptoError> {
+    if dek.len() != DEK_LEN {
+        return Err(CryptoError::DecryptionFailed);
+    }
+    let info = Context::from_parts(&[
+        RECORD_KEY_LABEL,
+        tenant.as_str().as_bytes(),
+        &version.get().to_be_bytes(),
+    ])?;
+    let hk = Hkdf::<Sha256>::new(Some(shred_secret.expose_secret()), dek.expose_secret());
+    let mut okm = Zeroizing::new([0u8; DEK_LEN]);
+    hk.expand(info.as_bytes(), okm.as_mut())
+        .map_err(|_| CryptoError::DecryptionFailed)?;
+    Ok(AeadKey::from_bytes(&okm))
+}

@@ -1,0 +1,14 @@
+//! Layer 4 of DESIGN.md: envelope encryption.
+//!
+//! Every tenant has its own data key (DEK), stored only wrapped by the key-encryption key
+//! ([`KeyProvider`](crate::keys::KeyProvider)). The key that seals records is derived from the
+//! unwrapped DEK *and* a per-tenant shred secret that lives outside the database, in a
+//! [`TenantKeyStore`]. Purging a tenant destroys its shred secret: from then on no copy of the
+//! database, old backups included, can open that tenant's records, even with the KEK. This
+//! layer does no database I/O.
+
+mod dek;
+mod shred;
+
+pub use dek::{DEK_LEN, TenantDek, derive_record_key, new_dek_material};
+pub use shred::{DirTenantKeys, MemoryTenantKeys, SHRED_SECRET_LEN, TenantKeyStore};

@@ -1,0 +1,116 @@
+//! Errors of the store layer.
+
+use crate::backend::BackendError;
+use crate::crypto::CryptoError;
+use crate::keys::KeyError;
+use crate::{IdError, TenantId};
+
+/// A vault operation failed. Messages name tenants, kinds, names and versions, never secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such tenant: nothing was ever stored for it (or it was purged).
+    #[error("unknown tenant {0}")]
+    UnknownTenant(TenantId),
+    /// No record at this key.
+    #[error("no {kind} record named {name:?} for tenant {tenant}")]
+    NotFound {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+    },
+    /// `put` found a record already there (use `update` or `upsert`).
+    #[error("a {kind} record named {name:?} already exists for tenant {tenant}")]
+    AlreadyExists {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+    },
+    /// Compare-and-swap failed: the record changed since it was read.
+    #[error(
+        "{kind} record {name:?} of tenant {tenant} changed concurrently (expected version {expected}); read it again and retry"
+    )]
+    Conflict {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+        /// The version the caller had.
+        expected: i64,
+    },
+    /// The tenant is in its deletion grace period: its records can only be exported, or the
+    /// tenant restored.
+    #[error(
+        "tenant {tenant} is being deleted (purge after {purge_after}); only export and restore are allowed"
+    )]
+    TenantDeleted {
+        /// The tenant.
+        tenant: TenantId,
+        /// When it will be purged (Unix seconds).
+        purge_after: i64,
+    },
+    /// The tenant's shred secret is gone: its records can never be opened again.
+    #[error("tenant {0} was crypto-shredded: its records can no longer be opened")]
+    TenantShredded(TenantId),
+    /// A stored record could not be opened or decoded. Other records are unaffected.
+    #[error("{kind} record {name:?} of tenant {tenant} is unreadable: {reason}")]
+    CorruptRecord {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+        /// Why (never the bytes).
+        reason: String,
+    },
+    /// A record's payload is larger than the vault's limit.
+    #[error("record payload is {len} bytes; the vault's limit is {max}")]
+    PayloadTooLarge {
+        /// The payload size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The record type could not be serialised (a bug in its `Serialize` impl).
+    #[error("record could not be serialised: {0}")]
+    Serialize(String),
+    /// A refresh closure failed; the stored token is unchanged.
+    #[error("refresh failed: {0}")]
+    RefreshFailed(String),
+    /// Waited too long for another refresh of the same record to finish.
+    #[error(
+        "timed out waiting for a concurrent refresh of {kind} record {name:?} of tenant {tenant}"
+    )]
+    RefreshTimedOut {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+    },
+    /// Writing an export failed.
+    #[error("export: {0}")]
+    Export(#[source] std::io::Error),
+    /// A storage failure.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A key failure (unwrapping a data key, the shred store).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A cryptographic failure while sealing.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// An invalid tenant id, kind or name.
+    #[error(transparent)]
+    Id(#[from] IdError),
+}

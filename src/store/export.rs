@@ -1,0 +1,223 @@
+//! Data portability: a tenant's records as JSON (decrypted, on explicit request) and their
+//! metadata as CSV, streamed page by page so a large tenant never sits in memory.
+
+use serde_json::json;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+
+use crate::backend::{ListQuery, SecretRow, TenantRow};
+use crate::store::tenant::PAGE;
+use crate::store::{StoreError, Tenant};
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Records written.
+    pub records: u64,
+    /// Records that could not be opened (listed in the JSON export's `unreadable` array).
+    pub unreadable: u64,
+}
+
+/// The CSV header of [`Tenant::export_csv`].
+pub const CSV_HEADER: &str =
+    "kind,name,version,provider,created_at,updated_at,expires_at,purge_after,metadata\n";
+
+impl Tenant {
+    /// Writes every record of the tenant, **decrypted**, as one JSON document:
+    ///
+    /// ```text
+    /// {"tenant": "...", "exported_at": 1700000000,
+    ///  "records": [{"kind", "name", "version", "provider", "created_at", "updated_at",
+    ///               "expires_at", "purge_after", "metadata", "payload"}, ...],
+    ///  "unreadable": [{"kind", "name", "reason"}, ...]}
+    /// ```
+    ///
+    /// Allowed during the deletion grace period. Audited as `export`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`], [`StoreError::TenantShredded`], storage errors,
+    /// [`StoreError::Export`] if writing fails.
+    pub async fn export_json<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+    ) -> Result<ExportReport, StoreError> {
+        let tenant = self.export_tenant().await?;
+        let header =
+            json!({ "tenant": self.id.as_str(), "exported_at": self.vault.now() }).to_string();
+        write(out, &header.as_bytes()[..header.len() - 1]).await?;
+        write(out, b",\"records\":[").await?;
+        let mut report = ExportReport::default();
+        let mut unreadable: Vec<serde_json::Value> = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.page(after.take()).await?;
+            for row in &page {
+                let payload = match self.open_bytes(row, &tenant) {
+                    Ok(p)
+                        if serde_json::from_slice::<serde::de::IgnoredAny>(p.expose_secret())
+                            .is_ok() =>
+                    {
+                        p
+                    }
+                    Ok(_) => {
+                        unreadable.push(unreadable_json(row, "payload is not json"));
+                        continue;
+                    }
+                    Err(e) => {
+                        unreadable.push(unreadable_json(row, &e.to_string()));
+                        continue;
+                    }
+                };
+                let mut meta = record_json(row).to_string();
+                meta.pop(); // reopen the object to append the payload
+                if report.records > 0 {
+                    write(out, b",").await?;
+                }
+                write(out, meta.as_bytes()).await?;
+                write(out, b",\"payload\":").await?;
+                write(out, payload.expose_secret()).await?;
+                write(out, b"}").await?;
+                report.records += 1;
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let unreadable_text = serde_json::Value::Array(unreadable).to_string();
+        write(out, b"],\"unreadable\":").await?;
+        write(out, unreadable_text.as_bytes()).await?;
+        write(out, b"}\n").await?;
+        out.flush().await.map_err(StoreError::Export)?;
+        report.unreadable =
+            u64::try_from(unreadable_text.matches("\"reason\"").count()).unwrap_or(0);
+        self.audit_export("export_json").await?;
+        Ok(report)
+    }
+
+    /// Writes the metadata of every record (nothing decrypted) as CSV with the header
+    /// [`CSV_HEADER`]. Cells that a spreadsheet would read as a formula (starting with `=`,
+    /// `+`, `-` or `@`) are prefixed with `'`.
+    ///
+    /// # Errors
+    ///
+    /// As [`export_json`](Self::export_json).
+    pub async fn export_csv<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+    ) -> Result<ExportReport, StoreError> {
+        self.export_tenant().await?;
+        write(out, CSV_HEADER.as_bytes()).await?;
+        let mut report = ExportReport::default();
+        let mut after = None;
+        loop {
+            let (page, next) = self.page(after.take()).await?;
+            for row in &page {
+                let cells = [
+                    row.key.kind.to_string(),
+                    row.key.name.to_string(),
+                    row.version.to_string(),
+                    row.provider.clone().unwrap_or_default(),
+                    row.created_at.to_string(),
+                    row.updated_at.to_string(),
+                    row.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                    row.purge_after.map(|t| t.to_string()).unwrap_or_default(),
+                    row.metadata.clone(),
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                write(out, line.join(",").as_bytes()).await?;
+                write(out, b"\n").await?;
+                report.records += 1;
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out.flush().await.map_err(StoreError::Export)?;
+        self.audit_export("export_csv").await?;
+        Ok(report)
+    }
+
+    /// The tenant's row for an export: deleted tenants are allowed, shredded ones are not.
+    async fn export_tenant(&self) -> Result<TenantRow, StoreError> {
+        let row = self
+            .vault
+            .backend()
+            .tenant(&self.id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
+        self.vault.dek(&row)?;
+        Ok(row)
+    }
+
+    async fn page(
+        &self,
+        after: Option<(crate::RecordKind, crate::RecordName)>,
+    ) -> Result<
+        (
+            Vec<SecretRow>,
+            Option<(crate::RecordKind, crate::RecordName)>,
+        ),
+        StoreError,
+    > {
+        let query = ListQuery {
+            tenant: self.id.clone(),
+            kind: None,
+            provider: None,
+            after,
+            limit: PAGE,
+        };
+        let page = self.vault.backend().list(&query).await?;
+        let next = (page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
+            .then(|| {
+                page.last()
+                    .map(|r| (r.key.kind.clone(), r.key.name.clone()))
+            })
+            .flatten();
+        Ok((page, next))
+    }
+
+    async fn audit_export(&self, action: &str) -> Result<(), StoreError> {
+        let audit = [self
+            .vault
+            .audit_row(&self.id, None, None, action, &self.actor, "ok")];
+        Ok(self.vault.backend().append_audit(&audit).await?)
+    }
+}
+
+fn record_json(row: &SecretRow) -> serde_json::Value {
+    json!({
+        "kind": row.key.kind.as_str(),
+        "name": row.key.name.as_str(),
+        "version": row.version,
+        "provider": row.provider,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "expires_at": row.expires_at,
+        "purge_after": row.purge_after,
+        "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn unreadable_json(row: &SecretRow, reason: &str) -> serde_json::Value {
+    json!({ "kind": row.key.kind.as_str(), "name": row.key.name.as_str(), "reason": reason })
+}
+
+/// RFC 4180 quoting, plus a `'` before cells a spreadsheet would evaluate.
+fn csv_cell(cell: &str) -> String {
+    let guarded = if cell.starts_with(['=', '+', '-', '@']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> Result<(), StoreError> {
+    out.write_all(bytes).await.map_err(StoreError::Export)
+}

@@ -1,0 +1,349 @@
+//! Layer 5 of DESIGN.md: the typed vault.
+//!
+//! A [`Vault`] stores typed records ([`OAuthToken`], [`ApiKey`], [`SessionCookies`],
+//! [`DerivedData`] or any [`SecretKind`]) per tenant, sealed with the tenant's own data key
+//! and bound to (tenant, kind, name). It is the only caller of the [`backend`](crate::backend)
+//! layer, which sees ciphertext and clear metadata only.
+
+mod audit;
+mod clock;
+mod disconnect;
+mod error;
+mod export;
+mod record;
+mod refresh;
+mod retention;
+mod tenant;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use audit::ReadAudit;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use disconnect::{DisconnectReport, RevocationRequest, RevokeError, Revoker};
+pub use error::StoreError;
+pub use export::{CSV_HEADER, ExportReport};
+pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCookies};
+pub use retention::{PURGE_ACTOR, PurgeReport};
+pub use tenant::{RecordInfo, Tenant, Versioned};
+
+use crate::backend::{AuditRow, Backend, TenantRow};
+use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
+use crate::keys::KeyProvider;
+use crate::{KeyVersion, TenantId};
+
+/// Seconds in a day.
+pub const DAY: i64 = 86_400;
+
+/// The vault's settings. Every field has a documented default; set them on [`VaultBuilder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultConfig {
+    /// How long a deleted tenant can still be exported or restored before the purge job
+    /// destroys it. Default: 30 days.
+    pub grace_period: i64,
+    /// How long audit rows are kept. Default: 90 days.
+    pub audit_retention: i64,
+    /// How long derived data ([`DerivedData`] and the kinds in `derived_kinds`) survives a
+    /// disconnect before the purge job deletes it. Default: 24 hours.
+    pub derived_retention: i64,
+    /// Kinds treated as derived data on disconnect. Default: `["derived"]`.
+    pub derived_kinds: Vec<String>,
+    /// How reads are audited. Default: buffered, batches of 64.
+    pub read_audit: ReadAudit,
+    /// How long a refresh may hold its lease before another process may take over.
+    /// Default: 30 seconds.
+    pub refresh_lease: i64,
+    /// The largest serialised record accepted. Default: 1 MiB.
+    pub max_payload: usize,
+    /// Who the audit log names when a tenant handle sets no actor. Default: `"app"`.
+    pub default_actor: String,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: 30 * DAY,
+            audit_retention: 90 * DAY,
+            derived_retention: DAY,
+            derived_kinds: vec![DerivedData::KIND.to_owned()],
+            read_audit: ReadAudit::default(),
+            refresh_lease: 30,
+            max_payload: 1 << 20,
+            default_actor: "app".to_owned(),
+        }
+    }
+}
+
+/// Builds a [`Vault`] from the application's backend, key provider and tenant key store.
+/// Building touches no database: call [`Vault::migrate`] (or open by URL, which migrates).
+#[derive(Debug)]
+pub struct VaultBuilder {
+    backend: Arc<dyn Backend>,
+    kek: Arc<dyn KeyProvider>,
+    tenant_keys: Arc<dyn TenantKeyStore>,
+    clock: Arc<dyn Clock>,
+    config: VaultConfig,
+}
+
+impl VaultBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: VaultConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Grace period of a deleted tenant, in seconds (default 30 days).
+    pub fn grace_period(mut self, seconds: i64) -> Self {
+        self.config.grace_period = seconds;
+        self
+    }
+
+    /// Audit retention, in seconds (default 90 days).
+    pub fn audit_retention(mut self, seconds: i64) -> Self {
+        self.config.audit_retention = seconds;
+        self
+    }
+
+    /// Retention of derived data after a disconnect, in seconds (default 24 hours).
+    pub fn derived_retention(mut self, seconds: i64) -> Self {
+        self.config.derived_retention = seconds;
+        self
+    }
+
+    /// Treats records of `kind` as derived data on disconnect.
+    pub fn derived_kind(mut self, kind: impl Into<String>) -> Self {
+        self.config.derived_kinds.push(kind.into());
+        self
+    }
+
+    /// How reads are audited (default: buffered batches of 64).
+    pub fn read_audit(mut self, mode: ReadAudit) -> Self {
+        self.config.read_audit = mode;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the vault.
+    pub fn build(self) -> Vault {
+        Vault {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                kek: self.kek,
+                tenant_keys: self.tenant_keys,
+                clock: self.clock,
+                config: self.config,
+                deks: RwLock::new(HashMap::new()),
+                read_buffer: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+}
+
+/// The vault: a cheap `Clone` handle to keep in an application's state.
+///
+/// ```
+/// use credvault::backend::MemoryBackend;
+/// use credvault::envelope::MemoryTenantKeys;
+/// use credvault::store::{OAuthToken, Vault};
+/// use credvault::Keyring;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let vault = Vault::builder(MemoryBackend::new(), Keyring::generate()?, MemoryTenantKeys::new()).build();
+/// vault.migrate().await?;
+/// let acme = vault.tenant("acme")?;
+/// acme.put("github", &OAuthToken::bearer("github", "gho_example".into())).await?;
+/// let token = acme.get::<OAuthToken>("github").await?;
+/// assert_eq!(token.value.access_token.expose_secret(), "gho_example");
+/// # Ok::<(), credvault::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    kek: Arc<dyn KeyProvider>,
+    tenant_keys: Arc<dyn TenantKeyStore>,
+    clock: Arc<dyn Clock>,
+    config: VaultConfig,
+    /// Keyed by (tenant, DEK version, tenant creation time): a tenant purged and created again
+    /// elsewhere gets a new entry.
+    deks: RwLock<HashMap<(TenantId, KeyVersion, i64), Arc<TenantDek>>>,
+    read_buffer: Mutex<Vec<AuditRow>>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("backend", &self.inner.backend)
+            .field("kek", &self.inner.kek)
+            .field("tenant_keys", &self.inner.tenant_keys)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Starts building a vault over `backend`, wrapping tenant data keys with `kek` and keeping
+    /// tenant shred secrets in `tenant_keys`.
+    pub fn builder(
+        backend: impl Backend + 'static,
+        kek: impl KeyProvider + 'static,
+        tenant_keys: impl TenantKeyStore + 'static,
+    ) -> VaultBuilder {
+        VaultBuilder {
+            backend: Arc::new(backend),
+            kek: Arc::new(kek),
+            tenant_keys: Arc::new(tenant_keys),
+            clock: Arc::new(SystemClock),
+            config: VaultConfig::default(),
+        }
+    }
+
+    /// Creates or upgrades the schema (idempotent; safe when several servers start at once).
+    ///
+    /// # Errors
+    ///
+    /// A backend error; `SchemaTooNew` if the database was migrated by a newer credvault.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(self.inner.backend.migrate().await?)
+    }
+
+    /// A handle on one tenant's records. Validates the id; touches no database.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Id`] for an invalid tenant id.
+    pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
+        Ok(Tenant::new(self.clone(), TenantId::new(id)?))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VaultConfig {
+        &self.inner.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn audit_row(
+        &self,
+        tenant: &TenantId,
+        kind: Option<&str>,
+        name: Option<&str>,
+        action: &str,
+        actor: &str,
+        outcome: &str,
+    ) -> AuditRow {
+        AuditRow {
+            at: self.now(),
+            tenant: Some(tenant.clone()),
+            kind: kind.map(str::to_owned),
+            name: name.map(str::to_owned),
+            action: action.to_owned(),
+            actor: actor.to_owned(),
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    /// The tenant's row, refusing unknown and deleted tenants.
+    pub(crate) async fn active_tenant(&self, tenant: &TenantId) -> Result<TenantRow, StoreError> {
+        let row = self
+            .inner
+            .backend
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
+        if let Some(purge_after) = row.purge_after {
+            return Err(StoreError::TenantDeleted {
+                tenant: tenant.clone(),
+                purge_after,
+            });
+        }
+        Ok(row)
+    }
+
+    /// The tenant's row, creating the tenant (shred secret, wrapped DEK) if it is new.
+    pub(crate) async fn tenant_for_write(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+    ) -> Result<TenantRow, StoreError> {
+        match self.active_tenant(tenant).await {
+            Err(StoreError::UnknownTenant(_)) => {}
+            other => return other,
+        }
+        self.inner.tenant_keys.get_or_create(tenant)?;
+        let version = KeyVersion::FIRST;
+        let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
+        let row = TenantRow {
+            tenant: tenant.clone(),
+            wrapped_dek: wrapped,
+            dek_version: version,
+            kek_version: self.inner.kek.primary_version(),
+            created_at: self.now(),
+            deleted_at: None,
+            purge_after: None,
+        };
+        let audit = [self.audit_row(tenant, None, None, "tenant_create", actor, "ok")];
+        let stored = self.inner.backend.insert_tenant(&row, &audit).await?;
+        if let Some(purge_after) = stored.purge_after {
+            return Err(StoreError::TenantDeleted {
+                tenant: tenant.clone(),
+                purge_after,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// The ready record key of a tenant's DEK version, from the cache or unwrapped now.
+    pub(crate) fn dek(&self, row: &TenantRow) -> Result<Arc<TenantDek>, StoreError> {
+        let cache_key = (row.tenant.clone(), row.dek_version, row.created_at);
+        if let Some(dek) = self
+            .inner
+            .deks
+            .read()
+            .ok()
+            .and_then(|m| m.get(&cache_key).cloned())
+        {
+            return Ok(dek);
+        }
+        let shred = self
+            .inner
+            .tenant_keys
+            .get(&row.tenant)?
+            .ok_or_else(|| StoreError::TenantShredded(row.tenant.clone()))?;
+        let dek = Arc::new(TenantDek::unwrap(
+            self.inner.kek.as_ref(),
+            &shred,
+            &row.tenant,
+            row.dek_version,
+            &row.wrapped_dek,
+        )?);
+        if let Ok(mut m) = self.inner.deks.write() {
+            m.insert(cache_key, Arc::clone(&dek));
+        }
+        Ok(dek)
+    }
+
+    /// Drops a tenant's cached keys (after a purge).
+    pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
+        if let Ok(mut m) = self.inner.deks.write() {
+            m.retain(|(t, _, _), _| t != tenant);
+        }
+    }
+}

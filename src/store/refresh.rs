@@ -1,0 +1,121 @@
+//! Refreshing an expiring OAuth token exactly once among many tasks and processes.
+//!
+//! The refresh takes a lease on the record by compare-and-swap (version + 1, `lease_until`
+//! set), runs the caller's closure, and writes the new token by compare-and-swap while
+//! clearing the lease. Everyone else who finds the token expiring sees the lease, waits, and
+//! reads the new token. Providers rotate refresh tokens: two concurrent refreshes would spend
+//! the same refresh token twice and one of the new tokens would be lost, disconnecting the
+//! user. A holder that dies leaves a lease that expires after `refresh_lease` seconds.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::store::{OAuthToken, StoreError, Tenant, Versioned};
+
+/// First wait between looks at a record whose refresh is in progress elsewhere.
+const FIRST_WAIT: Duration = Duration::from_millis(10);
+/// Longest wait between looks.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+
+impl Tenant {
+    /// The OAuth token `name`, refreshed first if it expires within `min_validity` seconds.
+    ///
+    /// `refresh` receives the current token and returns the new one (call the provider's token
+    /// endpoint there). Among all tasks and processes sharing the database, one refresh runs
+    /// at a time; the others wait for it and return its result. A token without an expiry is
+    /// returned as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RefreshFailed`] if the closure fails (the stored token is unchanged and
+    /// the lease released); [`StoreError::RefreshTimedOut`] if another refresh held the lease
+    /// past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
+    pub async fn refresh<F, Fut, E>(
+        &self,
+        name: &str,
+        min_validity: i64,
+        refresh: F,
+    ) -> Result<Versioned<OAuthToken>, StoreError>
+    where
+        F: FnOnce(OAuthToken) -> Fut,
+        Fut: Future<Output = Result<OAuthToken, E>>,
+        E: Display,
+    {
+        let key = self.key::<OAuthToken>(name)?;
+        let lease = self.vault.config().refresh_lease;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(u64::try_from(lease).unwrap_or(0).saturating_add(5));
+        let mut wait = FIRST_WAIT;
+        loop {
+            let tenant = self.vault.active_tenant(&self.id).await?;
+            let row = self.fetch(&key).await?;
+            let token: OAuthToken = self.open_row(&row, &tenant)?;
+            let now = self.vault.now();
+            let fresh = token
+                .expires_at
+                .is_none_or(|e| e > now.saturating_add(min_validity));
+            if fresh {
+                return Ok(Versioned {
+                    value: token,
+                    version: row.version,
+                });
+            }
+            if row.lease_until.is_some_and(|until| until > now) {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::RefreshTimedOut {
+                        tenant: self.id.clone(),
+                        kind: key.kind.to_string(),
+                        name: key.name.to_string(),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_WAIT);
+                continue;
+            }
+            // Take the lease: same sealed payload, next version, lease set.
+            let mut leased = row.clone();
+            leased.version = row.version.saturating_add(1);
+            leased.lease_until = Some(now.saturating_add(lease));
+            let audit = [self.audit(&key, "refresh_lease", "ok")];
+            if !self
+                .vault
+                .backend()
+                .update(&leased, row.version, &audit)
+                .await?
+            {
+                continue; // someone else moved first: look again
+            }
+            return match refresh(token.clone()).await {
+                Ok(new_token) => {
+                    let version = self
+                        .update_row(
+                            &key,
+                            &new_token,
+                            &tenant,
+                            &leased,
+                            leased.version,
+                            None,
+                            "refresh",
+                        )
+                        .await?;
+                    Ok(Versioned {
+                        value: new_token,
+                        version,
+                    })
+                }
+                Err(e) => {
+                    let mut released = leased.clone();
+                    released.version = leased.version.saturating_add(1);
+                    released.lease_until = None;
+                    let audit = [self.audit(&key, "refresh", "failed")];
+                    self.vault
+                        .backend()
+                        .update(&released, leased.version, &audit)
+                        .await?;
+                    Err(StoreError::RefreshFailed(e.to_string()))
+                }
+            };
+        }
+    }
+}

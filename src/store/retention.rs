@@ -1,0 +1,94 @@
+//! Tenant deletion with a grace period, and the purge job.
+
+use crate::TenantId;
+use crate::store::{StoreError, Vault};
+
+/// What one run of [`Vault::purge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Tenants destroyed (shred secret, wrapped DEK and records).
+    pub tenants: Vec<TenantId>,
+    /// Records of those tenants deleted.
+    pub tenant_records: u64,
+    /// Records deleted because their retention ran out (derived data after a disconnect).
+    pub expired_records: u64,
+    /// Audit rows older than the audit retention deleted.
+    pub audit_rows: u64,
+}
+
+/// The actor the purge job writes into the audit log.
+pub const PURGE_ACTOR: &str = "job:purge";
+
+impl Vault {
+    /// Starts deleting a tenant: from now on its records can only be exported (or the tenant
+    /// restored) until the grace period ends and [`purge`](Self::purge) destroys it. Returns
+    /// when it will be purged.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`], storage errors.
+    pub async fn delete_tenant(&self, tenant: &str, actor: &str) -> Result<i64, StoreError> {
+        let id = TenantId::new(tenant)?;
+        let now = self.now();
+        let purge_after = now.saturating_add(self.config().grace_period);
+        let audit = [self.audit_row(&id, None, None, "tenant_delete", actor, "ok")];
+        if !self
+            .backend()
+            .set_tenant_deletion(&id, Some(now), Some(purge_after), &audit)
+            .await?
+        {
+            return Err(StoreError::UnknownTenant(id));
+        }
+        Ok(purge_after)
+    }
+
+    /// Cancels a tenant's deletion during its grace period.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`] (including a tenant already purged), storage errors.
+    pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
+        let id = TenantId::new(tenant)?;
+        let audit = [self.audit_row(&id, None, None, "tenant_restore", actor, "ok")];
+        if !self
+            .backend()
+            .set_tenant_deletion(&id, None, None, &audit)
+            .await?
+        {
+            return Err(StoreError::UnknownTenant(id));
+        }
+        Ok(())
+    }
+
+    /// The purge job: destroys tenants whose grace period is over (shred secret first, then
+    /// the wrapped DEK and every record, in one transaction), deletes records whose retention
+    /// ran out, and trims the audit log to its retention. Safe to run from several servers
+    /// and to run again after a crash.
+    ///
+    /// Run it at least daily (hourly if you promise deletion of derived data within 24 hours).
+    ///
+    /// # Errors
+    ///
+    /// A storage or key-store error; what was done before it stays done.
+    pub async fn purge(&self) -> Result<PurgeReport, StoreError> {
+        let now = self.now();
+        let mut report = PurgeReport::default();
+        for tenant in self.backend().tenants_due_for_purge(now).await? {
+            // The shred secret goes first: once it is gone, no copy of the rows opens, even if
+            // the process dies before the rows are deleted (the next run deletes them).
+            self.inner.tenant_keys.destroy(&tenant)?;
+            self.forget_tenant(&tenant);
+            let audit = [self.audit_row(&tenant, None, None, "tenant_purge", PURGE_ACTOR, "ok")];
+            report.tenant_records += self.backend().purge_tenant(&tenant, &audit).await?;
+            report.tenants.push(tenant);
+        }
+        let expired = self.backend().purge_records(now, PURGE_ACTOR).await?;
+        report.expired_records = u64::try_from(expired.len()).unwrap_or(u64::MAX);
+        self.flush_audit().await?;
+        report.audit_rows = self
+            .backend()
+            .purge_audit(now.saturating_sub(self.config().audit_retention))
+            .await?;
+        Ok(report)
+    }
+}

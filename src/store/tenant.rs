@@ -1,0 +1,431 @@
+//! The per-tenant handle: put, get, update, delete, list.
+
+use std::fmt;
+use std::io::Write as _;
+
+use serde_json::Value;
+
+use crate::backend::{ListQuery, RecordKey, SecretRow};
+use crate::crypto::Context;
+use crate::secret::SecretBytes;
+use crate::store::{SecretKind, StoreError, Vault};
+use crate::{RecordKind, RecordName, TenantId};
+
+/// Rows fetched per page when listing or exporting.
+pub(crate) const PAGE: u32 = 200;
+
+/// A record read from the vault, with the version to pass to [`Tenant::update`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<R> {
+    /// The record.
+    pub value: R,
+    /// Its version (compare-and-swap token).
+    pub version: i64,
+}
+
+/// What the vault knows about a record without decrypting it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordInfo {
+    /// The kind.
+    pub kind: String,
+    /// The name.
+    pub name: String,
+    /// The version.
+    pub version: i64,
+    /// The provider, if any.
+    pub provider: Option<String>,
+    /// The clear metadata.
+    pub metadata: Value,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Last changed, Unix seconds.
+    pub updated_at: i64,
+    /// When the credential expires, if known.
+    pub expires_at: Option<i64>,
+    /// When the purge job deletes it, if scheduled.
+    pub purge_after: Option<i64>,
+}
+
+impl RecordInfo {
+    pub(crate) fn from_row(row: &SecretRow) -> Self {
+        Self {
+            kind: row.key.kind.to_string(),
+            name: row.key.name.to_string(),
+            version: row.version,
+            provider: row.provider.clone(),
+            metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Null),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+            purge_after: row.purge_after,
+        }
+    }
+}
+
+/// One tenant's records. Every operation is confined to this tenant: a handle can never reach
+/// another tenant's records, and a record copied into this tenant's rows fails to open.
+#[derive(Clone)]
+pub struct Tenant {
+    pub(crate) vault: Vault,
+    pub(crate) id: TenantId,
+    pub(crate) actor: String,
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tenant {
+    pub(crate) fn new(vault: Vault, id: TenantId) -> Self {
+        let actor = vault.config().default_actor.clone();
+        Self { vault, id, actor }
+    }
+
+    /// The same handle, naming `actor` in the audit log (a user id, `admin:bob`, `job:sync`).
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// The tenant id.
+    pub fn id(&self) -> &TenantId {
+        &self.id
+    }
+
+    /// Stores a new record. Creates the tenant (its keys) on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::AlreadyExists`] if a record of this kind and name exists;
+    /// [`StoreError::TenantDeleted`] during the grace period; invalid names; storage errors.
+    pub async fn put<R: SecretKind>(&self, name: &str, record: &R) -> Result<i64, StoreError> {
+        let key = self.key::<R>(name)?;
+        let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
+        let row = self.seal_row(&key, record, &tenant, 1, None)?;
+        let audit = [self.audit(&key, "put", "ok")];
+        self.vault
+            .backend()
+            .insert(&row, &audit)
+            .await
+            .map_err(|e| match e.kind() {
+                crate::backend::BackendErrorKind::Conflict => StoreError::AlreadyExists {
+                    tenant: self.id.clone(),
+                    kind: key.kind.to_string(),
+                    name: key.name.to_string(),
+                },
+                _ => StoreError::Backend(e),
+            })?;
+        Ok(1)
+    }
+
+    /// Reads and opens a record.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`],
+    /// [`StoreError::CorruptRecord`] if the stored bytes do not open under this tenant, kind
+    /// and name (moved, altered, or sealed with a destroyed key); storage errors.
+    pub async fn get<R: SecretKind>(&self, name: &str) -> Result<Versioned<R>, StoreError> {
+        let key = self.key::<R>(name)?;
+        let tenant = self.vault.active_tenant(&self.id).await?;
+        let row = self.fetch(&key).await?;
+        let value = self.open_row(&row, &tenant)?;
+        self.vault
+            .record_read(self.audit(&key, "get", "ok"))
+            .await?;
+        Ok(Versioned {
+            value,
+            version: row.version,
+        })
+    }
+
+    /// Replaces a record if it is still at `expected_version` (compare-and-swap). Returns the
+    /// new version.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] if it changed since it was read (or was deleted); the errors
+    /// of [`get`](Self::get).
+    pub async fn update<R: SecretKind>(
+        &self,
+        name: &str,
+        record: &R,
+        expected_version: i64,
+    ) -> Result<i64, StoreError> {
+        let key = self.key::<R>(name)?;
+        let tenant = self.vault.active_tenant(&self.id).await?;
+        let current = self.fetch(&key).await?;
+        self.update_row(
+            &key,
+            record,
+            &tenant,
+            &current,
+            expected_version,
+            None,
+            "update",
+        )
+        .await
+    }
+
+    /// Deletes a record at once (hard delete). Returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`], storage errors.
+    pub async fn delete<R: SecretKind>(&self, name: &str) -> Result<bool, StoreError> {
+        let key = self.key::<R>(name)?;
+        self.vault.active_tenant(&self.id).await?;
+        let audit = [self.audit(&key, "delete", "ok")];
+        let n = self
+            .vault
+            .backend()
+            .delete(std::slice::from_ref(&key), &audit)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Lists the tenant's records (metadata only, nothing is decrypted), optionally of one
+    /// kind, ordered by kind and name.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`], an invalid kind, storage errors.
+    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<RecordInfo>, StoreError> {
+        self.vault
+            .backend()
+            .tenant(&self.id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
+        let kind = kind.map(RecordKind::new).transpose()?;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let query = ListQuery {
+                tenant: self.id.clone(),
+                kind: kind.clone(),
+                provider: None,
+                after: after.take(),
+                limit: PAGE,
+            };
+            let page = self.vault.backend().list(&query).await?;
+            let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+            if let Some(last) = page.last() {
+                after = Some((last.key.kind.clone(), last.key.name.clone()));
+            }
+            out.extend(page.iter().map(RecordInfo::from_row));
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub(crate) fn key<R: SecretKind>(&self, name: &str) -> Result<RecordKey, StoreError> {
+        Ok(RecordKey {
+            tenant: self.id.clone(),
+            kind: RecordKind::new(R::KIND)?,
+            name: RecordName::new(name)?,
+        })
+    }
+
+    pub(crate) fn audit(
+        &self,
+        key: &RecordKey,
+        action: &str,
+        outcome: &str,
+    ) -> crate::backend::AuditRow {
+        self.vault.audit_row(
+            &self.id,
+            Some(key.kind.as_str()),
+            Some(key.name.as_str()),
+            action,
+            &self.actor,
+            outcome,
+        )
+    }
+
+    pub(crate) async fn fetch(&self, key: &RecordKey) -> Result<SecretRow, StoreError> {
+        self.vault
+            .backend()
+            .get(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                tenant: self.id.clone(),
+                kind: key.kind.to_string(),
+                name: key.name.to_string(),
+            })
+    }
+
+    /// Seals `record` into a row at `version`.
+    pub(crate) fn seal_row<R: SecretKind>(
+        &self,
+        key: &RecordKey,
+        record: &R,
+        tenant: &crate::backend::TenantRow,
+        version: i64,
+        previous: Option<&SecretRow>,
+    ) -> Result<SecretRow, StoreError> {
+        let payload = to_secret_json(record)?;
+        let max = self.vault.config().max_payload;
+        if payload.len() > max {
+            return Err(StoreError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let dek = self.vault.dek(tenant)?;
+        let ctx = Context::record(key.tenant.as_str(), key.kind.as_str(), key.name.as_str())?;
+        let sealed = dek.seal(payload.expose_secret(), &ctx)?;
+        let now = self.vault.now();
+        Ok(SecretRow {
+            key: key.clone(),
+            version,
+            sealed,
+            dek_version: dek.version(),
+            kek_version: dek.kek_version(),
+            metadata: record.metadata().to_string(),
+            provider: record.provider().map(str::to_owned),
+            created_at: previous.map_or(now, |p| p.created_at),
+            updated_at: now,
+            expires_at: record.expires_at(),
+            purge_after: previous.and_then(|p| p.purge_after),
+            lease_until: None,
+        })
+    }
+
+    /// Opens a row into its record type.
+    pub(crate) fn open_row<R: SecretKind>(
+        &self,
+        row: &SecretRow,
+        tenant: &crate::backend::TenantRow,
+    ) -> Result<R, StoreError> {
+        let plain = self.open_bytes(row, tenant)?;
+        serde_json::from_slice(plain.expose_secret()).map_err(|e| {
+            self.corrupt(
+                row,
+                format!(
+                    "payload does not decode as {}: {}",
+                    R::KIND,
+                    e.classify_str()
+                ),
+            )
+        })
+    }
+
+    /// Opens a row's payload bytes (the record's JSON).
+    pub(crate) fn open_bytes(
+        &self,
+        row: &SecretRow,
+        tenant: &crate::backend::TenantRow,
+    ) -> Result<SecretBytes, StoreError> {
+        let ctx = Context::record(
+            row.key.tenant.as_str(),
+            row.key.kind.as_str(),
+            row.key.name.as_str(),
+        )?;
+        let dek = if row.dek_version == tenant.dek_version {
+            self.vault.dek(tenant)?
+        } else {
+            return Err(self.corrupt(
+                row,
+                format!("sealed with unknown data key version {}", row.dek_version),
+            ));
+        };
+        dek.open(&row.sealed, &ctx)
+            .map_err(|e| self.corrupt(row, e.to_string()))
+    }
+
+    pub(crate) fn corrupt(&self, row: &SecretRow, reason: String) -> StoreError {
+        StoreError::CorruptRecord {
+            tenant: row.key.tenant.clone(),
+            kind: row.key.kind.to_string(),
+            name: row.key.name.to_string(),
+            reason,
+        }
+    }
+
+    /// Compare-and-swap of a new value over `current`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper shared by update and refresh"
+    )]
+    pub(crate) async fn update_row<R: SecretKind>(
+        &self,
+        key: &RecordKey,
+        record: &R,
+        tenant: &crate::backend::TenantRow,
+        current: &SecretRow,
+        expected_version: i64,
+        lease_until: Option<i64>,
+        action: &str,
+    ) -> Result<i64, StoreError> {
+        let conflict = || StoreError::Conflict {
+            tenant: self.id.clone(),
+            kind: key.kind.to_string(),
+            name: key.name.to_string(),
+            expected: expected_version,
+        };
+        if current.version != expected_version {
+            return Err(conflict());
+        }
+        let next = expected_version.checked_add(1).ok_or_else(conflict)?;
+        let mut row = self.seal_row(key, record, tenant, next, Some(current))?;
+        row.lease_until = lease_until;
+        let audit = [self.audit(key, action, "ok")];
+        if self
+            .vault
+            .backend()
+            .update(&row, expected_version, &audit)
+            .await?
+        {
+            Ok(next)
+        } else {
+            Err(conflict())
+        }
+    }
+}
+
+/// Serialises a record to JSON in a buffer that is zeroed as it grows and when dropped, so no
+/// copy of the secret fields is left in freed memory.
+pub(crate) fn to_secret_json<R: serde::Serialize>(record: &R) -> Result<SecretBytes, StoreError> {
+    let mut writer = ZeroizingWriter(SecretBytes::new(Vec::with_capacity(512)));
+    serde_json::to_writer(&mut writer, record)
+        .map_err(|e| StoreError::Serialize(e.classify_str().to_owned()))?;
+    writer
+        .flush()
+        .map_err(|e| StoreError::Serialize(e.to_string()))?;
+    Ok(writer.0)
+}
+
+struct ZeroizingWriter(SecretBytes);
+
+impl std::io::Write for ZeroizingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_zeroizing(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A short, value-free description of a serde_json error category.
+trait ClassifyStr {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl ClassifyStr for serde_json::Error {
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "i/o error",
+            serde_json::error::Category::Syntax => "invalid json",
+            serde_json::error::Category::Data => "json does not match the record type",
+            serde_json::error::Category::Eof => "truncated json",
+        }
+    }
+}

@@ -1,64 +1,84 @@
-//! The main job on the embedded default: one key file, records sealed, keys rotated, records
-//! reopened. `cargo run --example quickstart [KEY_FILE]` (default `./credvault-keys.json`).
+//! The main job on the embedded default: a vault in one SQLite file.
 //!
-//! Run it twice: the second run loads the key file the first one saved, opens what it sealed,
-//! and rotates again.
+//! `cargo run --example quickstart [DIR]` (default: the current directory) creates or opens
+//! `credvault.db`, the key file `credvault-keys.json` and the shred-secret directory
+//! `credvault-tenant-keys/`, stores an OAuth token for tenant `acme`, reads it back, refreshes
+//! it when it is about to expire, lists and exports the tenant, and shows the audit log. Run it
+//! twice: the second run finds the token the first one stored.
 
 use std::path::PathBuf;
 
-use credvault::crypto::Context;
-use credvault::crypto::fernet::Fernet;
-use credvault::keys::{KeyError, Keyring};
+use credvault::backend::AuditQuery;
+use credvault::envelope::DirTenantKeys;
+use credvault::store::{OAuthToken, StoreError, Vault};
+use credvault::{Keyring, SecretString};
 
-fn main() -> Result<(), credvault::Error> {
-    let path = std::env::args_os()
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), credvault::Error> {
+    let dir = std::env::args_os()
         .nth(1)
-        .map_or_else(|| PathBuf::from("credvault-keys.json"), PathBuf::from);
-    let sealed_path = path.with_extension("sealed.txt");
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let keys = Keyring::load_or_create(dir.join("credvault-keys.json"))?;
+    let tenant_keys = DirTenantKeys::new(dir.join("credvault-tenant-keys"))?;
+    let db = format!("sqlite://{}", dir.join("credvault.db").display());
+    let vault = Vault::open(&db, keys, tenant_keys).await?;
+    println!("opened {db}");
 
-    // Load the keyring, or create one on the first run (never silently on a broken file).
-    let mut ring = match Keyring::load(&path) {
-        Ok(ring) => ring,
-        Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            println!("no key file at {}: generating one", path.display());
-            Keyring::generate()?
+    let acme = vault.tenant("acme")?.with_actor("quickstart");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    match acme.get::<OAuthToken>("github").await {
+        Ok(found) => println!("found the token stored earlier (version {})", found.version),
+        Err(StoreError::NotFound { .. } | StoreError::UnknownTenant(_)) => {
+            let token = OAuthToken {
+                refresh_token: Some(SecretString::from("ghr_example_refresh")),
+                expires_at: Some(now + 60),
+                account: Some("octocat".to_owned()),
+                scopes: vec!["repo".to_owned()],
+                ..OAuthToken::bearer("github", SecretString::from("gho_example_access"))
+            };
+            acme.put("github", &token).await?;
+            println!("stored a github token for tenant acme");
         }
         Err(e) => return Err(e.into()),
-    };
-
-    let ctx = Context::record("acme", "oauth_token", "github")?;
-    if let Ok(previous) = std::fs::read_to_string(&sealed_path) {
-        let token = ring.open_text(&previous, &ctx)?;
-        println!("opened the record sealed last run ({} bytes)", token.len());
     }
 
-    let sealed = ring.seal_text(b"gho_example_access_token", &ctx)?;
-    let rotated_to = ring.rotate()?;
-    let resealed = ring.seal_text(b"gho_example_access_token", &ctx)?;
-    let same = ring.open_text(&sealed, &ctx)? == ring.open_text(&resealed, &ctx)?;
-    println!("sealed under the old primary, rotated to {rotated_to}, both open: {same}");
+    // Refresh it if it expires within 5 minutes: one refresh runs even among many servers.
+    let fresh = acme
+        .refresh("github", 300, |old| async move {
+            println!("refreshing (the provider's token endpoint would be called here)");
+            Ok::<_, String>(OAuthToken {
+                access_token: SecretString::from("gho_example_refreshed"),
+                expires_at: Some(now + 3600),
+                ..old
+            })
+        })
+        .await?;
+    println!(
+        "token version {} expires at {:?}; Debug shows {:?}",
+        fresh.version, fresh.value.expires_at, fresh.value.access_token
+    );
 
-    ring.save(&path)?;
-    std::fs::write(&sealed_path, &resealed).map_err(|source| KeyError::Io {
-        path: sealed_path.clone(),
-        source,
-    })?;
-    for info in ring.infos() {
+    for info in acme.list(None).await? {
         println!(
-            "  key {}  {:<12}  created {}",
-            info.version, info.state, info.created_at
+            "  {} {} v{} metadata {}",
+            info.kind, info.name, info.version, info.metadata
         );
     }
-    println!("saved {} and {}", path.display(), sealed_path.display());
-
-    // Fernet, for columns shared with Python services.
-    let fernet = Fernet::new(Fernet::generate_key().expose_secret())?;
-    let token = fernet.encrypt(b"refresh-token");
-    let back = fernet.decrypt(&token)?;
+    let mut export = Vec::new();
+    let report = acme.export_json(&mut export).await?;
     println!(
-        "fernet token of {} characters round-trips: {}",
-        token.len(),
-        back.expose_secret() == b"refresh-token"
+        "export: {} record(s), {} bytes of JSON",
+        report.records,
+        export.len()
+    );
+
+    let audit = vault.audit(&AuditQuery::default()).await?;
+    println!(
+        "audit log: {} row(s), the last: {:?}",
+        audit.len(),
+        audit.last().map(|r| &r.action)
     );
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `credvault::Error`: the one enum most callers match on. Each layer has its own error enum;
 //! each converts into this one with `?`.
 
+use crate::backend::BackendError;
 use crate::crypto::CryptoError;
 use crate::crypto::fernet::{EmptyKeyList, FernetKeyError, InvalidToken};
 use crate::keys::KeyError;
-use crate::backend::BackendError;
 use crate::password::PasswordError;
 use crate::store::StoreError;
 

@@ -100,6 +100,33 @@ impl Keyring {
         Self::from_json(&text, &path.display().to_string())
     }
 
+    /// Loads the key file at `path`, or, only if there is no file there, generates a new
+    /// keyring and saves it (mode 0600). A file that exists but does not parse is an error,
+    /// never replaced.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load) and [`save`](Self::save).
+    pub fn load_or_create(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        let path = path.as_ref();
+        match Self::load(path) {
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let ring = Self::generate()?;
+                let json = ring.to_json();
+                match write_atomically(path, json.expose_secret().as_bytes(), Replace::No) {
+                    Ok(()) => Ok(ring),
+                    // Another process created it first: use theirs, never two keyrings.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+                    Err(source) => Err(KeyError::Io {
+                        path: path.to_owned(),
+                        source,
+                    }),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Loads a keyring from the JSON in environment variable `name`.
     ///
     /// # Errors
@@ -186,9 +213,11 @@ impl Keyring {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
         let path = path.as_ref();
         let json = self.to_json();
-        write_atomically(path, json.expose_secret().as_bytes()).map_err(|source| KeyError::Io {
-            path: path.to_owned(),
-            source,
+        write_atomically(path, json.expose_secret().as_bytes(), Replace::Yes).map_err(|source| {
+            KeyError::Io {
+                path: path.to_owned(),
+                source,
+            }
         })
     }
 }
@@ -296,9 +325,17 @@ fn invalid(source_name: impl ToString, problem: impl Into<String>) -> KeyError {
     }
 }
 
-/// Writes `data` to a fresh temporary file next to `path`, syncs it, renames it over `path`
-/// and syncs the directory.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Whether [`write_atomically`] may replace an existing file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Yes,
+    No,
+}
+
+/// Writes `data` to a fresh temporary file next to `path`, syncs it, moves it to `path`
+/// (rename; or hard link, which fails with `AlreadyExists`, when not replacing) and syncs the
+/// directory.
+fn write_atomically(path: &Path, data: &[u8], replace: Replace) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -319,7 +356,13 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         file.write_all(data)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        if replace == Replace::Yes {
+            fs::rename(&tmp, path)?;
+        } else {
+            let linked = fs::hard_link(&tmp, path);
+            fs::remove_file(&tmp)?;
+            linked?;
+        }
         sync_dir(&dir)
     })();
     if result.is_err() {

@@ -98,6 +98,14 @@ pub enum StoreError {
         /// The name.
         name: String,
     },
+    /// A database URL with a scheme this build cannot open.
+    #[error(
+        "cannot open a database with scheme {scheme:?}: use sqlite://PATH, postgres://... (feature `postgres`) or memory:"
+    )]
+    UnsupportedUrl {
+        /// The URL's scheme (the rest of the URL is not repeated: it may hold a password).
+        scheme: String,
+    },
     /// Writing an export failed.
     #[error("export: {0}")]
     Export(#[source] std::io::Error),

@@ -10,6 +10,7 @@ mod clock;
 mod disconnect;
 mod error;
 mod export;
+mod open;
 mod record;
 mod refresh;
 mod retention;
@@ -58,6 +59,10 @@ pub struct VaultConfig {
     pub max_payload: usize,
     /// Who the audit log names when a tenant handle sets no actor. Default: `"app"`.
     pub default_actor: String,
+    /// How long a tenant's row (its wrapped key and deletion state) is reused from memory
+    /// before it is read again. A tenant deleted or restored by *another* process is noticed
+    /// within this time; this process notices at once. Default: 1 second.
+    pub tenant_cache_ttl: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -71,6 +76,7 @@ impl Default for VaultConfig {
             refresh_lease: 30,
             max_payload: 1 << 20,
             default_actor: "app".to_owned(),
+            tenant_cache_ttl: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -139,6 +145,7 @@ impl VaultBuilder {
                 clock: self.clock,
                 config: self.config,
                 deks: RwLock::new(HashMap::new()),
+                tenants: Mutex::new(HashMap::new()),
                 read_buffer: Mutex::new(Vec::new()),
             }),
         }
@@ -177,6 +184,8 @@ struct Inner {
     /// Keyed by (tenant, DEK version, tenant creation time): a tenant purged and created again
     /// elsewhere gets a new entry.
     deks: RwLock<HashMap<(TenantId, KeyVersion, i64), Arc<TenantDek>>>,
+    /// Recently read tenant rows, with when they were read.
+    tenants: Mutex<HashMap<TenantId, (TenantRow, std::time::Instant)>>,
     read_buffer: Mutex<Vec<AuditRow>>,
 }
 
@@ -262,12 +271,21 @@ impl Vault {
 
     /// The tenant's row, refusing unknown and deleted tenants.
     pub(crate) async fn active_tenant(&self, tenant: &TenantId) -> Result<TenantRow, StoreError> {
-        let row = self
-            .inner
-            .backend
-            .tenant(tenant)
-            .await?
-            .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
+        let row = match self.cached_tenant(tenant) {
+            Some(row) => row,
+            None => {
+                let row = self
+                    .inner
+                    .backend
+                    .tenant(tenant)
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
+                if let Ok(mut m) = self.inner.tenants.lock() {
+                    m.insert(tenant.clone(), (row.clone(), std::time::Instant::now()));
+                }
+                row
+            }
+        };
         if let Some(purge_after) = row.purge_after {
             return Err(StoreError::TenantDeleted {
                 tenant: tenant.clone(),
@@ -340,8 +358,24 @@ impl Vault {
         Ok(dek)
     }
 
-    /// Drops a tenant's cached keys (after a purge).
+    fn cached_tenant(&self, tenant: &TenantId) -> Option<TenantRow> {
+        let ttl = self.inner.config.tenant_cache_ttl;
+        let m = self.inner.tenants.lock().ok()?;
+        m.get(tenant)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(row, _)| row.clone())
+    }
+
+    /// Drops a tenant's cached row (after a deletion state change).
+    pub(crate) fn forget_tenant_row(&self, tenant: &TenantId) {
+        if let Ok(mut m) = self.inner.tenants.lock() {
+            m.remove(tenant);
+        }
+    }
+
+    /// Drops a tenant's cached row and keys (after a purge).
     pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
+        self.forget_tenant_row(tenant);
         if let Ok(mut m) = self.inner.deks.write() {
             m.retain(|(t, _, _), _| t != tenant);
         }

@@ -32,11 +32,12 @@ impl Vault {
         let now = self.now();
         let purge_after = now.saturating_add(self.config().grace_period);
         let audit = [self.audit_row(&id, None, None, "tenant_delete", actor, "ok")];
-        if !self
+        let found = self
             .backend()
             .set_tenant_deletion(&id, Some(now), Some(purge_after), &audit)
-            .await?
-        {
+            .await?;
+        self.forget_tenant_row(&id);
+        if !found {
             return Err(StoreError::UnknownTenant(id));
         }
         Ok(purge_after)
@@ -50,6 +51,7 @@ impl Vault {
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
         let audit = [self.audit_row(&id, None, None, "tenant_restore", actor, "ok")];
+        self.forget_tenant_row(&id);
         if !self
             .backend()
             .set_tenant_deletion(&id, None, None, &audit)

@@ -75,3 +75,48 @@ pub fn run_python(script: &str, input: &[u8]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// The PostgreSQL the tests use: `CREDVAULT_PG_URL`, default the local `test` database.
+#[cfg(feature = "postgres")]
+pub fn postgres_url() -> String {
+    std::env::var("CREDVAULT_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A pool and a fresh, unique schema name for one test; `None` after printing how to enable
+/// the test when PostgreSQL cannot be reached, or a panic under `CREDVAULT_REQUIRE_POSTGRES=1`.
+#[cfg(feature = "postgres")]
+pub async fn postgres_schema() -> Option<(sqlx::PgPool, String)> {
+    let connected = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&postgres_url())
+        .await;
+    match connected {
+        Ok(pool) => {
+            let schema = format!("cv_test_{:016x}", rand::random::<u64>());
+            Some((pool, schema))
+        }
+        Err(e) if std::env::var("CREDVAULT_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("cannot reach postgres and CREDVAULT_REQUIRE_POSTGRES=1: {e}")
+        }
+        Err(_) => {
+            eprintln!(
+                "postgres tests skipped: cannot reach the server at CREDVAULT_PG_URL (default \
+                 127.0.0.1:5432/test); start PostgreSQL (see .ci/run) to enable them"
+            );
+            None
+        }
+    }
+}
+
+/// Drops a test schema and closes the pool.
+#[cfg(feature = "postgres")]
+pub async fn drop_postgres_schema(pool: sqlx::PgPool, schema: String) {
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .expect("drop test schema");
+    pool.close().await;
+}

@@ -1,0 +1,145 @@
+//! The vault on SQLite next to a plain loop doing the same work by hand in the same run: one
+//! `SELECT` of the sealed row, AES-256-GCM open, JSON decode (get); seal and `UPDATE` (update).
+//! The difference is what the vault adds: the tenant check, context binding, audit.
+//!
+//! `cargo bench --bench vault`
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "benches fail loudly on unexpected errors"
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead as _, KeyInit as _};
+use aes_gcm::{Aes256Gcm, Nonce};
+use credvault::backend::SqliteBackend;
+use credvault::envelope::MemoryTenantKeys;
+use credvault::store::{OAuthToken, Vault};
+use credvault::{Keyring, SecretString};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::Rng as _;
+
+fn token(i: u64) -> OAuthToken {
+    OAuthToken {
+        refresh_token: Some(SecretString::from(format!("ghr_{i:040}"))),
+        expires_at: Some(1_900_000_000),
+        scopes: vec!["repo".into(), "read:user".into()],
+        account: Some("octocat".into()),
+        ..OAuthToken::bearer("github", SecretString::from(format!("gho_{i:040}")))
+    }
+}
+
+fn vault(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (vault, raw) = rt.block_on(async {
+        let backend = SqliteBackend::connect(&url).await.unwrap();
+        let vault = Vault::builder(backend, Keyring::generate().unwrap(), MemoryTenantKeys::new()).build();
+        vault.migrate().await.unwrap();
+        let acme = vault.tenant("acme").unwrap();
+        for i in 0..1000 {
+            acme.put(&format!("conn-{i}"), &token(i)).await.unwrap();
+        }
+        let raw = SqliteBackend::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE plain (tenant_id TEXT, name TEXT, version INTEGER, sealed BLOB, PRIMARY KEY (tenant_id, name))")
+            .execute(raw.pool())
+            .await
+            .unwrap();
+        (vault, raw)
+    });
+    let key = Aes256Gcm::new(&[7u8; 32].into());
+    let seal = |t: &OAuthToken| {
+        let json = serde_json::to_vec(t).unwrap();
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = nonce.to_vec();
+        out.extend(key.encrypt(&Nonce::from(nonce), json.as_slice()).unwrap());
+        out
+    };
+    rt.block_on(async {
+        for i in 0..1000u64 {
+            sqlx::query("INSERT INTO plain VALUES ('acme', ?, 1, ?)")
+                .bind(format!("conn-{i}"))
+                .bind(seal(&token(i)))
+                .execute(raw.pool())
+                .await
+                .unwrap();
+        }
+    });
+    let acme = vault.tenant("acme").unwrap();
+    let mut g = c.benchmark_group("vault_get");
+    let mut i = 0u64;
+    g.bench_function("credvault-sqlite", |b| {
+        b.iter(|| {
+            i = (i + 7) % 1000;
+            rt.block_on(acme.get::<OAuthToken>(black_box(&format!("conn-{i}"))))
+                .unwrap()
+        });
+    });
+    g.bench_function("plain-sqlx-aes-gcm", |b| {
+        b.iter(|| {
+            i = (i + 7) % 1000;
+            rt.block_on(async {
+                let (sealed,): (Vec<u8>,) = sqlx::query_as(
+                    "SELECT sealed FROM plain WHERE tenant_id = 'acme' AND name = ?",
+                )
+                .bind(black_box(format!("conn-{i}")))
+                .fetch_one(raw.pool())
+                .await
+                .unwrap();
+                let (nonce, ct) = sealed.split_at(12);
+                let json = key.decrypt(&Nonce::try_from(nonce).unwrap(), ct).unwrap();
+                serde_json::from_slice::<OAuthToken>(&json).unwrap()
+            })
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("vault_update");
+    g.bench_function("credvault-sqlite", |b| {
+        b.iter(|| {
+            i = (i + 7) % 1000;
+            rt.block_on(async {
+                let name = format!("conn-{i}");
+                let cur = acme.get::<OAuthToken>(&name).await.unwrap();
+                acme.update(&name, &token(i), cur.version).await.unwrap()
+            })
+        });
+    });
+    g.bench_function("plain-sqlx-aes-gcm", |b| {
+        b.iter(|| {
+            i = (i + 7) % 1000;
+            rt.block_on(async {
+                let name = format!("conn-{i}");
+                let (version, sealed): (i64, Vec<u8>) =
+                    sqlx::query_as("SELECT version, sealed FROM plain WHERE tenant_id = 'acme' AND name = ?")
+                        .bind(&name)
+                        .fetch_one(raw.pool())
+                        .await
+                        .unwrap();
+                let (nonce, ct) = sealed.split_at(12);
+                let _old: OAuthToken = serde_json::from_slice(&key.decrypt(&Nonce::try_from(nonce).unwrap(), ct).unwrap()).unwrap();
+                sqlx::query("UPDATE plain SET sealed = ?, version = version + 1 WHERE tenant_id = 'acme' AND name = ? AND version = ?")
+                    .bind(seal(&token(i)))
+                    .bind(&name)
+                    .bind(version)
+                    .execute(raw.pool())
+                    .await
+                    .unwrap()
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = vault
+}
+criterion_main!(benches);

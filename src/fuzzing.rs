@@ -99,3 +99,18 @@ pub fn key_file(data: &[u8]) {
         assert!(ring.infos().eq(again.infos()));
     }
 }
+
+/// Arbitrary bytes as a tenant's wrapped data key: unwrapping must fail cleanly (no key can
+/// be forged without the KEK), whatever the bytes.
+pub fn wrapped_dek(data: &[u8]) {
+    let Ok(ring) = Keyring::from_json(KEYRING_JSON, "fuzz") else {
+        unreachable!("fixed keyring parses")
+    };
+    let Ok(tenant) = crate::TenantId::new("acme") else {
+        unreachable!("valid tenant id")
+    };
+    let shred = crate::SecretBytes::new(vec![9; 32]);
+    let unwrapped =
+        crate::envelope::TenantDek::unwrap(&ring, &shred, &tenant, crate::KeyVersion::FIRST, data);
+    assert!(unwrapped.is_err(), "a wrapped key was forged without the KEK");
+}

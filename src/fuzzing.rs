@@ -112,5 +112,8 @@ pub fn wrapped_dek(data: &[u8]) {
     let shred = crate::SecretBytes::new(vec![9; 32]);
     let unwrapped =
         crate::envelope::TenantDek::unwrap(&ring, &shred, &tenant, crate::KeyVersion::FIRST, data);
-    assert!(unwrapped.is_err(), "a wrapped key was forged without the KEK");
+    assert!(
+        unwrapped.is_err(),
+        "a wrapped key was forged without the KEK"
+    );
 }

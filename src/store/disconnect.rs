@@ -105,6 +105,7 @@ impl Tenant {
     /// # Errors
     ///
     /// [`StoreError::UnknownTenant`], storage errors. Revocation failures are not errors.
+    #[tracing::instrument(name = "credvault.disconnect", skip_all, fields(tenant = %self.id, provider = provider), err(Display, level = "debug"))]
     pub async fn disconnect(
         &self,
         provider: &str,

@@ -37,6 +37,7 @@ impl Tenant {
     ///
     /// [`StoreError::UnknownTenant`], [`StoreError::TenantShredded`], storage errors,
     /// [`StoreError::Export`] if writing fails.
+    #[tracing::instrument(name = "credvault.export_json", skip_all, fields(tenant = %self.id), err(Display, level = "debug"))]
     pub async fn export_json<W: AsyncWrite + Unpin>(
         &self,
         out: &mut W,
@@ -102,6 +103,7 @@ impl Tenant {
     /// # Errors
     ///
     /// As [`export_json`](Self::export_json).
+    #[tracing::instrument(name = "credvault.export_csv", skip_all, fields(tenant = %self.id), err(Display, level = "debug"))]
     pub async fn export_csv<W: AsyncWrite + Unpin>(
         &self,
         out: &mut W,

@@ -31,6 +31,7 @@ impl Tenant {
     /// [`StoreError::RefreshFailed`] if the closure fails (the stored token is unchanged and
     /// the lease released); [`StoreError::RefreshTimedOut`] if another refresh held the lease
     /// past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
+    #[tracing::instrument(name = "credvault.refresh", skip_all, fields(tenant = %self.id, kind = "oauth_token", name = name), err(Display, level = "debug"))]
     pub async fn refresh<F, Fut, E>(
         &self,
         name: &str,

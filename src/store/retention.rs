@@ -27,6 +27,7 @@ impl Vault {
     /// # Errors
     ///
     /// [`StoreError::UnknownTenant`], storage errors.
+    #[tracing::instrument(name = "credvault.delete_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn delete_tenant(&self, tenant: &str, actor: &str) -> Result<i64, StoreError> {
         let id = TenantId::new(tenant)?;
         let now = self.now();
@@ -48,6 +49,7 @@ impl Vault {
     /// # Errors
     ///
     /// [`StoreError::UnknownTenant`] (including a tenant already purged), storage errors.
+    #[tracing::instrument(name = "credvault.restore_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
         let audit = [self.audit_row(&id, None, None, "tenant_restore", actor, "ok")];
@@ -72,6 +74,7 @@ impl Vault {
     /// # Errors
     ///
     /// A storage or key-store error; what was done before it stays done.
+    #[tracing::instrument(name = "credvault.purge", skip_all, err(Display, level = "warn"))]
     pub async fn purge(&self) -> Result<PurgeReport, StoreError> {
         let now = self.now();
         let mut report = PurgeReport::default();
@@ -91,6 +94,13 @@ impl Vault {
             .backend()
             .purge_audit(now.saturating_sub(self.config().audit_retention))
             .await?;
+        tracing::info!(
+            tenants = report.tenants.len(),
+            tenant_records = report.tenant_records,
+            expired_records = report.expired_records,
+            audit_rows = report.audit_rows,
+            "credvault purge finished"
+        );
         Ok(report)
     }
 }

@@ -103,6 +103,7 @@ impl Tenant {
     ///
     /// [`StoreError::AlreadyExists`] if a record of this kind and name exists;
     /// [`StoreError::TenantDeleted`] during the grace period; invalid names; storage errors.
+    #[tracing::instrument(name = "credvault.put", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn put<R: SecretKind>(&self, name: &str, record: &R) -> Result<i64, StoreError> {
         let key = self.key::<R>(name)?;
         let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
@@ -130,6 +131,7 @@ impl Tenant {
     /// [`StoreError::NotFound`], [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`],
     /// [`StoreError::CorruptRecord`] if the stored bytes do not open under this tenant, kind
     /// and name (moved, altered, or sealed with a destroyed key); storage errors.
+    #[tracing::instrument(name = "credvault.get", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn get<R: SecretKind>(&self, name: &str) -> Result<Versioned<R>, StoreError> {
         let key = self.key::<R>(name)?;
         let tenant = self.vault.active_tenant(&self.id).await?;
@@ -151,6 +153,7 @@ impl Tenant {
     ///
     /// [`StoreError::Conflict`] if it changed since it was read (or was deleted); the errors
     /// of [`get`](Self::get).
+    #[tracing::instrument(name = "credvault.update", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn update<R: SecretKind>(
         &self,
         name: &str,
@@ -177,6 +180,7 @@ impl Tenant {
     /// # Errors
     ///
     /// [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`], storage errors.
+    #[tracing::instrument(name = "credvault.delete", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn delete<R: SecretKind>(&self, name: &str) -> Result<bool, StoreError> {
         let key = self.key::<R>(name)?;
         self.vault.active_tenant(&self.id).await?;
@@ -195,6 +199,7 @@ impl Tenant {
     /// # Errors
     ///
     /// [`StoreError::UnknownTenant`], an invalid kind, storage errors.
+    #[tracing::instrument(name = "credvault.list", skip_all, fields(tenant = %self.id, kind), err(Display, level = "debug"))]
     pub async fn list(&self, kind: Option<&str>) -> Result<Vec<RecordInfo>, StoreError> {
         self.vault
             .backend()

@@ -11,8 +11,14 @@
     reason = "each test binary uses a different subset"
 )]
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
 
 /// Name of the environment variable that turns a skipped interop test into a failure.
 pub const REQUIRE_INTEROP: &str = "CREDVAULT_REQUIRE_INTEROP";
@@ -119,4 +125,44 @@ pub async fn drop_postgres_schema(pool: sqlx::PgPool, schema: String) {
         .await
         .expect("drop test schema");
     pool.close().await;
+}
+
+// ---- tracing capture
+
+/// A minimal `tracing` subscriber that keeps every event and every span's fields as
+/// "LEVEL field=value ..." lines, for tests that check what reaches the logs.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<String>>>);
+
+struct Line<'a>(&'a mut String);
+
+impl Visit for Line<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut line = format!("SPAN {}", span.metadata().name());
+        span.record(&mut Line(&mut line));
+        self.0.lock().expect("capture lock").push(line);
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        let mut line = "RECORD".to_owned();
+        values.record(&mut Line(&mut line));
+        self.0.lock().expect("capture lock").push(line);
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut line = event.metadata().level().to_string();
+        event.record(&mut Line(&mut line));
+        self.0.lock().expect("capture lock").push(line);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
 }

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, MemoryBackend};
 use crate::envelope::TenantKeyStore;
 use crate::keys::KeyProvider;
-use crate::store::{StoreError, Vault};
+use crate::store::{StoreError, Vault, VaultConfig};
 
 impl Vault {
     /// Opens a vault on the database at `url` and migrates its schema:
@@ -39,8 +39,26 @@ impl Vault {
         kek: impl KeyProvider + 'static,
         tenant_keys: impl TenantKeyStore + 'static,
     ) -> Result<Self, StoreError> {
+        Self::open_with(url, kek, tenant_keys, VaultConfig::default()).await
+    }
+
+    /// [`open`](Self::open) with settings (for example [`ReadAudit::Synchronous`](crate::store::ReadAudit::Synchronous) in a
+    /// short-lived process such as a command line, where buffered read events would be lost
+    /// at exit).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn open_with(
+        url: &str,
+        kek: impl KeyProvider + 'static,
+        tenant_keys: impl TenantKeyStore + 'static,
+        config: VaultConfig,
+    ) -> Result<Self, StoreError> {
         let backend = connect(url).await?;
-        let vault = Vault::builder(backend, kek, tenant_keys).build();
+        let vault = Vault::builder(backend, kek, tenant_keys)
+            .config(config)
+            .build();
         vault.migrate().await?;
         Ok(vault)
     }

@@ -1,0 +1,416 @@
+//! The command line, as clap types. Nothing here does any work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default key file of `vault` commands.
+pub(crate) const DEFAULT_KEYS: &str = "./credvault-keys.json";
+/// The default database of `vault` commands.
+pub(crate) const DEFAULT_DB: &str = "sqlite:./credvault.db";
+/// The default tenant shred-secret directory of `vault` commands.
+pub(crate) const DEFAULT_TENANT_KEYS: &str = "./credvault-tenant-keys";
+
+const MAIN_AFTER_HELP: &str = "\
+Exit status: 0 success; 1 a failed check (password mismatch, invalid token); 2 a usage,
+input, key, storage or I/O error. Errors go to stderr: what happened, then what to do.
+
+Secrets are printed only by the commands whose purpose is to print them: key generate,
+fernet decrypt, vault get and vault export.
+
+Example:
+  credvault key generate --out credvault-keys.json
+  credvault vault init
+  credvault vault put --tenant acme --kind oauth_token --name github < token.json";
+
+/// Operate credvault: keys, Fernet tokens, password hashes and the vault.
+#[derive(Debug, Parser)]
+#[command(name = "credvault", version, after_help = MAIN_AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generate, rotate, list and destroy key-encryption keys in a key file.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Encrypt, decrypt and rotate Fernet tokens (compatible with Python's cryptography).
+    #[command(subcommand)]
+    Fernet(FernetCommand),
+    /// Hash and verify passwords.
+    #[command(subcommand)]
+    Password(PasswordCommand),
+    /// Store, read and delete tenants' credentials in a vault database.
+    Vault(VaultArgs),
+}
+
+// ---------------------------------------------------------------------------------------------
+// key
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Generate a new key file (a keyring with one primary key) or one Fernet key.
+    #[command(after_help = "\
+Without --out the key is printed on stdout: that is the command's purpose; keep it secret.
+A keyring written with --out is created with mode 0600; an existing file is never replaced.
+
+Examples:
+  credvault key generate --out credvault-keys.json
+  credvault key generate --format fernet --out fernet.keys")]
+    Generate {
+        /// What to generate: a credvault key file, or one Fernet key line.
+        #[arg(long, value_enum, default_value_t = KeyFormat::Keyring)]
+        format: KeyFormat,
+        /// Write to this file (refused if it exists) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Add a new primary key version; the previous primary becomes decrypt-only.
+    #[command(after_help = "\
+The key file is rewritten atomically. Records and tenant data keys sealed with older
+versions keep opening with their (now decrypt-only) version.
+
+Example:
+  credvault key rotate --keys credvault-keys.json")]
+    Rotate(KeyFileArg),
+    /// List key versions: version, state, creation time, below-minimum. Never key bytes.
+    #[command(after_help = "Example:\n  credvault key list --keys credvault-keys.json --json")]
+    List(KeyFileArg),
+    /// Destroy a key version's bytes: what it sealed can never be opened again.
+    #[command(after_help = "\
+The primary version cannot be destroyed (rotate first). Destroy a version only when nothing
+needs it any more: tenants whose data key is wrapped under it become unreadable.
+
+Example:
+  credvault key destroy 1 --keys credvault-keys.json --yes")]
+    Destroy {
+        /// The version to destroy.
+        version: u32,
+        #[command(flatten)]
+        keys: KeyFileArg,
+        /// Confirm: destroying is irreversible.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Refuse to open anything sealed with a version below VERSION (keys are kept).
+    #[command(
+        name = "min-version",
+        after_help = "Example:\n  credvault key min-version 2 --keys credvault-keys.json"
+    )]
+    MinVersion {
+        /// The lowest version allowed to open records.
+        version: u32,
+        #[command(flatten)]
+        keys: KeyFileArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KeyFormat {
+    /// A credvault key file (JSON keyring).
+    Keyring,
+    /// One Fernet key: 32 bytes in URL-safe base64, as Python's Fernet.generate_key().
+    Fernet,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyFileArg {
+    /// The key file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keys: PathBuf,
+}
+
+// ---------------------------------------------------------------------------------------------
+// fernet
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FernetCommand {
+    /// Encrypt stdin into one token (printed with a newline).
+    #[command(after_help = "\
+The key file holds one Fernet key per line; the first one encrypts.
+
+Example:
+  printf 'secret' | credvault fernet encrypt --key-file fernet.keys")]
+    Encrypt {
+        #[command(flatten)]
+        key: FernetKeyArg,
+        /// Stamp the token with this time (Unix seconds) instead of now.
+        #[arg(long, value_name = "UNIX_TIME")]
+        at: Option<u64>,
+    },
+    /// Decrypt the token on stdin; the plaintext goes to stdout as is.
+    #[command(after_help = "\
+Any key of the key file may have made the token. One trailing newline of the token is
+ignored. A token that does not decrypt exits with status 1 and `invalid token` on stderr.
+
+Example:
+  credvault fernet decrypt --key-file fernet.keys --ttl 3600 < token.txt")]
+    Decrypt {
+        #[command(flatten)]
+        key: FernetKeyArg,
+        /// Refuse tokens older than this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// With --ttl, the current time (Unix seconds) to check the token's age against.
+        #[arg(long, value_name = "UNIX_TIME", requires = "ttl")]
+        at: Option<u64>,
+    },
+    /// Re-encrypt the token on stdin under the first key, keeping its timestamp.
+    #[command(after_help = "\
+Put the new key on the first line of the key file and the old ones after it.
+
+Example:
+  credvault fernet rotate --key-file fernet.keys < old-token.txt > new-token.txt")]
+    Rotate {
+        #[command(flatten)]
+        key: FernetKeyArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FernetKeyArg {
+    /// File of Fernet keys, one per line, newest (primary) first.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: PathBuf,
+}
+
+// ---------------------------------------------------------------------------------------------
+// password
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PasswordCommand {
+    /// Hash a password read from stdin (or a no-echo prompt on a terminal).
+    #[command(after_help = "\
+The password is never taken from an argument. When stdin is not a terminal it is read from
+stdin, without one trailing newline.
+
+Example:
+  printf '%s' \"$PASSWORD\" | credvault password hash --scheme bcrypt --cost 12")]
+    Hash(PolicyArgs),
+    /// Check a password (stdin or prompt) against a stored hash: exit 0 on match, 1 if not.
+    #[command(after_help = "\
+Reads bcrypt, argon2, PBKDF2, Django and passlib hashes. needs_rehash says the hash is
+weaker than the --scheme/--cost policy (default argon2id).
+
+Example:
+  printf '%s' \"$PASSWORD\" | credvault password verify --hash \"$HASH\" --json")]
+    Verify {
+        /// The stored hash (quote it: it contains `$`).
+        #[arg(long, value_name = "HASH")]
+        hash: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// The scheme new hashes use.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Argon2id)]
+    pub(crate) scheme: SchemeArg,
+    /// bcrypt: the cost (default 12, at least 10); pbkdf2-sha256: iterations (default and
+    /// minimum 600000); argon2id: passes over 19456 KiB (default 2).
+    #[arg(long, value_name = "N")]
+    pub(crate) cost: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemeArg {
+    /// bcrypt ($2b$).
+    Bcrypt,
+    /// PBKDF2-HMAC-SHA256 (PHC $pbkdf2-sha256$).
+    #[value(name = "pbkdf2-sha256")]
+    Pbkdf2Sha256,
+    /// argon2id (PHC $argon2id$), OWASP parameters.
+    Argon2id,
+}
+
+// ---------------------------------------------------------------------------------------------
+// vault
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Keys come from --keys FILE, or, when --keys is not given and CREDVAULT_KEYS is set, from
+that variable, which holds the key file's JSON itself.
+
+Example:
+  credvault vault init --db sqlite:/var/lib/app/credvault.db --keys /etc/app/keys.json")]
+pub(crate) struct VaultArgs {
+    /// The database: sqlite:PATH, or postgres://... when built with the postgres feature.
+    #[arg(long, global = true, value_name = "URL", default_value = DEFAULT_DB)]
+    pub(crate) db: String,
+    /// The key file [default: ./credvault-keys.json, unless CREDVAULT_KEYS is set].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) keys: Option<PathBuf>,
+    /// The directory of per-tenant shred secrets (keep it out of database backups).
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_TENANT_KEYS)]
+    pub(crate) tenant_keys: PathBuf,
+    /// Who the audit log says acted.
+    #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
+    pub(crate) actor: String,
+    #[command(subcommand)]
+    pub(crate) command: VaultCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VaultCommand {
+    /// Create the key file (if missing), the tenant key directory and the database schema.
+    #[command(after_help = "\
+An existing key file is loaded, never replaced. Safe to run again.
+
+Example:
+  credvault vault init --db sqlite:./credvault.db --keys ./credvault-keys.json")]
+    Init,
+    /// Store a record read as JSON from stdin (secrets included).
+    #[command(after_help = "\
+The JSON is the record type's serde form, e.g. for oauth_token:
+  {\"provider\": \"github\", \"access_token\": \"gho_...\", \"token_type\": \"Bearer\"}
+An existing record is refused unless --update is given.
+
+Example:
+  credvault vault put --tenant acme --kind oauth_token --name github < token.json")]
+    Put {
+        #[command(flatten)]
+        record: RecordArgs,
+        /// Replace an existing record (compare-and-swap on its current version).
+        #[arg(long)]
+        update: bool,
+    },
+    /// Print a record as JSON, secrets included (that is the command's purpose).
+    #[command(after_help = "\
+Example:
+  credvault vault get --tenant acme --kind oauth_token --name github")]
+    Get {
+        #[command(flatten)]
+        record: RecordArgs,
+    },
+    /// List a tenant's records: metadata only, nothing decrypted.
+    #[command(after_help = "Example:\n  credvault vault list --tenant acme --kind oauth_token")]
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Only records of this kind.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+    },
+    /// Delete one record at once.
+    #[command(after_help = "\
+Example:
+  credvault vault delete --tenant acme --kind api_key --name stripe")]
+    Delete {
+        #[command(flatten)]
+        record: RecordArgs,
+    },
+    /// Delete every credential of a provider now; schedule its derived data for the purge.
+    #[command(after_help = "\
+The command line has no revoker: credentials are deleted without being revoked at the
+provider. Revoke them there, or disconnect from your application with a Revoker.
+
+Example:
+  credvault vault disconnect --tenant acme --provider github")]
+    Disconnect {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The provider whose credentials go.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Export a tenant: json = every record decrypted; csv = metadata only.
+    #[command(after_help = "\
+The JSON export holds the tenant's secrets in clear. A file written with --out is created
+with mode 0600; an existing file is never replaced.
+
+Example:
+  credvault vault export --tenant acme --format json --out acme-export.json")]
+    Export {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The export format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Write to this file (refused if it exists) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Run the purge job once: destroy tenants past their grace period, expired records and
+    /// old audit rows.
+    #[command(after_help = "Example (cron, hourly):\n  credvault vault purge --json")]
+    Purge,
+    /// Print the audit log, oldest first.
+    #[command(
+        after_help = "Example:\n  credvault vault audit --tenant acme --since 1763856000 --limit 100"
+    )]
+    Audit {
+        /// Only this tenant's rows.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only rows at or after this time (Unix seconds).
+        #[arg(long, value_name = "UNIX_TIME")]
+        since: Option<i64>,
+        /// At most this many rows.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Delete a tenant (with a grace period) or restore it.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Start deleting a tenant: only export and restore work until the purge destroys it.
+    #[command(after_help = "Example:\n  credvault vault tenant delete --tenant acme")]
+    Delete(TenantArg),
+    /// Cancel a tenant's deletion during its grace period.
+    #[command(after_help = "Example:\n  credvault vault tenant restore --tenant acme")]
+    Restore(TenantArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TenantArg {
+    /// The tenant id.
+    #[arg(long)]
+    pub(crate) tenant: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecordArgs {
+    /// The tenant id.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// The record type.
+    #[arg(long, value_enum)]
+    pub(crate) kind: KindArg,
+    /// The record name (unique per tenant and kind).
+    #[arg(long)]
+    pub(crate) name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KindArg {
+    /// OAuthToken.
+    #[value(name = "oauth_token")]
+    OauthToken,
+    /// ApiKey.
+    #[value(name = "api_key")]
+    ApiKey,
+    /// SessionCookies.
+    #[value(name = "session_cookies")]
+    SessionCookies,
+    /// DerivedData.
+    #[value(name = "derived")]
+    Derived,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Every record decrypted, as one JSON document.
+    Json,
+    /// Metadata only, as CSV.
+    Csv,
+}

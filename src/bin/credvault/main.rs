@@ -1,0 +1,45 @@
+//! `credvault`: the operator command line. Parses, calls the library's public API, prints.
+//!
+//! Every command takes `--json`; errors print what happened and then what to do; exit status
+//! 0 is success, 1 a failed check (password mismatch, invalid token), 2 any other error.
+
+mod cli;
+mod error;
+mod fernet;
+mod keys;
+mod output;
+mod password;
+mod vault;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::output::Output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Output::new(cli.json);
+    match cli.command {
+        Command::Key(command) => keys::run(command, out),
+        Command::Fernet(command) => fernet::run(command),
+        Command::Password(command) => password::run(command, out),
+        Command::Vault(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::new(format!("starting the async runtime: {e}")))?
+            .block_on(vault::run(args, out)),
+    }
+}

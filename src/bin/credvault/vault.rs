@@ -1,0 +1,523 @@
+//! `credvault vault ...`: the typed vault over a database.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use credvault::backend::AuditQuery;
+use credvault::envelope::DirTenantKeys;
+use credvault::keys::KeyError;
+use credvault::store::{
+    ApiKey, DerivedData, OAuthToken, ReadAudit, RecordInfo, SecretKind, SessionCookies, StoreError,
+    Tenant, Vault, VaultConfig,
+};
+use credvault::{Keyring, TenantId};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{DEFAULT_KEYS, ExportFormat, KindArg, TenantCommand, VaultArgs, VaultCommand};
+use crate::error::CliError;
+use crate::output::{self, BlockingWriter, Output};
+
+/// Calls `$f::<R>(args...)` with the record type `$kind` names.
+macro_rules! with_kind {
+    ($kind:expr, $f:ident($($arg:expr),*)) => {
+        match $kind {
+            KindArg::OauthToken => $f::<OAuthToken>($($arg),*).await,
+            KindArg::ApiKey => $f::<ApiKey>($($arg),*).await,
+            KindArg::SessionCookies => $f::<SessionCookies>($($arg),*).await,
+            KindArg::Derived => $f::<DerivedData>($($arg),*).await,
+        }
+    };
+}
+
+pub(crate) async fn run(args: VaultArgs, out: Output) -> Result<(), CliError> {
+    let init = matches!(args.command, VaultCommand::Init);
+    let (vault, keys_from) = open(&args, init).await?;
+    let result = command(&vault, &args, keys_from, out).await;
+    // Reads are audited in batches: write the batch before exiting, even after an error.
+    let flushed = vault.flush_audit().await;
+    result?;
+    Ok(flushed?)
+}
+
+async fn command(
+    vault: &Vault,
+    args: &VaultArgs,
+    keys_from: String,
+    out: Output,
+) -> Result<(), CliError> {
+    let tenant = |id: &str| -> Result<Tenant, CliError> {
+        Ok(vault.tenant(id)?.with_actor(args.actor.clone()))
+    };
+    match &args.command {
+        VaultCommand::Init => out.print(
+            &json!({ "keys": keys_from, "tenant_keys": args.tenant_keys.display().to_string() }),
+            || {
+                format!(
+                    "vault ready: database migrated; keys from {keys_from}; tenant keys in {}\n",
+                    args.tenant_keys.display()
+                )
+            },
+        ),
+        VaultCommand::Put { record, update } => {
+            let t = tenant(&record.tenant)?;
+            with_kind!(record.kind, put(&t, &record.name, *update, out))
+        }
+        VaultCommand::Get { record } => {
+            let t = tenant(&record.tenant)?;
+            with_kind!(record.kind, get(&t, &record.name, out))
+        }
+        VaultCommand::Delete { record } => {
+            let t = tenant(&record.tenant)?;
+            with_kind!(record.kind, delete(&t, &record.name, out))
+        }
+        VaultCommand::List { tenant: t, kind } => {
+            list(&tenant(&t.tenant)?, kind.map(kind_name), out).await
+        }
+        VaultCommand::Disconnect {
+            tenant: t,
+            provider,
+        } => disconnect(&tenant(&t.tenant)?, provider, out).await,
+        VaultCommand::Export {
+            tenant: t,
+            format,
+            out: file,
+        } => export(&tenant(&t.tenant)?, *format, file.as_deref(), out).await,
+        VaultCommand::Purge => purge(vault, out).await,
+        VaultCommand::Audit {
+            tenant: t,
+            since,
+            limit,
+        } => {
+            let query = AuditQuery {
+                tenant: t
+                    .as_deref()
+                    .map(TenantId::new)
+                    .transpose()
+                    .map_err(StoreError::from)?,
+                since: *since,
+                limit: *limit,
+            };
+            audit(vault, &query, out).await
+        }
+        VaultCommand::Tenant(command) => tenant_deletion(vault, command, &args.actor, out).await,
+    }
+}
+
+/// Opens the vault; `init` creates the key file if missing. Returns where the keys came from.
+async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError> {
+    if init {
+        // Before anything is created: a failed init leaves no half-made vault behind.
+        require_database(&args.db, true)?;
+    }
+    let (keyring, keys_from) = load_keyring(args.keys.as_deref(), init)?;
+    if !init {
+        require_dir(&args.tenant_keys)?;
+        require_database(&args.db, false)?;
+    }
+    let tenant_keys = DirTenantKeys::new(&args.tenant_keys)?;
+    // A command is a short-lived process: audit each read before printing it.
+    let config = VaultConfig {
+        read_audit: ReadAudit::Synchronous,
+        default_actor: args.actor.clone(),
+        ..VaultConfig::default()
+    };
+    let vault = Vault::open_with(&args.db, keyring, tenant_keys, config).await?;
+    Ok((vault, keys_from))
+}
+
+/// The keyring from `--keys`, else `$CREDVAULT_KEYS`, else the default file; `init` creates
+/// a missing file. Returns it and where it came from.
+fn load_keyring(keys: Option<&Path>, init: bool) -> Result<(Keyring, String), CliError> {
+    let env_set = std::env::var_os(credvault::keys::file::ENV_VAR).is_some();
+    let loaded = match (keys, env_set) {
+        (None, true) => (
+            Keyring::from_default_env()?,
+            format!("${}", credvault::keys::file::ENV_VAR),
+        ),
+        (path, _) => {
+            let path = path.map_or_else(|| PathBuf::from(DEFAULT_KEYS), Path::to_path_buf);
+            let ring = if init {
+                Keyring::load_or_create(&path)?
+            } else {
+                Keyring::load(&path).map_err(|e| {
+                    let missing = matches!(&e, KeyError::Io { source, .. }
+                        if source.kind() == io::ErrorKind::NotFound);
+                    let err = CliError::from(e);
+                    if missing {
+                        err.hint(
+                            "run `credvault vault init` first, or pass --keys FILE (or set \
+                             CREDVAULT_KEYS)",
+                        )
+                    } else {
+                        err
+                    }
+                })?
+            };
+            (ring, path.display().to_string())
+        }
+    };
+    Ok(loaded)
+}
+
+/// A missing tenant key directory would silently make every tenant unreadable.
+fn require_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(CliError::new(format!(
+        "tenant key directory {} does not exist",
+        dir.display()
+    ))
+    .hint(
+        "run `credvault vault init` first, or pass --tenant-keys DIR (the one the vault \
+             was created with)",
+    ))
+}
+
+/// Only `init` creates a database: a mistyped path must not become a new, empty vault. For
+/// `init`, the database's directory must exist, checked before the key file is created.
+#[cfg(feature = "sqlite")]
+fn require_database(url: &str, init: bool) -> Result<(), CliError> {
+    if !url.to_ascii_lowercase().starts_with("sqlite:") {
+        return Ok(());
+    }
+    let options = credvault::backend::SqliteBackend::options(url)?;
+    let file = options.get_filename();
+    if file.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    if !init && !file.exists() {
+        return Err(
+            CliError::new(format!("database {} does not exist", file.display()))
+                .hint("run `credvault vault init` first, or check --db (sqlite:PATH)"),
+        );
+    }
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    if init && dir.is_some_and(|d| !d.is_dir()) {
+        return Err(CliError::new(format!(
+            "the directory of database {} does not exist",
+            file.display()
+        ))
+        .hint("create it first, or check --db (sqlite:PATH)"));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn require_database(_url: &str, _init: bool) -> Result<(), CliError> {
+    Ok(())
+}
+
+async fn put<R: SecretKind>(
+    tenant: &Tenant,
+    name: &str,
+    update: bool,
+    out: Output,
+) -> Result<(), CliError> {
+    let input = output::read_stdin()?;
+    let record: R = serde_json::from_slice(&input).map_err(|e| json_error(R::KIND, &e))?;
+    let version = if update {
+        let current = tenant
+            .list(Some(R::KIND))
+            .await?
+            .into_iter()
+            .find(|info| info.name == name)
+            .ok_or_else(|| StoreError::NotFound {
+                tenant: tenant.id().clone(),
+                kind: R::KIND.to_owned(),
+                name: name.to_owned(),
+            })
+            .map_err(|e| CliError::from(e).hint("drop --update to create it"))?;
+        tenant.update(name, &record, current.version).await?
+    } else {
+        tenant.put(name, &record).await?
+    };
+    out.print(
+        &json!({ "tenant": tenant.id().as_str(), "kind": R::KIND, "name": name, "version": version }),
+        || format!("stored {} {name:?} version {version}\n", R::KIND),
+    )
+}
+
+async fn get<R: SecretKind>(tenant: &Tenant, name: &str, out: Output) -> Result<(), CliError> {
+    #[derive(Serialize)]
+    struct Got<'a, R> {
+        tenant: &'a str,
+        kind: &'a str,
+        name: &'a str,
+        version: i64,
+        record: &'a R,
+    }
+    let got = tenant.get::<R>(name).await?;
+    let mut stdout = io::stdout().lock();
+    let written = if out.is_json() {
+        let wrapped = Got {
+            tenant: tenant.id().as_str(),
+            kind: R::KIND,
+            name,
+            version: got.version,
+            record: &got.value,
+        };
+        serde_json::to_writer(&mut stdout, &wrapped)
+    } else {
+        serde_json::to_writer_pretty(&mut stdout, &got.value)
+    };
+    written
+        .map_err(io::Error::from)
+        .and_then(|()| writeln!(stdout))
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CliError::stdio("writing stdout", &e))
+}
+
+async fn delete<R: SecretKind>(tenant: &Tenant, name: &str, out: Output) -> Result<(), CliError> {
+    if !tenant.delete::<R>(name).await? {
+        return Err(StoreError::NotFound {
+            tenant: tenant.id().clone(),
+            kind: R::KIND.to_owned(),
+            name: name.to_owned(),
+        }
+        .into());
+    }
+    out.print(&json!({ "deleted": true }), || {
+        format!("deleted {} {name:?}\n", R::KIND)
+    })
+}
+
+async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), CliError> {
+    let infos = tenant.list(kind).await?;
+    let value: Vec<_> = infos.iter().map(info_json).collect();
+    out.print(&value, || {
+        let mut text = format!(
+            "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
+            "KIND", "NAME", "VERSION", "PROVIDER", "UPDATED", "EXPIRES"
+        );
+        for i in &infos {
+            text.push_str(&format!(
+                "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
+                i.kind,
+                i.name,
+                i.version,
+                i.provider.as_deref().unwrap_or("-"),
+                i.updated_at,
+                i.expires_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            ));
+        }
+        text
+    })
+}
+
+fn info_json(i: &RecordInfo) -> serde_json::Value {
+    json!({
+        "kind": i.kind,
+        "name": i.name,
+        "version": i.version,
+        "provider": i.provider,
+        "metadata": i.metadata,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "expires_at": i.expires_at,
+        "purge_after": i.purge_after,
+    })
+}
+
+async fn export(
+    tenant: &Tenant,
+    format: ExportFormat,
+    file: Option<&Path>,
+    out: Output,
+) -> Result<(), CliError> {
+    let report = match file {
+        None => {
+            let mut writer = BlockingWriter(io::stdout().lock());
+            match format {
+                ExportFormat::Json => tenant.export_json(&mut writer).await?,
+                ExportFormat::Csv => tenant.export_csv(&mut writer).await?,
+            }
+        }
+        Some(path) => {
+            let mut writer = BlockingWriter(io::BufWriter::new(output::create_secret_file(path)?));
+            let written = match format {
+                ExportFormat::Json => tenant.export_json(&mut writer).await,
+                ExportFormat::Csv => tenant.export_csv(&mut writer).await,
+            };
+            let synced = written.map_err(CliError::from).and_then(|report| {
+                writer
+                    .0
+                    .into_inner()
+                    .map_err(io::IntoInnerError::into_error)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| CliError::io("writing", path, &e))
+                    .map(|()| report)
+            });
+            match synced {
+                Ok(report) => {
+                    out.print(
+                        &json!({ "records": report.records, "unreadable": report.unreadable }),
+                        || {
+                            format!(
+                                "exported {} records of tenant {} to {}\n",
+                                report.records,
+                                tenant.id(),
+                                path.display()
+                            )
+                        },
+                    )?;
+                    report
+                }
+                Err(e) => {
+                    // A partial export is useless and may hold secrets.
+                    let _ = std::fs::remove_file(path);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if report.unreadable > 0 {
+        eprintln!(
+            "credvault: {} records of tenant {} could not be opened (listed under \"unreadable\")\n  \
+             hint: check --keys and --tenant-keys are the ones this database was written with",
+            report.unreadable,
+            tenant.id()
+        );
+    }
+    Ok(())
+}
+
+async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), CliError> {
+    let report = tenant.disconnect(provider, None).await?;
+    out.print(
+        &json!({
+            "deleted": report.deleted,
+            "revoked": report.revoked,
+            "derived_scheduled": report.derived_scheduled,
+            "derived_purge_after": report.derived_purge_after,
+        }),
+        || {
+            let mut text = format!(
+                "deleted {} {provider} credentials (not revoked at the provider)\n",
+                report.deleted
+            );
+            if let Some(at) = report.derived_purge_after {
+                text.push_str(&format!(
+                    "{} derived records scheduled for the purge after {at}\n",
+                    report.derived_scheduled
+                ));
+            }
+            text
+        },
+    )
+}
+
+async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
+    let report = vault.purge().await?;
+    let tenants: Vec<&str> = report.tenants.iter().map(TenantId::as_str).collect();
+    out.print(
+        &json!({
+            "tenants": tenants,
+            "tenant_records": report.tenant_records,
+            "expired_records": report.expired_records,
+            "audit_rows": report.audit_rows,
+        }),
+        || {
+            format!(
+                "purged {} tenants ({} records), {} expired records, {} audit rows\n",
+                tenants.len(),
+                report.tenant_records,
+                report.expired_records,
+                report.audit_rows
+            )
+        },
+    )
+}
+
+async fn tenant_deletion(
+    vault: &Vault,
+    command: &TenantCommand,
+    actor: &str,
+    out: Output,
+) -> Result<(), CliError> {
+    match command {
+        TenantCommand::Delete(t) => {
+            let purge_after = vault.delete_tenant(&t.tenant, actor).await?;
+            out.print(
+                &json!({ "tenant": t.tenant, "purge_after": purge_after }),
+                || {
+                    format!(
+                        "tenant {} deleted; purged after {purge_after} unless restored\n",
+                        t.tenant
+                    )
+                },
+            )
+        }
+        TenantCommand::Restore(t) => {
+            vault.restore_tenant(&t.tenant, actor).await?;
+            out.print(&json!({ "tenant": t.tenant, "restored": true }), || {
+                format!("tenant {} restored\n", t.tenant)
+            })
+        }
+    }
+}
+
+async fn audit(vault: &Vault, query: &AuditQuery, out: Output) -> Result<(), CliError> {
+    let rows = vault.audit(query).await?;
+    let value: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "at": r.at,
+                "tenant": r.tenant.as_ref().map(TenantId::as_str),
+                "kind": r.kind,
+                "name": r.name,
+                "action": r.action,
+                "actor": r.actor,
+                "outcome": r.outcome,
+            })
+        })
+        .collect();
+    out.print(&value, || {
+        let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                r.at,
+                dash(r.tenant.as_ref().map(TenantId::as_str)),
+                dash(r.kind.as_deref()),
+                dash(r.name.as_deref()),
+                r.action,
+                r.actor,
+                r.outcome
+            ));
+        }
+        text
+    })
+}
+
+/// The library's kind string for a `--kind` value.
+fn kind_name(kind: KindArg) -> &'static str {
+    match kind {
+        KindArg::OauthToken => OAuthToken::KIND,
+        KindArg::ApiKey => ApiKey::KIND,
+        KindArg::SessionCookies => SessionCookies::KIND,
+        KindArg::Derived => DerivedData::KIND,
+    }
+}
+
+/// A record that does not parse: where, never what (the input holds secrets).
+fn json_error(kind: &str, e: &serde_json::Error) -> CliError {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "is not valid json",
+        serde_json::error::Category::Data => "does not match the record type",
+        serde_json::error::Category::Eof => "ends early",
+    };
+    CliError::new(format!(
+        "stdin {what} ({kind}, line {} column {})",
+        e.line(),
+        e.column()
+    ))
+    .hint(format!(
+        "pipe one {kind} record as json; see `credvault vault put --help` for its shape"
+    ))
+}

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod crypto;
 pub mod envelope;
 mod error;
+mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;

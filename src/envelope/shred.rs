@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -13,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::TenantId;
+use crate::fsutil::{Replace, create_private_dir, sync_dir, write_atomically};
 use crate::keys::KeyError;
 use crate::secret::SecretBytes;
 
@@ -170,41 +170,17 @@ impl TenantKeyStore for DirTenantKeys {
             return Ok(s);
         }
         let secret = random_secret()?;
-        let io = |source| KeyError::Io {
-            path: path.clone(),
-            source,
-        };
         let encoded = Zeroizing::new(URL_SAFE_NO_PAD.encode(secret.expose_secret()));
-        let tmp = path.with_extension(format!(
-            "tmp-{}-{:016x}",
-            std::process::id(),
-            rand::Rng::next_u64(&mut rand::rng())
-        ));
-        let written = (|| {
-            let mut f = create_private_file(&tmp)?;
-            f.write_all(encoded.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        // A hard link fails if the file exists: whoever linked first wins, atomically.
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                sync_dir(&self.dir).map_err(io)?;
-                Ok(secret)
-            }
+        match write_atomically(&path, encoded.as_bytes(), Replace::No) {
+            Ok(()) => Ok(secret),
+            // Another process created it first: everyone uses theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                self.read(&path)?.ok_or_else(|| {
-                    io(std::io::Error::other(
-                        "shred secret vanished while creating",
-                    ))
+                self.read(&path)?.ok_or_else(|| KeyError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other("shred secret vanished while creating"),
                 })
             }
-            Err(e) => Err(io(e)),
+            Err(source) => Err(KeyError::Io { path, source }),
         }
     }
 
@@ -226,50 +202,6 @@ fn random_secret() -> Result<SecretBytes, KeyError> {
     let mut raw = vec![0u8; SHRED_SECRET_LEN];
     crate::crypto::try_fill_from_os_rng(&mut raw)?;
     Ok(SecretBytes::new(raw))
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
-fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 impl<T: TenantKeyStore + ?Sized> TenantKeyStore for std::sync::Arc<T> {

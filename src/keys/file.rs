@@ -24,8 +24,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::Read as _;
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::KeyVersion;
 use crate::crypto::aead::KEY_LEN;
+use crate::fsutil::{Replace, write_atomically};
 use crate::keys::keyring::{Entry, Material};
 use crate::keys::{KeyError, KeyState, Keyring};
 use crate::secret::SecretString;
@@ -323,80 +324,6 @@ fn invalid(source_name: impl ToString, problem: impl Into<String>) -> KeyError {
         source_name: source_name.to_string(),
         problem: problem.into(),
     }
-}
-
-/// Whether [`write_atomically`] may replace an existing file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Replace {
-    Yes,
-    No,
-}
-
-/// Writes `data` to a fresh temporary file next to `path`, syncs it, moves it to `path`
-/// (rename; or hard link, which fails with `AlreadyExists`, when not replacing) and syncs the
-/// directory.
-fn write_atomically(path: &Path, data: &[u8], replace: Replace) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
-    let mut suffix = [0u8; 6];
-    crate::crypto::try_fill_from_os_rng(&mut suffix)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        URL_SAFE_NO_PAD.encode(suffix)
-    ));
-    let result = (|| {
-        let mut file = create_private(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        drop(file);
-        if replace == Replace::Yes {
-            fs::rename(&tmp, path)?;
-        } else {
-            let linked = fs::hard_link(&tmp, path);
-            fs::remove_file(&tmp)?;
-            linked?;
-        }
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(unix)]

@@ -3,9 +3,8 @@
 use std::fmt;
 
 use crate::TenantId;
-use crate::backend::{BoxFuture, ListQuery, RecordKey, SecretRow};
+use crate::backend::{BoxFuture, RecordKey};
 use crate::secret::SecretBytes;
-use crate::store::tenant::PAGE;
 use crate::store::{OAuthToken, SecretKind, StoreError, Tenant};
 
 /// A credential about to be deleted, handed to the application's [`Revoker`].
@@ -112,7 +111,7 @@ impl Tenant {
         revoker: Option<&dyn Revoker>,
     ) -> Result<DisconnectReport, StoreError> {
         let tenant = self.vault.active_tenant(&self.id).await?;
-        let rows = self.rows_of_provider(provider).await?;
+        let rows = self.all_rows(None, Some(provider)).await?;
         let derived_kinds = &self.vault.config().derived_kinds;
         let (derived, credentials): (Vec<_>, Vec<_>) = rows
             .into_iter()
@@ -172,28 +171,5 @@ impl Tenant {
             report.derived_purge_after = Some(purge_after);
         }
         Ok(report)
-    }
-
-    async fn rows_of_provider(&self, provider: &str) -> Result<Vec<SecretRow>, StoreError> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let query = ListQuery {
-                tenant: self.id.clone(),
-                kind: None,
-                provider: Some(provider.to_owned()),
-                after: after.take(),
-                limit: PAGE,
-            };
-            let page = self.vault.backend().list(&query).await?;
-            let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
-            if let Some(last) = page.last() {
-                after = Some((last.key.kind.clone(), last.key.name.clone()));
-            }
-            out.extend(page);
-            if !full {
-                return Ok(out);
-            }
-        }
     }
 }

@@ -4,8 +4,7 @@
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use crate::backend::{ListQuery, SecretRow, TenantRow};
-use crate::store::tenant::PAGE;
+use crate::backend::{SecretRow, TenantRow};
 use crate::store::{StoreError, Tenant};
 
 /// What an export wrote.
@@ -51,7 +50,7 @@ impl Tenant {
         let mut unreadable: Vec<serde_json::Value> = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) = self.page(after.take()).await?;
+            let (page, next) = self.page(None, None, after.take()).await?;
             for row in &page {
                 let payload = match self.open_bytes(row, &tenant) {
                     Ok(p)
@@ -113,7 +112,7 @@ impl Tenant {
         let mut report = ExportReport::default();
         let mut after = None;
         loop {
-            let (page, next) = self.page(after.take()).await?;
+            let (page, next) = self.page(None, None, after.take()).await?;
             for row in &page {
                 let cells = [
                     row.key.kind.to_string(),
@@ -151,33 +150,6 @@ impl Tenant {
             .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
         self.vault.dek(&row)?;
         Ok(row)
-    }
-
-    async fn page(
-        &self,
-        after: Option<(crate::RecordKind, crate::RecordName)>,
-    ) -> Result<
-        (
-            Vec<SecretRow>,
-            Option<(crate::RecordKind, crate::RecordName)>,
-        ),
-        StoreError,
-    > {
-        let query = ListQuery {
-            tenant: self.id.clone(),
-            kind: None,
-            provider: None,
-            after,
-            limit: PAGE,
-        };
-        let page = self.vault.backend().list(&query).await?;
-        let next = (page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
-            .then(|| {
-                page.last()
-                    .map(|r| (r.key.kind.clone(), r.key.name.clone()))
-            })
-            .flatten();
-        Ok((page, next))
     }
 
     async fn audit_export(&self, action: &str) -> Result<(), StoreError> {

@@ -207,24 +207,49 @@ impl Tenant {
             .await?
             .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
         let kind = kind.map(RecordKind::new).transpose()?;
+        let rows = self.all_rows(kind.as_ref(), None).await?;
+        Ok(rows.iter().map(RecordInfo::from_row).collect())
+    }
+
+    /// One page of the tenant's rows after `after`, optionally of one kind or provider, and
+    /// where the next page starts (`None` after the last).
+    pub(crate) async fn page(
+        &self,
+        kind: Option<&RecordKind>,
+        provider: Option<&str>,
+        after: Option<(RecordKind, RecordName)>,
+    ) -> Result<(Vec<SecretRow>, Option<(RecordKind, RecordName)>), StoreError> {
+        let query = ListQuery {
+            tenant: self.id.clone(),
+            kind: kind.cloned(),
+            provider: provider.map(str::to_owned),
+            after,
+            limit: PAGE,
+        };
+        let page = self.vault.backend().list(&query).await?;
+        let next = (page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
+            .then(|| {
+                page.last()
+                    .map(|r| (r.key.kind.clone(), r.key.name.clone()))
+            })
+            .flatten();
+        Ok((page, next))
+    }
+
+    /// Every row of the tenant (optionally of one kind or provider), page by page.
+    pub(crate) async fn all_rows(
+        &self,
+        kind: Option<&RecordKind>,
+        provider: Option<&str>,
+    ) -> Result<Vec<SecretRow>, StoreError> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let query = ListQuery {
-                tenant: self.id.clone(),
-                kind: kind.clone(),
-                provider: None,
-                after: after.take(),
-                limit: PAGE,
-            };
-            let page = self.vault.backend().list(&query).await?;
-            let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
-            if let Some(last) = page.last() {
-                after = Some((last.key.kind.clone(), last.key.name.clone()));
-            }
-            out.extend(page.iter().map(RecordInfo::from_row));
-            if !full {
-                return Ok(out);
+            let (page, next) = self.page(kind, provider, after.take()).await?;
+            out.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
             }
         }
     }

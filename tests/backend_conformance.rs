@@ -980,7 +980,8 @@ mod sqlite_only {
                 "credvault_audit",
                 "credvault_schema",
                 "credvault_secrets",
-                "credvault_tenants"
+                "credvault_tenants",
+                "credvault_throttle"
             ]
         );
         f.finish().await;
@@ -1100,7 +1101,8 @@ mod postgres_only {
                 "credvault_audit",
                 "credvault_schema",
                 "credvault_secrets",
-                "credvault_tenants"
+                "credvault_tenants",
+                "credvault_throttle"
             ]
         );
         let sqlx_tables: i64 = sqlx::query_scalar(

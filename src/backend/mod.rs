@@ -13,6 +13,8 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod throttle;
 
 use std::fmt;
 use std::future::Future;
@@ -25,11 +27,15 @@ pub use postgres::PgBackend;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteBackend;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use throttle::SqlThrottle;
 
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
-/// The schema version this build writes and reads (`credvault_schema`).
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and reads (`credvault_schema`). Version 2 added the
+/// login throttle's table, `credvault_throttle`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
 /// object-safe (`Arc<dyn Backend>`).

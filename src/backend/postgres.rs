@@ -35,10 +35,14 @@ use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::backend::memory::schema_too_new;
 use crate::backend::sql::{Queries, map_err, sql_backend};
-use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION};
+use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
+use crate::password::ThrottleConfig;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_throttle.sql"),
+];
 
 /// How long [`PgBackend::connect`] keeps retrying a server that refuses connections.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,6 +124,15 @@ impl PgBackend {
     /// The schema holding the tables, if one was set.
     pub fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
+    }
+
+    /// A login throttle counting in this database (table `credvault_throttle` in this
+    /// backend's schema, created by [`migrate`](crate::backend::Backend::migrate) at schema
+    /// version 2): every application server using the database shares one count. Build it
+    /// once and share it (a cheap `Clone` handle); call [`SqlThrottle::prune`] now and then.
+    /// See `SqliteBackend::login_throttle` for its use at login.
+    pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
+        SqlThrottle::postgres(self.pool.clone(), &self.queries.prefix, config, classify)
     }
 
     fn err(&self, err: sqlx::Error, context: &str) -> BackendError {

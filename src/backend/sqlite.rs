@@ -38,10 +38,14 @@ use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use crate::backend::memory::schema_too_new;
 use crate::backend::sql::{Queries, map_err, sql_backend};
-use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION};
+use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
+use crate::password::ThrottleConfig;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_throttle.sql"),
+];
 
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +145,43 @@ impl SqliteBackend {
     /// The pool this backend uses.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// A login throttle counting in this database (table `credvault_throttle`, created by
+    /// [`migrate`](crate::backend::Backend::migrate) at schema version 2), shared by every
+    /// process using the file. Build it once and share it (it is a cheap `Clone` handle);
+    /// call [`SqlThrottle::prune`] now and then.
+    ///
+    /// ```no_run
+    /// use std::net::IpAddr;
+    /// use std::time::SystemTime;
+    /// use credvault::backend::{Backend, BackendError, SqliteBackend};
+    /// use credvault::password::{Decision, LoginThrottle, ThrottleConfig};
+    ///
+    /// # async fn verify(_: &str, _: &str) -> bool { true }
+    /// # async fn run(account: &str, password: &str, address: IpAddr) -> Result<(), BackendError> {
+    /// // At start-up:
+    /// let backend = SqliteBackend::connect("vault.db").await?;
+    /// backend.migrate().await?;
+    /// let throttle = backend.login_throttle(ThrottleConfig::default());
+    ///
+    /// // At each login attempt:
+    /// let now = SystemTime::now();
+    /// if let Decision::Deny { retry_after } = throttle.check(account, address, now).await? {
+    ///     // Refuse without verifying the password: HTTP 429 with `Retry-After`.
+    ///     println!("locked, retry in {} s", retry_after.as_secs());
+    ///     return Ok(());
+    /// }
+    /// if verify(account, password).await {
+    ///     throttle.record_success(account, address, now).await?;
+    /// } else {
+    ///     let _ = throttle.record_failure(account, address, now).await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
+        SqlThrottle::sqlite(self.pool.clone(), config, classify)
     }
 
     fn err(&self, err: sqlx::Error, context: &str) -> BackendError {

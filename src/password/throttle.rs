@@ -13,7 +13,9 @@
 //!
 //! Time comes in as a parameter (`now`), so tests are deterministic and a shared store can
 //! use one clock. [`InMemoryThrottle`] counts in one process, in bounded memory; a cluster
-//! of servers needs a shared implementation of [`LoginThrottle`] (an SQL one is planned).
+//! of servers needs a shared implementation of [`LoginThrottle`]: `SqlThrottle` in
+//! [`crate::backend`] (features `sqlite` / `postgres`) keeps the counts in the vault's
+//! database and applies the very same rules (one implementation, in this module).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -101,19 +103,153 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// What one attempt is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+pub(crate) enum Key {
+    /// The (account, address) pair; the account is never empty.
     Pair(String, IpAddr),
+    /// The address alone (IPv6 reduced to its /64).
     Address(IpAddr),
 }
 
+impl Key {
+    /// The failures inside the window that lock this key.
+    pub(crate) fn threshold(&self, config: &ThrottleConfig) -> u32 {
+        match self {
+            Self::Pair(..) => config.max_failures,
+            Self::Address(_) => config.max_failures_per_address,
+        }
+    }
+}
+
+/// The counting state of one key: what [`count_failure`] reads and updates, kept in memory by
+/// [`InMemoryThrottle`] and in a row by the SQL throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyState {
+    /// Failures counted in the current window.
+    pub(crate) failures: u32,
+    /// When the current window started.
+    pub(crate) window_start: SystemTime,
+    /// Lockouts so far (the backoff exponent).
+    pub(crate) lockouts: u32,
+    /// End of the last lockout, if there was one.
+    pub(crate) locked_until: Option<SystemTime>,
+    /// The last failure counted.
+    pub(crate) last_seen: SystemTime,
+}
+
+impl KeyState {
+    /// A key never seen before, first counted at `now`.
+    pub(crate) fn new(now: SystemTime) -> Self {
+        Self {
+            failures: 0,
+            window_start: now,
+            lockouts: 0,
+            locked_until: None,
+            last_seen: now,
+        }
+    }
+
+    /// Time left in the key's lockout at `now`, if it is locked.
+    pub(crate) fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        let until = self.locked_until?;
+        until.duration_since(now).ok().filter(|d| !d.is_zero())
+    }
+
+    /// Whether forgetting this key at `now` changes no decision (see [`Forget`]). What the
+    /// SQL throttle's `prune` deletes, written there in SQL.
+    #[cfg(test)]
+    pub(crate) fn is_forgettable(&self, config: &ThrottleConfig, now: SystemTime) -> bool {
+        let forget = Forget::new(config);
+        elapsed(self.window_start, now) > forget.window_after
+            && self
+                .locked_until
+                .is_none_or(|until| elapsed(until, now) > forget.lockout_after)
+    }
+}
+
+/// When a key can be forgotten without changing any decision: once its window started more
+/// than `window_after` ago and its last lockout, if any, ended more than `lockout_after` ago,
+/// [`count_failure`] treats it exactly as a key never seen (the window starts over and so
+/// does the backoff).
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    window_start: SystemTime,
-    lockouts: u32,
-    locked_until: Option<SystemTime>,
-    last_seen: SystemTime,
+pub(crate) struct Forget {
+    /// `window`.
+    pub(crate) window_after: Duration,
+    /// `max_lockout + window`.
+    pub(crate) lockout_after: Duration,
+}
+
+impl Forget {
+    pub(crate) fn new(config: &ThrottleConfig) -> Self {
+        Self {
+            window_after: config.window,
+            lockout_after: config.max_lockout.saturating_add(config.window),
+        }
+    }
+}
+
+/// Counts one failure against a key under `config` (`threshold` is
+/// [`Key::threshold`]); returns the lockout it is under, if any. The one implementation of
+/// the rules: a locked key stays locked (the failure only refreshes `last_seen`); a window
+/// older than `config.window` starts over; a key quiet for `max_lockout + window` after its
+/// last lockout starts its backoff over; reaching `threshold` locks for
+/// `base_lockout x 2^(lockouts - 1)`, capped at `max_lockout`.
+pub(crate) fn count_failure(
+    config: &ThrottleConfig,
+    entry: &mut KeyState,
+    threshold: u32,
+    now: SystemTime,
+) -> Option<Duration> {
+    entry.last_seen = now;
+    if let Some(wait) = entry.remaining(now) {
+        return Some(wait);
+    }
+    let forget = Forget::new(config);
+    if elapsed(entry.window_start, now) > forget.window_after {
+        entry.failures = 0;
+        entry.window_start = now;
+    }
+    if entry
+        .locked_until
+        .is_some_and(|until| elapsed(until, now) > forget.lockout_after)
+    {
+        // Quiet since long after the last lockout: start the backoff over.
+        entry.lockouts = 0;
+        entry.locked_until = None;
+    }
+    entry.failures = entry.failures.saturating_add(1);
+    if entry.failures < threshold.max(1) {
+        return None;
+    }
+    entry.lockouts = entry.lockouts.saturating_add(1);
+    entry.failures = 0;
+    entry.window_start = now;
+    let wait = backoff(config, entry.lockouts);
+    entry.locked_until = now.checked_add(wait);
+    Some(wait)
+}
+
+/// `base_lockout x 2^(lockouts - 1)`, capped at `max_lockout`.
+fn backoff(config: &ThrottleConfig, lockouts: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(lockouts.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    config
+        .base_lockout
+        .saturating_mul(factor)
+        .min(config.max_lockout)
+}
+
+/// The decision for the lockouts found on an attempt's keys: `Deny` for the longest.
+pub(crate) fn decide(waits: impl IntoIterator<Item = Option<Duration>>) -> Decision {
+    waits
+        .into_iter()
+        .flatten()
+        .max()
+        .map_or(Decision::Allow, |retry_after| Decision::Deny {
+            retry_after,
+        })
 }
 
 /// An in-process [`LoginThrottle`] in bounded memory. Counts are per process: behind a load
@@ -140,7 +276,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct InMemoryThrottle {
     config: ThrottleConfig,
-    entries: Mutex<HashMap<Key, Entry>>,
+    entries: Mutex<HashMap<Key, KeyState>>,
 }
 
 impl InMemoryThrottle {
@@ -165,42 +301,26 @@ impl InMemoryThrottle {
     /// [`LoginThrottle::check`], synchronously.
     pub fn check_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
         let entries = self.lock();
-        let longest = keys(account, address)
-            .iter()
-            .filter_map(|key| entries.get(key))
-            .filter_map(|entry| remaining(entry, now))
-            .max();
-        longest.map_or(Decision::Allow, |retry_after| Decision::Deny {
-            retry_after,
-        })
+        decide(
+            keys(account, address)
+                .iter()
+                .map(|key| entries.get(key).and_then(|entry| entry.remaining(now))),
+        )
     }
 
     /// [`LoginThrottle::record_failure`], synchronously.
     pub fn record_failure_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
         let mut entries = self.lock();
-        let mut longest = None;
+        let mut waits = Vec::with_capacity(2);
         for key in keys(account, address) {
-            let threshold = match key {
-                Key::Pair(..) => self.config.max_failures,
-                Key::Address(_) => self.config.max_failures_per_address,
-            };
+            let threshold = key.threshold(&self.config);
             if !entries.contains_key(&key) {
                 self.make_room(&mut entries, now);
             }
-            let entry = entries.entry(key).or_insert(Entry {
-                failures: 0,
-                window_start: now,
-                lockouts: 0,
-                locked_until: None,
-                last_seen: now,
-            });
-            if let Some(wait) = self.count_failure(entry, threshold, now) {
-                longest = longest.max(Some(wait));
-            }
+            let entry = entries.entry(key).or_insert(KeyState::new(now));
+            waits.push(count_failure(&self.config, entry, threshold, now));
         }
-        longest.map_or(Decision::Allow, |retry_after| Decision::Deny {
-            retry_after,
-        })
+        decide(waits)
     }
 
     /// [`LoginThrottle::record_success`], synchronously.
@@ -210,67 +330,21 @@ impl InMemoryThrottle {
         }
     }
 
-    /// Counts one failure; returns the lockout it is under, if any.
-    fn count_failure(
-        &self,
-        entry: &mut Entry,
-        threshold: u32,
-        now: SystemTime,
-    ) -> Option<Duration> {
-        entry.last_seen = now;
-        if let Some(wait) = remaining(entry, now) {
-            return Some(wait);
-        }
-        if elapsed(entry.window_start, now) > self.config.window {
-            entry.failures = 0;
-            entry.window_start = now;
-        }
-        if entry
-            .locked_until
-            .is_some_and(|until| elapsed(until, now) > self.config.max_lockout + self.config.window)
-        {
-            // Quiet since long after the last lockout: start the backoff over.
-            entry.lockouts = 0;
-            entry.locked_until = None;
-        }
-        entry.failures = entry.failures.saturating_add(1);
-        if entry.failures < threshold.max(1) {
-            return None;
-        }
-        entry.lockouts = entry.lockouts.saturating_add(1);
-        entry.failures = 0;
-        entry.window_start = now;
-        let wait = self.backoff(entry.lockouts);
-        entry.locked_until = now.checked_add(wait);
-        Some(wait)
-    }
-
-    /// `base_lockout x 2^(lockouts - 1)`, capped at `max_lockout`.
-    fn backoff(&self, lockouts: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(lockouts.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.config
-            .base_lockout
-            .saturating_mul(factor)
-            .min(self.config.max_lockout)
-    }
-
     /// Keeps the table under `capacity`: drops idle keys, then the least recently seen.
-    fn make_room(&self, entries: &mut HashMap<Key, Entry>, now: SystemTime) {
+    fn make_room(&self, entries: &mut HashMap<Key, KeyState>, now: SystemTime) {
         if entries.len() < self.config.capacity.max(1) {
             return;
         }
         let idle_after = self.config.window.max(self.config.max_lockout);
         entries
-            .retain(|_, e| remaining(e, now).is_some() || elapsed(e.last_seen, now) <= idle_after);
+            .retain(|_, e| e.remaining(now).is_some() || elapsed(e.last_seen, now) <= idle_after);
         if entries.len() < self.config.capacity.max(1) {
             return;
         }
         // Still full: evict the oldest tenth, unlocked keys first.
         let mut by_age: Vec<(bool, SystemTime, Key)> = entries
             .iter()
-            .map(|(k, e)| (remaining(e, now).is_some(), e.last_seen, k.clone()))
+            .map(|(k, e)| (e.remaining(now).is_some(), e.last_seen, k.clone()))
             .collect();
         by_age.sort_by_key(|a| (a.0, a.1));
         let evict = (entries.len() / 10).max(1);
@@ -279,7 +353,7 @@ impl InMemoryThrottle {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, KeyState>> {
         // A panic while holding the lock leaves counts that are still meaningful.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -319,7 +393,7 @@ impl LoginThrottle for InMemoryThrottle {
 
 /// The keys an attempt counts against: the pair (unless the account is empty) and the
 /// address (IPv6 reduced to its /64).
-fn keys(account: &str, address: IpAddr) -> Vec<Key> {
+pub(crate) fn keys(account: &str, address: IpAddr) -> Vec<Key> {
     let mut keys = Vec::with_capacity(2);
     if !account.is_empty() {
         keys.push(Key::Pair(account.to_owned(), address));
@@ -338,13 +412,58 @@ fn address_block(address: IpAddr) -> IpAddr {
     }
 }
 
-/// Time left in the entry's lockout at `now`, if it is locked.
-fn remaining(entry: &Entry, now: SystemTime) -> Option<Duration> {
-    let until = entry.locked_until?;
-    until.duration_since(now).ok().filter(|d| !d.is_zero())
-}
-
 /// `now - earlier`, or zero if the clock went backwards.
 fn elapsed(earlier: SystemTime, now: SystemTime) -> Duration {
     now.duration_since(earlier).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    /// A key that `is_forgettable` says may be dropped counts its next failure exactly as a
+    /// fresh key would; one a second earlier does not (the bound is tight).
+    #[test]
+    fn a_forgettable_key_behaves_as_a_fresh_one() {
+        let config = ThrottleConfig {
+            max_failures: 2,
+            ..ThrottleConfig::default()
+        };
+        let mut state = KeyState::new(t(0));
+        let mut at = t(0);
+        for _ in 0..4 {
+            assert_eq!(count_failure(&config, &mut state, 2, at), None);
+            let wait = count_failure(&config, &mut state, 2, at).expect("locked");
+            at += wait;
+        }
+        assert_eq!(state.lockouts, 4);
+        let until = state.locked_until.expect("locked");
+        let horizon = until + config.max_lockout + config.window;
+        assert!(!state.is_forgettable(&config, horizon));
+        let mut kept = state;
+        let _ = count_failure(&config, &mut kept, 2, horizon);
+        let mut fresh = KeyState::new(horizon);
+        let _ = count_failure(&config, &mut fresh, 2, horizon);
+        assert_ne!(
+            kept, fresh,
+            "not yet forgettable: the backoff is remembered"
+        );
+
+        let later = horizon + Duration::from_secs(1);
+        assert!(state.is_forgettable(&config, later));
+        let mut kept = state;
+        let mut fresh = KeyState::new(later);
+        for step in 0..3 {
+            let at = later + Duration::from_secs(step);
+            assert_eq!(
+                count_failure(&config, &mut kept, 2, at),
+                count_failure(&config, &mut fresh, 2, at)
+            );
+            assert_eq!(kept, fresh);
+        }
+    }
 }

@@ -1,0 +1,645 @@
+//! The SQL login throttle (`SqlThrottle`), one set of test bodies per backend: SQLite always (a
+//! temporary file), PostgreSQL under the `postgres` feature (a fresh schema per test in the
+//! database at `CREDVAULT_PG_URL`, skipped if unreachable unless
+//! `CREDVAULT_REQUIRE_POSTGRES=1`).
+//!
+//! Scripted sequences must give exactly the decisions of `InMemoryThrottle`; two throttles on
+//! two pools (two "servers") share one count; concurrent failures are all counted; `prune`
+//! forgets only what changes no decision; migrating a version-1 database keeps its data.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime};
+
+use credvault::backend::{Backend, SCHEMA_VERSION, SqlThrottle, TenantRow};
+use credvault::password::{Decision, InMemoryThrottle, LoginThrottle, ThrottleConfig};
+use credvault::{KeyVersion, TenantId};
+
+// ---- fixtures
+
+/// Two backend handles with their own pools on one database (two application servers), and
+/// raw SQL access to it.
+enum Db {
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        _dir: tempfile::TempDir,
+        a: credvault::backend::SqliteBackend,
+        b: credvault::backend::SqliteBackend,
+    },
+    #[cfg(feature = "postgres")]
+    Pg {
+        a: credvault::backend::PgBackend,
+        b: credvault::backend::PgBackend,
+        pool: sqlx::PgPool,
+        schema: String,
+    },
+}
+
+impl Db {
+    #[cfg(feature = "sqlite")]
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let a = credvault::backend::SqliteBackend::connect(path.to_str().unwrap())
+            .await
+            .unwrap();
+        let b = credvault::backend::SqliteBackend::connect(path.to_str().unwrap())
+            .await
+            .unwrap();
+        a.migrate().await.unwrap();
+        Self::Sqlite { _dir: dir, a, b }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn pg() -> Option<Self> {
+        let (pool, schema) = common::postgres_schema().await?;
+        let a = credvault::backend::PgBackend::from_pool(pool.clone())
+            .with_schema(&schema)
+            .unwrap();
+        // The second server: a pool of its own, kept small (tests run in parallel).
+        let other = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&common::postgres_url())
+            .await
+            .unwrap();
+        let b = credvault::backend::PgBackend::from_pool(other)
+            .with_schema(&schema)
+            .unwrap();
+        a.migrate().await.unwrap();
+        Some(Self::Pg { a, b, pool, schema })
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, .. } => a,
+            #[cfg(feature = "postgres")]
+            Self::Pg { a, .. } => a,
+        }
+    }
+
+    /// A throttle on the first server's pool.
+    fn throttle_a(&self, config: ThrottleConfig) -> SqlThrottle {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, .. } => a.login_throttle(config),
+            #[cfg(feature = "postgres")]
+            Self::Pg { a, .. } => a.login_throttle(config),
+        }
+    }
+
+    /// A throttle on the second server's pool.
+    fn throttle_b(&self, config: ThrottleConfig) -> SqlThrottle {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { b, .. } => b.login_throttle(config),
+            #[cfg(feature = "postgres")]
+            Self::Pg { b, .. } => b.login_throttle(config),
+        }
+    }
+
+    /// `sql` with `{p}` standing for the table prefix.
+    fn sql(&self, sql: &str) -> String {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { .. } => sql.replace("{p}", ""),
+            #[cfg(feature = "postgres")]
+            Self::Pg { schema, .. } => sql.replace("{p}", &format!("\"{schema}\".")),
+        }
+    }
+
+    /// Runs raw SQL (`{p}` is the table prefix).
+    async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(self.sql(sql));
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, .. } => {
+                sqlx::raw_sql(sql).execute(a.pool()).await.unwrap();
+            }
+            #[cfg(feature = "postgres")]
+            Self::Pg { pool, .. } => {
+                sqlx::raw_sql(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
+    /// One integer read by raw SQL (`{p}` is the table prefix); `None` without a row.
+    async fn int(&self, sql: &str) -> Option<i64> {
+        let sql = sqlx::AssertSqlSafe(self.sql(sql));
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, .. } => sqlx::query_scalar(sql)
+                .fetch_optional(a.pool())
+                .await
+                .unwrap(),
+            #[cfg(feature = "postgres")]
+            Self::Pg { pool, .. } => sqlx::query_scalar(sql).fetch_optional(pool).await.unwrap(),
+        }
+    }
+
+    async fn rows(&self) -> i64 {
+        self.int("SELECT COUNT(*) FROM {p}credvault_throttle")
+            .await
+            .unwrap()
+    }
+
+    async fn finish(self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, b, _dir } => {
+                a.pool().close().await;
+                b.pool().close().await;
+            }
+            #[cfg(feature = "postgres")]
+            Self::Pg {
+                b, pool, schema, ..
+            } => {
+                b.pool().close().await;
+                common::drop_postgres_schema(pool, schema).await;
+            }
+        }
+    }
+}
+
+// ---- scripts
+
+fn t(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Check,
+    Fail,
+    Success,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Whatever the in-memory throttle answers.
+    Same,
+    Allow,
+    /// `Deny` for this many seconds.
+    Deny(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    account: String,
+    address: IpAddr,
+    at: u64,
+    want: Want,
+}
+
+fn step(op: Op, account: &str, address: IpAddr, at: u64, want: Want) -> Step {
+    Step {
+        op,
+        account: account.to_owned(),
+        address,
+        at,
+        want,
+    }
+}
+
+/// A sequence of calls under one configuration.
+struct Script {
+    name: &'static str,
+    config: ThrottleConfig,
+    steps: Vec<Step>,
+}
+
+fn config(max_failures: u32, per_address: u32) -> ThrottleConfig {
+    ThrottleConfig {
+        max_failures,
+        max_failures_per_address: per_address,
+        ..ThrottleConfig::default()
+    }
+}
+
+fn scripts() -> Vec<Script> {
+    use Op::{Check, Fail, Success};
+    use Want::{Allow, Deny, Same};
+    let mut scripts = Vec::new();
+
+    // Lockout after max_failures, doubling capped backoff, failures while locked not counted,
+    // and the backoff starting over after a long quiet time.
+    let ip = v4(1);
+    let mut steps = Vec::new();
+    let mut now = 0;
+    for wait in [60, 120, 240, 480, 960, 1920, 3600, 3600] {
+        steps.push(step(Fail, "alice", ip, now, Allow));
+        steps.push(step(Fail, "alice", ip, now, Allow));
+        steps.push(step(Fail, "alice", ip, now, Deny(wait)));
+        steps.push(step(Check, "alice", ip, now, Deny(wait)));
+        steps.push(step(Fail, "alice", ip, now + 10, Deny(wait - 10)));
+        steps.push(step(Check, "alice", ip, now + wait - 1, Deny(1)));
+        steps.push(step(Check, "bob", ip, now + 1, Allow));
+        now += wait;
+        steps.push(step(Check, "alice", ip, now, Allow));
+    }
+    now += 3600 + 900 + 1;
+    steps.push(step(Fail, "alice", ip, now, Allow));
+    steps.push(step(Fail, "alice", ip, now, Allow));
+    steps.push(step(Fail, "alice", ip, now, Deny(60)));
+    scripts.push(Script {
+        name: "backoff",
+        config: config(3, 1000),
+        steps,
+    });
+
+    // Failures outside the window are forgotten.
+    let ip = v4(2);
+    scripts.push(Script {
+        name: "window",
+        config: config(3, 1000),
+        steps: vec![
+            step(Fail, "alice", ip, 0, Allow),
+            step(Fail, "alice", ip, 1, Allow),
+            step(Fail, "alice", ip, 16 * 60, Allow),
+            step(Fail, "alice", ip, 16 * 60 + 1, Allow),
+            step(Check, "alice", ip, 16 * 60 + 1, Allow),
+            step(Fail, "alice", ip, 16 * 60 + 2, Deny(60)),
+        ],
+    });
+
+    // A success clears the pair, not the address; the locked address refuses every account
+    // from it, not from elsewhere; an attacker elsewhere cannot lock the user out.
+    let ip = v4(3);
+    let other = v4(4);
+    scripts.push(Script {
+        name: "success",
+        config: config(3, 4),
+        steps: vec![
+            step(Fail, "alice", ip, 0, Allow),
+            step(Fail, "alice", ip, 1, Allow),
+            step(Success, "alice", ip, 2, Same),
+            step(Fail, "alice", ip, 3, Allow),
+            step(Fail, "bob", ip, 4, Deny(60)),
+            step(Check, "carol", ip, 5, Deny(59)),
+            step(Check, "carol", other, 5, Allow),
+            step(Fail, "dave", other, 6, Allow),
+            step(Fail, "dave", other, 6, Allow),
+            step(Fail, "dave", other, 6, Deny(60)),
+            step(Check, "dave", v4(5), 6, Allow),
+            step(Success, "dave", v4(5), 7, Same),
+            step(Check, "dave", other, 7, Deny(59)),
+        ],
+    });
+
+    // An empty account never locks a pair (only its address counts).
+    let ip = v4(6);
+    let mut steps: Vec<Step> = (0..20).map(|_| step(Fail, "", ip, 0, Allow)).collect();
+    steps.push(step(Check, "", ip, 0, Allow));
+    steps.push(step(Check, "", v4(7), 0, Allow));
+    steps.push(step(Check, "alice", ip, 0, Allow));
+    steps.push(step(Success, "", ip, 1, Same));
+    scripts.push(Script {
+        name: "empty account",
+        config: config(2, 1000),
+        steps,
+    });
+    let ip = v4(8);
+    let mut steps: Vec<Step> = (0..4).map(|_| step(Fail, "", ip, 0, Allow)).collect();
+    steps.push(step(Fail, "", ip, 0, Deny(60)));
+    steps.push(step(Check, "alice", ip, 1, Deny(59)));
+    scripts.push(Script {
+        name: "empty account, address threshold",
+        config: config(2, 5),
+        steps,
+    });
+
+    // IPv6 counts per /64 for the address, per full address for the pair.
+    let v6 = |g: u16, i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, g, 0, 0, 0, i));
+    scripts.push(Script {
+        name: "ipv6",
+        config: config(2, 4),
+        steps: vec![
+            step(Fail, "user0", v6(1, 0), 0, Allow),
+            step(Fail, "user1", v6(1, 1), 0, Allow),
+            step(Fail, "user2", v6(1, 2), 0, Allow),
+            step(Check, "anyone", v6(1, 9), 0, Allow),
+            step(Fail, "user3", v6(1, 3), 0, Deny(60)),
+            step(
+                Check,
+                "anyone",
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 9, 9, 9, 9)),
+                1,
+                Deny(59),
+            ),
+            step(Check, "anyone", v6(2, 0), 1, Allow),
+            // The pair is per full address.
+            step(Fail, "user0", v6(2, 0), 2, Allow),
+            step(Fail, "user0", v6(2, 1), 2, Allow),
+            step(Fail, "user0", v6(2, 0), 2, Deny(60)),
+            step(Check, "user0", v6(2, 1), 3, Allow),
+            step(Check, "user0", v6(2, 0), 3, Deny(59)),
+        ],
+    });
+    scripts
+}
+
+/// Plays `script` on `throttle`: the decision of each step (`None` for a success).
+async fn play<T: LoginThrottle>(throttle: &T, script: &Script) -> Vec<Option<Decision>>
+where
+    T::Error: std::fmt::Debug,
+{
+    let mut out = Vec::with_capacity(script.steps.len());
+    for s in &script.steps {
+        let at = t(s.at);
+        let d = match s.op {
+            Op::Check => Some(throttle.check(&s.account, s.address, at).await.unwrap()),
+            Op::Fail => Some(
+                throttle
+                    .record_failure(&s.account, s.address, at)
+                    .await
+                    .unwrap(),
+            ),
+            Op::Success => {
+                throttle
+                    .record_success(&s.account, s.address, at)
+                    .await
+                    .unwrap();
+                None
+            }
+        };
+        out.push(d);
+    }
+    out
+}
+
+fn deny(secs: u64) -> Decision {
+    Decision::Deny {
+        retry_after: Duration::from_secs(secs),
+    }
+}
+
+// ---- bodies
+
+mod cases {
+    use super::*;
+
+    pub(crate) async fn scripts_decide_as_the_in_memory_throttle(db: &Db) {
+        for script in scripts() {
+            let memory = InMemoryThrottle::new(script.config);
+            let expected = play(&memory, &script).await;
+            // Half the scripts through each server's pool: the same table either way.
+            let sql = if script.name.len() % 2 == 0 {
+                db.throttle_a(script.config)
+            } else {
+                db.throttle_b(script.config)
+            };
+            let got = play(&sql, &script).await;
+            for ((s, want), got) in script.steps.iter().zip(&expected).zip(&got) {
+                assert_eq!(got, want, "script {:?}, step {s:?}", script.name);
+                match s.want {
+                    Want::Same => {}
+                    Want::Allow => assert_eq!(*got, Some(Decision::Allow), "{s:?}"),
+                    Want::Deny(secs) => assert_eq!(*got, Some(deny(secs)), "{s:?}"),
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn two_servers_share_one_count(db: &Db) {
+        let config = config(3, 1000);
+        let (a, b) = (db.throttle_a(config), db.throttle_b(config));
+        let ip = v4(10);
+        assert_eq!(
+            a.record_failure("alice", ip, t(0)).await.unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            b.record_failure("alice", ip, t(1)).await.unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(a.record_failure("alice", ip, t(2)).await.unwrap(), deny(60));
+        assert_eq!(b.check("alice", ip, t(3)).await.unwrap(), deny(59));
+        assert_eq!(b.check("alice", ip, t(62)).await.unwrap(), Decision::Allow);
+        // A success on one server clears the pair for the other.
+        assert_eq!(
+            b.record_failure("alice", ip, t(62)).await.unwrap(),
+            Decision::Allow
+        );
+        a.record_success("alice", ip, t(63)).await.unwrap();
+        assert_eq!(
+            db.int("SELECT COUNT(*) FROM {p}credvault_throttle WHERE throttle_key LIKE 'pair:%'")
+                .await,
+            Some(0)
+        );
+        // The lockout count is gone too: the next lockout is the first again.
+        for at in 64..66 {
+            assert_eq!(
+                b.record_failure("alice", ip, t(at)).await.unwrap(),
+                Decision::Allow
+            );
+        }
+        assert_eq!(
+            a.record_failure("alice", ip, t(66)).await.unwrap(),
+            deny(60)
+        );
+    }
+
+    pub(crate) async fn concurrent_failures_from_two_pools_are_all_counted(db: &Db) {
+        let config = config(21, 1000);
+        let (a, b) = (db.throttle_a(config), db.throttle_b(config));
+        let ip = v4(11);
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            let throttle = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                throttle.record_failure("alice", ip, t(i)).await.unwrap()
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Decision::Allow);
+        }
+        for key in ["pair:192.0.2.11/alice", "addr:192.0.2.11"] {
+            let sql = format!(
+                "SELECT failures FROM {{p}}credvault_throttle WHERE throttle_key = '{key}'"
+            );
+            assert_eq!(db.int(&sql).await, Some(20), "{key}");
+        }
+        // The 21st locks with the first backoff; the one after that, while locked, is refused.
+        assert_eq!(
+            b.record_failure("alice", ip, t(30)).await.unwrap(),
+            deny(60)
+        );
+        assert_eq!(a.check("alice", ip, t(40)).await.unwrap(), deny(50));
+
+        // And exactly the 20th of 20 concurrent failures locks a pair with max_failures 20.
+        let config = self::config(20, 1000);
+        let (a, b) = (db.throttle_a(config), db.throttle_b(config));
+        let ip = v4(12);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let throttle = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                throttle.record_failure("bob", ip, t(100)).await.unwrap()
+            }));
+        }
+        let mut denied = 0;
+        for task in tasks {
+            if task.await.unwrap() != Decision::Allow {
+                denied += 1;
+            }
+        }
+        assert_eq!(denied, 1);
+        assert_eq!(a.check("bob", ip, t(100)).await.unwrap(), deny(60));
+        assert_eq!(
+            db.int(
+                "SELECT lockouts FROM {p}credvault_throttle WHERE throttle_key = 'pair:192.0.2.12/bob'"
+            )
+            .await,
+            Some(1)
+        );
+    }
+
+    pub(crate) async fn prune_removes_idle_rows_and_keeps_locked_ones(db: &Db) {
+        // Default config: window 15 min, max_lockout 1 h.
+        let config = ThrottleConfig::default();
+        let sql = db.throttle_a(config);
+        let memory = InMemoryThrottle::new(config);
+        let now = 20_000;
+        let mut script: Vec<(&str, IpAddr, u64)> = Vec::new();
+        // Idle since t0, never locked: forgotten (pair and address).
+        script.push(("bob", v4(20), 0));
+        // Locked long ago (at t0, 60 s), quiet since: forgotten.
+        script.extend((0..5).map(|_| ("alice", v4(21), 0)));
+        // Locked now: kept (pair, and the address seen recently).
+        script.extend((0..5).map(|_| ("carol", v4(22), now - 10)));
+        // Idle for over an hour, but its lockout ended less than max_lockout + window ago:
+        // kept, so its next lockout still doubles.
+        script.extend((0..5).map(|_| ("dave", v4(23), now - 3700)));
+        for (account, ip, at) in &script {
+            let _ = sql.record_failure(account, *ip, t(*at)).await.unwrap();
+            let _ = memory.record_failure_at(account, *ip, t(*at));
+        }
+        assert_eq!(db.rows().await, 8);
+        // Deleted: bob's two rows, alice's two, dave's address (idle, never locked).
+        assert_eq!(sql.prune(t(now)).await.unwrap(), 5);
+        assert_eq!(db.rows().await, 3);
+        for key in [
+            "pair:192.0.2.22/carol",
+            "addr:192.0.2.22",
+            "pair:192.0.2.23/dave",
+        ] {
+            let q = format!(
+                "SELECT COUNT(*) FROM {{p}}credvault_throttle WHERE throttle_key = '{key}'"
+            );
+            assert_eq!(db.int(&q).await, Some(1), "{key} kept");
+        }
+        // Pruning changed no decision.
+        for (account, ip) in [
+            ("bob", v4(20)),
+            ("alice", v4(21)),
+            ("carol", v4(22)),
+            ("dave", v4(23)),
+        ] {
+            for _ in 0..5 {
+                assert_eq!(
+                    sql.record_failure(account, ip, t(now)).await.unwrap(),
+                    memory.record_failure_at(account, ip, t(now)),
+                    "{account}"
+                );
+            }
+        }
+        assert_eq!(sql.check("dave", v4(23), t(now)).await.unwrap(), deny(120));
+        // Nothing left to prune right after.
+        assert_eq!(sql.prune(t(now)).await.unwrap(), 0);
+    }
+
+    pub(crate) async fn migrating_a_version_1_database_keeps_its_data(db: &Db) {
+        let backend = db.backend();
+        let row = TenantRow {
+            tenant: TenantId::new("acme").unwrap(),
+            wrapped_dek: vec![1, 2, 3],
+            dek_version: KeyVersion::new(1),
+            kek_version: KeyVersion::new(2),
+            created_at: 1_700_000_000,
+            deleted_at: None,
+            purge_after: None,
+        };
+        backend.insert_tenant(&row, &[]).await.unwrap();
+        // Back to version 1: what 0002 added is gone.
+        db.exec("DROP TABLE {p}credvault_throttle; UPDATE {p}credvault_schema SET version = 1")
+            .await;
+        assert_eq!(backend.schema_version().await.unwrap(), Some(1));
+        backend.migrate().await.unwrap();
+        assert_eq!(
+            backend.schema_version().await.unwrap(),
+            Some(SCHEMA_VERSION)
+        );
+        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(
+            backend.tenant(&row.tenant).await.unwrap(),
+            Some(row.clone())
+        );
+        assert_eq!(db.rows().await, 0);
+        // Idempotent.
+        backend.migrate().await.unwrap();
+        assert_eq!(
+            backend.schema_version().await.unwrap(),
+            Some(SCHEMA_VERSION)
+        );
+        let throttle = db.throttle_b(config(1, 1000));
+        assert_eq!(
+            throttle
+                .record_failure("alice", v4(30), t(0))
+                .await
+                .unwrap(),
+            deny(60)
+        );
+        assert_eq!(db.rows().await, 2);
+    }
+}
+
+macro_rules! backend_tests {
+    ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = Db::sqlite().await;
+                    cases::$case(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = Db::pg().await else {
+                        return;
+                    };
+                    cases::$case(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+backend_tests!(
+    scripts_decide_as_the_in_memory_throttle,
+    two_servers_share_one_count,
+    concurrent_failures_from_two_pools_are_all_counted,
+    prune_removes_idle_rows_and_keeps_locked_ones,
+    migrating_a_version_1_database_keeps_its_data,
+);

@@ -199,6 +199,34 @@ row_ext!(sqlx::sqlite::SqliteRow);
 row_ext!(sqlx::postgres::PgRow);
 
 /// A stored value is not what this build expects.
+/// Audit rows written per `INSERT` statement (7 parameters each, well under the 32 766 of
+/// SQLite and 65 535 of PostgreSQL).
+pub(crate) const AUDIT_CHUNK: usize = 100;
+
+/// `head` (`INSERT INTO t (cols)`) followed by `rows` groups of 7 numbered placeholders.
+pub(crate) fn multi_row_insert(head: &str, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(head.len() + 8 + rows * 40);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        let b = row * 7;
+        let sep = if row == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7
+        );
+    }
+    sql
+}
+
 fn corrupt(message: String) -> BackendError {
     BackendError::new(BackendErrorKind::Corrupt, message)
 }
@@ -413,18 +441,30 @@ macro_rules! sql_backend {
                 conn: &mut $conn,
                 rows: &[$crate::backend::AuditRow],
             ) -> Result<(), $crate::backend::BackendError> {
-                for r in rows {
-                    sqlx::query(sqlx::AssertSqlSafe(self.queries.insert_audit.clone()))
-                        .bind(r.at)
-                        .bind(r.tenant.as_ref().map($crate::TenantId::as_str))
-                        .bind(r.kind.as_deref())
-                        .bind(r.name.as_deref())
-                        .bind(r.action.as_str())
-                        .bind(r.actor.as_str())
-                        .bind(r.outcome.as_str())
+                // One multi-row INSERT per chunk: a batch of buffered read events costs one
+                // statement, not one per row.
+                let (head, _) = self
+                    .queries
+                    .insert_audit
+                    .split_once(" VALUES ")
+                    .unwrap_or((&self.queries.insert_audit, ""));
+                for chunk in rows.chunks($crate::backend::sql::AUDIT_CHUNK) {
+                    let sql = $crate::backend::sql::multi_row_insert(head, chunk.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        query = query
+                            .bind(r.at)
+                            .bind(r.tenant.as_ref().map($crate::TenantId::as_str))
+                            .bind(r.kind.as_deref())
+                            .bind(r.name.as_deref())
+                            .bind(r.action.as_str())
+                            .bind(r.actor.as_str())
+                            .bind(r.outcome.as_str());
+                    }
+                    query
                         .execute(&mut *conn)
                         .await
-                        .map_err(|e| self.err(e, "writing an audit row"))?;
+                        .map_err(|e| self.err(e, "writing audit rows"))?;
                 }
                 Ok(())
             }

@@ -524,6 +524,37 @@ mod body {
         assert!(actions.contains(&("purge", "boards")));
     }
 
+    pub(crate) async fn update_keeps_creation_time_and_a_scheduled_purge(b: Arc<dyn Backend>) {
+        let f = fixture(b).await;
+        let acme = f.vault.tenant("acme").unwrap();
+        let data = |n: i64| DerivedData {
+            provider: "github".into(),
+            value: serde_json::json!(n),
+        };
+        let v = acme.put("boards", &data(1)).await.unwrap();
+        acme.disconnect("github", None).await.unwrap();
+        f.clock.advance(3_600);
+        let v = acme.update("boards", &data(2), v).await.unwrap();
+        let info = acme.list(None).await.unwrap().remove(0);
+        assert_eq!(info.created_at, T0, "creation time kept");
+        assert_eq!(info.updated_at, T0 + 3_600);
+        assert_eq!(
+            info.purge_after,
+            Some(T0 + 86_400),
+            "an update never cancels a purge"
+        );
+        assert!(matches!(
+            acme.update("boards", &data(3), v - 1).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            acme.update("missing", &data(3), 1).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        f.clock.advance(86_400 - 3_600);
+        assert_eq!(f.vault.purge().await.unwrap().expired_records, 1);
+    }
+
     pub(crate) async fn failed_revocation_is_audited_and_does_not_keep_the_token(
         b: Arc<dyn Backend>,
     ) {
@@ -814,6 +845,7 @@ macro_rules! conformance {
             case!(failed_refresh_keeps_the_token_and_frees_the_lease);
             case!(disconnect_revokes_deletes_at_once_and_purges_derived_data_within_a_day);
             case!(failed_revocation_is_audited_and_does_not_keep_the_token);
+            case!(update_keeps_creation_time_and_a_scheduled_purge);
             case!(deleted_tenant_can_only_be_exported_or_restored_until_purged);
             case!(copy_taken_before_purge_cannot_be_read_after_it);
             case!(audit_records_changes_and_reads_with_actor_and_is_trimmed);

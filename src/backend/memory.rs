@@ -171,7 +171,10 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         self.run(move |s| match s.secrets.get_mut(&row.key) {
             Some(current) if current.version == expected_version => {
+                let (created_at, purge_after) = (current.created_at, current.purge_after);
                 *current = row.clone();
+                current.created_at = created_at;
+                current.purge_after = purge_after.or(row.purge_after);
                 s.audit.extend_from_slice(audit);
                 Ok(true)
             }

@@ -246,6 +246,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Replaces a record if its stored version is `expected_version` (compare-and-swap).
     /// Returns `false`, writing nothing, if the version differs or the record is gone.
+    /// The stored `created_at` is kept, and so is a stored `purge_after` (an update never
+    /// cancels a scheduled purge; [`set_purge_after`](Self::set_purge_after) sets one), so a
+    /// caller need not read the row first.
     fn update<'a>(
         &'a self,
         row: &'a SecretRow,

@@ -95,8 +95,9 @@ impl Queries {
             )),
             update_secret: q(format!(
                 "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \
-                 kek_version = $7, metadata = $8, provider = $9, created_at = $10, \
-                 updated_at = $11, expires_at = $12, purge_after = $13, lease_until = $14 \
+                 kek_version = $7, metadata = $8, provider = $9, \
+                 created_at = COALESCE(created_at, $10), updated_at = $11, expires_at = $12, \
+                 purge_after = COALESCE(purge_after, $13), lease_until = $14 \
                  WHERE {pk} AND version = $15"
             )),
             delete_secret: q(format!("DELETE FROM {p}credvault_secrets WHERE {pk}")),

@@ -94,7 +94,7 @@ impl Tenant {
                             &key,
                             &new_token,
                             &tenant,
-                            &leased,
+                            Some(&leased),
                             leased.version,
                             None,
                             "refresh",

@@ -162,12 +162,13 @@ impl Tenant {
     ) -> Result<i64, StoreError> {
         let key = self.key::<R>(name)?;
         let tenant = self.vault.active_tenant(&self.id).await?;
-        let current = self.fetch(&key).await?;
+        // No read first: the compare-and-swap decides, and the backend keeps created_at and
+        // purge_after.
         self.update_row(
             &key,
             record,
             &tenant,
-            &current,
+            None,
             expected_version,
             None,
             "update",
@@ -388,7 +389,7 @@ impl Tenant {
         key: &RecordKey,
         record: &R,
         tenant: &crate::backend::TenantRow,
-        current: &SecretRow,
+        current: Option<&SecretRow>,
         expected_version: i64,
         lease_until: Option<i64>,
         action: &str,
@@ -399,11 +400,11 @@ impl Tenant {
             name: key.name.to_string(),
             expected: expected_version,
         };
-        if current.version != expected_version {
+        if current.is_some_and(|c| c.version != expected_version) {
             return Err(conflict());
         }
         let next = expected_version.checked_add(1).ok_or_else(conflict)?;
-        let mut row = self.seal_row(key, record, tenant, next, Some(current))?;
+        let mut row = self.seal_row(key, record, tenant, next, current)?;
         row.lease_until = lease_until;
         let audit = [self.audit(key, action, "ok")];
         if self

@@ -28,9 +28,10 @@ impl Tenant {
     ///
     /// # Errors
     ///
-    /// [`StoreError::RefreshFailed`] if the closure fails (the stored token is unchanged and
-    /// the lease released); [`StoreError::RefreshTimedOut`] if another refresh held the lease
-    /// past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
+    /// [`StoreError::RefreshFailed`] if the closure fails: the stored token is unchanged, the
+    /// lease released, and the closure's error message is kept (keep secrets out of it: it
+    /// reaches error messages and logs); [`StoreError::RefreshTimedOut`] if another refresh
+    /// held the lease past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
     #[tracing::instrument(name = "credvault.refresh", skip_all, fields(tenant = %self.id, kind = "oauth_token", name = name), err(Display, level = "debug"))]
     pub async fn refresh<F, Fut, E>(
         &self,

@@ -365,6 +365,23 @@ mod body {
         let err = acme.get::<OAuthToken>("broken").await.unwrap_err();
         assert!(err.to_string().contains("\"broken\""), "{err}");
         assert!(acme.get::<OAuthToken>("ok").await.is_ok());
+        // An export lists the unreadable record by name and still writes the others.
+        let mut out = Vec::new();
+        let report = acme.export_json(&mut out).await.unwrap();
+        assert_eq!(report.unreadable, 1);
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["unreadable"][0]["name"], "broken");
+        assert_eq!(
+            doc["records"].as_array().unwrap().len() as u64,
+            report.records
+        );
+        assert!(
+            doc["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "ok")
+        );
     }
 
     pub(crate) async fn refresh_runs_once_among_many_tasks(b: Arc<dyn Backend>) {

@@ -84,13 +84,12 @@ impl Tenant {
                 None => break,
             }
         }
+        report.unreadable = u64::try_from(unreadable.len()).unwrap_or(u64::MAX);
         let unreadable_text = serde_json::Value::Array(unreadable).to_string();
         write(out, b"],\"unreadable\":").await?;
         write(out, unreadable_text.as_bytes()).await?;
         write(out, b"}\n").await?;
         out.flush().await.map_err(StoreError::Export)?;
-        report.unreadable =
-            u64::try_from(unreadable_text.matches("\"reason\"").count()).unwrap_or(0);
         self.audit_export("export_json").await?;
         Ok(report)
     }

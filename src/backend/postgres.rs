@@ -167,16 +167,7 @@ impl PgBackend {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| self.err(e, "reading the schema version"))?;
-        version
-            .map(|v| {
-                u32::try_from(v).map_err(|_| {
-                    BackendError::new(
-                        BackendErrorKind::Corrupt,
-                        "credvault_schema row: version is out of range",
-                    )
-                })
-            })
-            .transpose()
+        crate::backend::sql::schema_version_from(version)
     }
 
     async fn migrate_impl(&self) -> Result<(), BackendError> {

@@ -248,10 +248,30 @@ fn read<T>(
     read.map_err(|e| corrupt(format!("{}: column {col} cannot be read", place())).with_source(e))
 }
 
-fn key_version(place: &dyn Fn() -> String, col: &str, v: i64) -> Result<KeyVersion, BackendError> {
+/// Reads key-version column `col` of `row` (a u32 stored as an integer).
+fn key_version(
+    place: &dyn Fn() -> String,
+    row: &impl RowExt,
+    col: &str,
+) -> Result<KeyVersion, BackendError> {
+    let v = read(place, col, row.int(col))?;
     u32::try_from(v)
         .map(KeyVersion::new)
         .map_err(|_| corrupt(format!("{}: {col} is out of range", place())))
+}
+
+/// The schema version read from `credvault_schema`, checked to fit a u32.
+pub(crate) fn schema_version_from(version: Option<i64>) -> Result<Option<u32>, BackendError> {
+    version
+        .map(|v| {
+            u32::try_from(v).map_err(|_| {
+                BackendError::new(
+                    BackendErrorKind::Corrupt,
+                    "credvault_schema row: version is out of range",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// A `credvault_tenants` row.
@@ -265,16 +285,8 @@ pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendErr
     Ok(TenantRow {
         tenant,
         wrapped_dek: read(&place, "wrapped_dek", row.bytes("wrapped_dek"))?,
-        dek_version: key_version(
-            &place,
-            "dek_version",
-            read(&place, "dek_version", row.int("dek_version"))?,
-        )?,
-        kek_version: key_version(
-            &place,
-            "kek_version",
-            read(&place, "kek_version", row.int("kek_version"))?,
-        )?,
+        dek_version: key_version(&place, row, "dek_version")?,
+        kek_version: key_version(&place, row, "kek_version")?,
         created_at: read(&place, "created_at", row.int("created_at"))?,
         deleted_at: read(&place, "deleted_at", row.opt_int("deleted_at"))?,
         purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
@@ -328,16 +340,8 @@ pub(crate) fn secret_from_row(row: &impl RowExt) -> Result<SecretRow, BackendErr
     Ok(SecretRow {
         version,
         sealed: read(&place, "sealed", row.bytes("sealed"))?,
-        dek_version: key_version(
-            &place,
-            "dek_version",
-            read(&place, "dek_version", row.int("dek_version"))?,
-        )?,
-        kek_version: key_version(
-            &place,
-            "kek_version",
-            read(&place, "kek_version", row.int("kek_version"))?,
-        )?,
+        dek_version: key_version(&place, row, "dek_version")?,
+        kek_version: key_version(&place, row, "kek_version")?,
         metadata: read(&place, "metadata", row.text("metadata"))?,
         provider: read(&place, "provider", row.opt_text("provider"))?,
         created_at: read(&place, "created_at", row.int("created_at"))?,

@@ -115,6 +115,13 @@ macro_rules! validated_id {
             }
         }
 
+        /// Serialises as its text (reports, exports).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl TryFrom<&str> for $name {
             type Error = IdError;
             fn try_from(value: &str) -> Result<Self, IdError> {

@@ -245,9 +245,11 @@ fn tenant_row(id: &str) -> TenantRow {
     TenantRow {
         tenant: tenant(id),
         wrapped_dek: vec![0xde, 0xad, id.len().try_into().unwrap()],
-        dek_version: KeyVersion::new(1),
+        dek_version: KeyVersion::new(3),
         kek_version: KeyVersion::new(u32::MAX),
         created_at: 1_700_000_000,
+        dek_created_at: 1_700_000_000,
+        min_dek_version: KeyVersion::new(1),
         deleted_at: None,
         purge_after: None,
     }
@@ -980,6 +982,7 @@ mod sqlite_only {
                 "credvault_audit",
                 "credvault_schema",
                 "credvault_secrets",
+                "credvault_tenant_deks",
                 "credvault_tenants",
                 "credvault_throttle"
             ]
@@ -1101,6 +1104,7 @@ mod postgres_only {
                 "credvault_audit",
                 "credvault_schema",
                 "credvault_secrets",
+                "credvault_tenant_deks",
                 "credvault_tenants",
                 "credvault_throttle"
             ]

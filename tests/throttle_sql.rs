@@ -567,20 +567,28 @@ mod cases {
             dek_version: KeyVersion::new(1),
             kek_version: KeyVersion::new(2),
             created_at: 1_700_000_000,
+            dek_created_at: 1_700_000_000,
+            min_dek_version: KeyVersion::new(1),
             deleted_at: None,
             purge_after: None,
         };
         backend.insert_tenant(&row, &[]).await.unwrap();
-        // Back to version 1: what 0002 added is gone.
-        db.exec("DROP TABLE {p}credvault_throttle; UPDATE {p}credvault_schema SET version = 1")
-            .await;
+        // Back to version 1: what 0002 and 0003 added is gone.
+        db.exec(
+            "DROP TABLE {p}credvault_throttle; DROP TABLE {p}credvault_tenant_deks; \
+             DROP INDEX {p}credvault_secrets_dek; DROP INDEX {p}credvault_tenants_kek; \
+             ALTER TABLE {p}credvault_tenants DROP COLUMN dek_created_at; \
+             ALTER TABLE {p}credvault_tenants DROP COLUMN min_dek_version; \
+             UPDATE {p}credvault_schema SET version = 1",
+        )
+        .await;
         assert_eq!(backend.schema_version().await.unwrap(), Some(1));
         backend.migrate().await.unwrap();
         assert_eq!(
             backend.schema_version().await.unwrap(),
             Some(SCHEMA_VERSION)
         );
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         assert_eq!(
             backend.tenant(&row.tenant).await.unwrap(),
             Some(row.clone())

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::TenantId;
+use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
-    AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BoxFuture, ListQuery, RecordKey,
-    SCHEMA_VERSION, SecretRow, TenantRow,
+    AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
+    BoxFuture, DekRow, DestroyDek, ListQuery, RecordCount, RecordKey, SCHEMA_VERSION, SecretRow,
+    StaleRecord, TenantRow,
 };
+use crate::{KeyVersion, TenantId};
 
 /// Everything in one process's memory, behind a mutex. Same behaviour as the SQL backends
 /// (the conformance suite runs on all three); nothing survives the process.
@@ -32,7 +34,30 @@ struct State {
     schema: Option<u32>,
     tenants: BTreeMap<TenantId, TenantRow>,
     secrets: BTreeMap<RecordKey, SecretRow>,
+    retired: BTreeMap<(TenantId, KeyVersion), DekRow>,
     audit: Vec<AuditRow>,
+}
+
+impl State {
+    /// Whether a row sealed with `dek_version` may be written for `tenant`: its tenant is
+    /// unknown to this store, or `dek_version` is the tenant's current version or `kept`.
+    fn key_is_writable(
+        &self,
+        tenant: &TenantId,
+        dek_version: KeyVersion,
+        kept: Option<KeyVersion>,
+    ) -> bool {
+        self.tenants
+            .get(tenant)
+            .is_none_or(|t| t.dek_version == dek_version || kept == Some(dek_version))
+    }
+}
+
+fn stale_key() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::StaleKey,
+        "the tenant's data key was rotated: seal the record again with the current key",
+    )
 }
 
 impl MemoryBackend {
@@ -131,6 +156,7 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         self.run(|s| {
             s.tenants.remove(id);
+            s.retired.retain(|(t, _), _| t != id);
             let before = s.secrets.len();
             s.secrets.retain(|k, _| &k.tenant != id);
             s.audit.extend_from_slice(audit);
@@ -157,6 +183,9 @@ impl Backend for MemoryBackend {
                     "record already exists",
                 ));
             }
+            if !s.key_is_writable(&row.key.tenant, row.dek_version, None) {
+                return Err(stale_key());
+            }
             s.secrets.insert(row.key.clone(), row.clone());
             s.audit.extend_from_slice(audit);
             Ok(())
@@ -169,16 +198,25 @@ impl Backend for MemoryBackend {
         expected_version: i64,
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        self.run(move |s| match s.secrets.get_mut(&row.key) {
-            Some(current) if current.version == expected_version => {
+        self.run(move |s| {
+            let Some(stored) = s.secrets.get(&row.key) else {
+                return Ok(false);
+            };
+            if stored.version != expected_version {
+                return Ok(false);
+            }
+            let kept = Some(stored.dek_version);
+            if !s.key_is_writable(&row.key.tenant, row.dek_version, kept) {
+                return Err(stale_key());
+            }
+            if let Some(current) = s.secrets.get_mut(&row.key) {
                 let (created_at, purge_after) = (current.created_at, current.purge_after);
                 *current = row.clone();
                 current.created_at = created_at;
                 current.purge_after = purge_after.or(row.purge_after);
-                s.audit.extend_from_slice(audit);
-                Ok(true)
             }
-            _ => Ok(false),
+            s.audit.extend_from_slice(audit);
+            Ok(true)
         })
     }
 
@@ -303,6 +341,248 @@ impl Backend for MemoryBackend {
             Ok(u64::try_from(n - s.audit.len()).unwrap_or(u64::MAX))
         })
     }
+
+    fn retired_deks<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+        self.run(|s| {
+            Ok(s.retired
+                .values()
+                .filter(|d| &d.tenant == tenant)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn deks_page<'a>(
+        &'a self,
+        after: Option<&'a (TenantId, KeyVersion)>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+        self.run(move |s| {
+            let mut all: Vec<DekRow> = s
+                .tenants
+                .values()
+                .map(current_dek)
+                .chain(s.retired.values().cloned())
+                .filter(|d| after.is_none_or(|(t, v)| (&d.tenant, d.version) > (t, *v)))
+                .collect();
+            all.sort_by(|a, b| (&a.tenant, a.version).cmp(&(&b.tenant, b.version)));
+            all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            Ok(all)
+        })
+    }
+
+    fn rotate_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        expected: KeyVersion,
+        wrapped: &'a [u8],
+        kek_version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        self.run(move |s| {
+            let Some(t) = s.tenants.get_mut(tenant) else {
+                return Ok(false);
+            };
+            let Some(next) = expected.next().filter(|_| t.dek_version == expected) else {
+                return Ok(false);
+            };
+            let mut old = current_dek(t);
+            old.retired_at = Some(now);
+            t.wrapped_dek = wrapped.to_vec();
+            t.dek_version = next;
+            t.kek_version = kek_version;
+            t.dek_created_at = now;
+            s.retired.insert((tenant.clone(), expected), old);
+            s.audit.extend_from_slice(audit);
+            Ok(true)
+        })
+    }
+
+    fn rewrap_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        self.run(move |s| {
+            let done = if let Some(t) = s
+                .tenants
+                .get_mut(tenant)
+                .filter(|t| t.dek_version == version && t.kek_version == old_kek)
+            {
+                t.wrapped_dek = wrapped.to_vec();
+                t.kek_version = new_kek;
+                true
+            } else if let Some(d) = s
+                .retired
+                .get_mut(&(tenant.clone(), version))
+                .filter(|d| d.kek_version == old_kek && d.wrapped_dek.is_some())
+            {
+                d.wrapped_dek = Some(wrapped.to_vec());
+                d.kek_version = new_kek;
+                true
+            } else {
+                false
+            };
+            if done {
+                s.audit.extend_from_slice(audit);
+            }
+            Ok(done)
+        })
+    }
+
+    fn destroy_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<DestroyDek, BackendError>> {
+        self.run(move |s| {
+            match s.tenants.get(tenant) {
+                None => return Ok(DestroyDek::Missing),
+                Some(t) if t.dek_version == version => return Ok(DestroyDek::Current),
+                Some(_) => {}
+            }
+            let in_use = s
+                .secrets
+                .values()
+                .filter(|r| &r.key.tenant == tenant && r.dek_version == version)
+                .count();
+            let Some(d) = s
+                .retired
+                .get_mut(&(tenant.clone(), version))
+                .filter(|d| d.wrapped_dek.is_some())
+            else {
+                return Ok(DestroyDek::Missing);
+            };
+            if in_use > 0 {
+                return Ok(DestroyDek::InUse(u64::try_from(in_use).unwrap_or(u64::MAX)));
+            }
+            d.wrapped_dek = None;
+            d.destroyed_at = Some(now);
+            s.audit.extend_from_slice(audit);
+            Ok(DestroyDek::Destroyed)
+        })
+    }
+
+    fn set_min_dek_version<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        minimum: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        self.run(move |s| match s.tenants.get_mut(tenant) {
+            Some(t) if t.dek_version >= minimum => {
+                t.min_dek_version = minimum;
+                s.audit.extend_from_slice(audit);
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+
+    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
+        self.run(|s| {
+            let mut counts: BTreeMap<(TenantId, KeyVersion), u64> = BTreeMap::new();
+            for r in s.secrets.values() {
+                *counts
+                    .entry((r.key.tenant.clone(), r.dek_version))
+                    .or_default() += 1;
+            }
+            Ok(counts
+                .into_iter()
+                .map(|((tenant, dek_version), records)| RecordCount {
+                    tenant,
+                    dek_version,
+                    records,
+                })
+                .collect())
+        })
+    }
+
+    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        self.run(|s| {
+            let n = s.secrets.values().filter(|r| is_stale(s, r)).count();
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+    }
+
+    fn reencrypt_batch<'a>(
+        &'a self,
+        request: &'a BatchRequest<'a>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>> {
+        self.run(move |s| {
+            let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+            let claimed: Vec<StaleRecord> = s
+                .secrets
+                .values()
+                .filter(|r| request.after.as_ref().is_none_or(|a| &r.key > a))
+                .filter(|r| is_stale(s, r))
+                .take(limit)
+                .filter_map(|r| {
+                    let tenant = s.tenants.get(&r.key.tenant)?.clone();
+                    let sealed_with = s
+                        .retired
+                        .get(&(r.key.tenant.clone(), r.dek_version))
+                        .cloned();
+                    Some(StaleRecord {
+                        row: r.clone(),
+                        tenant,
+                        sealed_with,
+                    })
+                })
+                .collect();
+            let mut out = BatchOutcome {
+                claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
+                last: claimed.last().map(|c| c.row.key.clone()),
+                ..BatchOutcome::default()
+            };
+            for stale in &claimed {
+                match (request.reseal)(stale) {
+                    Ok(new) => {
+                        if let Some(r) = s.secrets.get_mut(&stale.row.key) {
+                            r.sealed = new.sealed;
+                            r.dek_version = new.dek_version;
+                            r.kek_version = new.kek_version;
+                        }
+                        s.audit
+                            .push(reencrypt_audit(&stale.row.key, request.now, request.actor));
+                        out.resealed += 1;
+                    }
+                    Err(reason) => out.failed.push((stale.row.key.clone(), reason)),
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The current data key of a tenant, as a [`DekRow`].
+fn current_dek(t: &TenantRow) -> DekRow {
+    DekRow {
+        tenant: t.tenant.clone(),
+        version: t.dek_version,
+        wrapped_dek: Some(t.wrapped_dek.clone()),
+        kek_version: t.kek_version,
+        created_at: t.dek_created_at,
+        retired_at: None,
+        destroyed_at: None,
+    }
+}
+
+/// Whether a record is not sealed with its (known) tenant's current data key.
+fn is_stale(s: &State, r: &SecretRow) -> bool {
+    s.tenants
+        .get(&r.key.tenant)
+        .is_some_and(|t| t.dek_version != r.dek_version)
 }
 
 pub(crate) fn schema_too_new(found: u32) -> BackendError {

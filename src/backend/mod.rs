@@ -9,8 +9,11 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rotation;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_rotation;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -24,6 +27,9 @@ pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PgBackend;
+pub use rotation::{
+    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealFn, Resealed, StaleRecord,
+};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteBackend;
@@ -34,8 +40,9 @@ pub use throttle::SqlThrottle;
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
 /// The schema version this build writes and reads (`credvault_schema`). Version 2 added the
-/// login throttle's table, `credvault_throttle`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// login throttle's table, `credvault_throttle`; version 3 key rotation (retired data keys in
+/// `credvault_tenant_deks`, a tenant's minimum data key version).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
 /// object-safe (`Arc<dyn Backend>`).
@@ -65,6 +72,11 @@ pub struct TenantRow {
     pub kek_version: KeyVersion,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// When the current data key was made, Unix seconds (its age for the rotation report).
+    pub dek_created_at: i64,
+    /// Records sealed with a data key version below this one are refused (after a
+    /// compromise). Starts at 1.
+    pub min_dek_version: KeyVersion,
     /// When deletion was requested (start of the grace period), if it was.
     pub deleted_at: Option<i64>,
     /// When the purge job may destroy the tenant, if deletion was requested.
@@ -141,6 +153,9 @@ pub enum BackendErrorKind {
     ReadOnly,
     /// A row already exists (insert) or changed under us.
     Conflict,
+    /// A record was sealed with a data key version that is no longer the tenant's current one
+    /// (the key was rotated meanwhile): nothing was written; seal again with the current key.
+    StaleKey,
     /// A row or schema is not what this build expects.
     Corrupt,
     /// The schema is newer than this build.
@@ -237,7 +252,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>>;
 
     /// Inserts a new record. An existing record at the same key is
-    /// [`BackendErrorKind::Conflict`].
+    /// [`BackendErrorKind::Conflict`]; a record whose `dek_version` is not its tenant's current
+    /// data key version (when the tenant's row exists) is [`BackendErrorKind::StaleKey`].
     fn insert<'a>(
         &'a self,
         row: &'a SecretRow,
@@ -248,7 +264,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Returns `false`, writing nothing, if the version differs or the record is gone.
     /// The stored `created_at` is kept, and so is a stored `purge_after` (an update never
     /// cancels a scheduled purge; [`set_purge_after`](Self::set_purge_after) sets one), so a
-    /// caller need not read the row first.
+    /// caller need not read the row first. A new `dek_version` that is neither the stored one
+    /// nor the tenant's current one (when the tenant's row exists) is
+    /// [`BackendErrorKind::StaleKey`], writing nothing: a key rotated meanwhile.
     fn update<'a>(
         &'a self,
         row: &'a SecretRow,
@@ -299,6 +317,91 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Deletes audit rows older than `before`; returns how many.
     fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>>;
+
+    // Key rotation (schema version 3).
+
+    /// The tenant's retired data keys (destroyed ones too, without their wrapped key),
+    /// by version.
+    fn retired_deks<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>>;
+
+    /// Every data key of every tenant, current and retired, ordered by (tenant, version),
+    /// starting after `after` (exclusive), at most `limit`.
+    fn deks_page<'a>(
+        &'a self,
+        after: Option<&'a (TenantId, KeyVersion)>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>>;
+
+    /// Makes `wrapped` (data key version `expected + 1`, wrapped under `kek_version`) the
+    /// tenant's current data key if its current version is `expected`, retiring the old one
+    /// (kept, decrypt-only), in one transaction with `audit`. Returns `false`, writing
+    /// nothing, if the current version is not `expected` or the tenant is unknown.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one compare-and-swap, all parts needed"
+    )]
+    fn rotate_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        expected: KeyVersion,
+        wrapped: &'a [u8],
+        kek_version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Replaces the wrapping of data key `(tenant, version)` (current or retired, not
+    /// destroyed) if it is wrapped under `old_kek`. Returns whether it was.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one compare-and-swap, all parts needed"
+    )]
+    fn rewrap_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Erases a retired data key if no record is sealed with it, in one transaction that
+    /// excludes concurrent writes of the tenant (so none can slip in under the old key).
+    fn destroy_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<DestroyDek, BackendError>>;
+
+    /// Sets the tenant's minimum data key version. Returns `false` if the tenant is unknown
+    /// or `minimum` is above its current version.
+    fn set_min_dek_version<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        minimum: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// How many records each (tenant, data key version) seals, ordered.
+    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>>;
+
+    /// How many records are not sealed with their tenant's current data key.
+    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>>;
+
+    /// One batch of re-encryption (see [`BatchRequest`]). Several processes may run batches
+    /// at once: a record is claimed by one batch only (row locks with `SKIP LOCKED` on
+    /// PostgreSQL, the write lock on SQLite), and a record is only written back if it still
+    /// has the version and data key version it was claimed with.
+    fn reencrypt_batch<'a>(
+        &'a self,
+        request: &'a BatchRequest<'a>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>>;
 }
 
 /// A shared backend is a backend (so one can be handed to a vault and kept for raw access).
@@ -420,6 +523,79 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
 
     fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>> {
         (**self).purge_audit(before)
+    }
+
+    fn retired_deks<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+        (**self).retired_deks(tenant)
+    }
+
+    fn deks_page<'a>(
+        &'a self,
+        after: Option<&'a (TenantId, KeyVersion)>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+        (**self).deks_page(after, limit)
+    }
+
+    fn rotate_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        expected: KeyVersion,
+        wrapped: &'a [u8],
+        kek_version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).rotate_dek(tenant, expected, wrapped, kek_version, now, audit)
+    }
+
+    fn rewrap_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).rewrap_dek(tenant, version, old_kek, wrapped, new_kek, audit)
+    }
+
+    fn destroy_dek<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        version: KeyVersion,
+        now: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<DestroyDek, BackendError>> {
+        (**self).destroy_dek(tenant, version, now, audit)
+    }
+
+    fn set_min_dek_version<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        minimum: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).set_min_dek_version(tenant, minimum, audit)
+    }
+
+    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
+        (**self).record_counts()
+    }
+
+    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        (**self).count_stale()
+    }
+
+    fn reencrypt_batch<'a>(
+        &'a self,
+        request: &'a BatchRequest<'a>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>> {
+        (**self).reencrypt_batch(request)
     }
 }
 

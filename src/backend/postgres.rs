@@ -34,7 +34,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::backend::memory::schema_too_new;
-use crate::backend::sql::{Queries, map_err, sql_backend};
+use crate::backend::sql::{Dialect, Queries, map_err, sql_backend};
 use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
 use crate::password::ThrottleConfig;
 
@@ -42,6 +42,7 @@ use crate::password::ThrottleConfig;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_throttle.sql"),
+    include_str!("migrations/postgres/0003_rotation.sql"),
 ];
 
 /// How long [`PgBackend::connect`] keeps retrying a server that refuses connections.
@@ -68,7 +69,7 @@ impl PgBackend {
         Self {
             pool,
             schema: None,
-            queries: Arc::new(Queries::new("")),
+            queries: Arc::new(Queries::new("", Dialect::Postgres)),
         }
     }
 
@@ -82,7 +83,7 @@ impl PgBackend {
     /// (`[a-z_][a-z0-9_]{0,62}`) or starts with `pg_` (reserved by PostgreSQL).
     pub fn with_schema(mut self, schema: &str) -> Result<Self, BackendError> {
         validate_schema(schema)?;
-        self.queries = Arc::new(Queries::new(&format!("\"{schema}\".")));
+        self.queries = Arc::new(Queries::new(&format!("\"{schema}\"."), Dialect::Postgres));
         self.schema = Some(schema.to_owned());
         Ok(self)
     }

@@ -11,8 +11,8 @@ use crate::backend::{AuditRow, BackendError, BackendErrorKind, RecordKey, Secret
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
 /// The columns of `credvault_tenants`, in [`tenant_from_row`]'s order.
-const TENANT_COLUMNS: &str =
-    "tenant_id, wrapped_dek, dek_version, kek_version, created_at, deleted_at, purge_after";
+pub(crate) const TENANT_COLUMNS: &str = "tenant_id, wrapped_dek, dek_version, kek_version, \
+     created_at, dek_created_at, min_dek_version, deleted_at, purge_after";
 
 /// The columns of `credvault_secrets`, in [`bind_secret`](sql_backend)'s order.
 pub(crate) const SECRET_COLUMNS: &str = "tenant_id, kind, name, version, sealed, dek_version, \
@@ -21,11 +21,33 @@ pub(crate) const SECRET_COLUMNS: &str = "tenant_id, kind, name, version, sealed,
 /// The columns of `credvault_audit` that an [`AuditRow`] holds.
 pub(crate) const AUDIT_COLUMNS: &str = "at, tenant_id, kind, name, action, actor, outcome";
 
+/// What differs between the SQL dialects in the statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite: one writer at a time (`BEGIN IMMEDIATE`), no row locks.
+    Sqlite,
+    /// PostgreSQL: row locks.
+    Postgres,
+}
+
+impl Dialect {
+    /// The clause that share-locks the rows a sub-select reads (PostgreSQL), so a concurrent
+    /// key rotation waits for the writing transaction.
+    pub(crate) fn share_lock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
+}
+
 /// Every statement the backends run, with the table names qualified by `prefix` (empty, or a
 /// quoted PostgreSQL schema and a dot). Built once per backend.
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) prefix: String,
+    pub(crate) rotation: crate::backend::sql_rotation::RotationQueries,
+    pub(crate) select_secret_version: Arc<str>,
     pub(crate) create_schema_table: Arc<str>,
     pub(crate) read_version: Arc<str>,
     pub(crate) write_version: Arc<str>,
@@ -47,12 +69,23 @@ pub(crate) struct Queries {
 
 impl Queries {
     /// The statements for tables named `{prefix}credvault_*`.
-    pub(crate) fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str, dialect: Dialect) -> Self {
         let p = prefix;
         let q = |s: String| Arc::<str>::from(s);
         let pk = "tenant_id = $1 AND kind = $2 AND name = $3";
+        let share = dialect.share_lock();
+        // A write must seal with the tenant's current data key (or, for an update, keep the
+        // stored one): the tenant's row is share-locked so a rotation waits for the write.
+        let current_dek = format!(
+            "COALESCE((SELECT t.dek_version FROM {p}credvault_tenants t \
+             WHERE t.tenant_id = $1{share}), $6) = $6"
+        );
         Self {
             prefix: p.to_owned(),
+            rotation: crate::backend::sql_rotation::RotationQueries::new(p, dialect),
+            select_secret_version: q(format!(
+                "SELECT version FROM {p}credvault_secrets WHERE {pk}"
+            )),
             create_schema_table: q(format!(
                 "CREATE TABLE IF NOT EXISTS {p}credvault_schema (\
                  id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)"
@@ -66,7 +99,7 @@ impl Queries {
             )),
             insert_tenant: q(format!(
                 "INSERT INTO {p}credvault_tenants ({TENANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id) DO NOTHING"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id) DO NOTHING"
             )),
             select_tenant: q(format!(
                 "SELECT {TENANT_COLUMNS} FROM {p}credvault_tenants WHERE tenant_id = $1"
@@ -89,16 +122,16 @@ impl Queries {
                 "SELECT {SECRET_COLUMNS} FROM {p}credvault_secrets WHERE {pk}"
             )),
             insert_secret: q(format!(
-                "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (tenant_id, kind, name) DO NOTHING"
+                "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) SELECT \
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO NOTHING"
             )),
             update_secret: q(format!(
                 "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \
                  kek_version = $7, metadata = $8, provider = $9, \
                  created_at = COALESCE(created_at, $10), updated_at = $11, expires_at = $12, \
                  purge_after = COALESCE(purge_after, $13), lease_until = $14 \
-                 WHERE {pk} AND version = $15"
+                 WHERE {pk} AND version = $15 AND (dek_version = $6 OR {current_dek})"
             )),
             delete_secret: q(format!("DELETE FROM {p}credvault_secrets WHERE {pk}")),
             set_purge_after: q(format!(
@@ -170,6 +203,7 @@ pub(crate) trait RowExt {
     fn text(&self, col: &str) -> Result<String, sqlx::Error>;
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
 }
 
 macro_rules! row_ext {
@@ -188,6 +222,9 @@ macro_rules! row_ext {
                 sqlx::Row::try_get(self, col)
             }
             fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
+                sqlx::Row::try_get(self, col)
+            }
+            fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
                 sqlx::Row::try_get(self, col)
             }
         }
@@ -228,19 +265,27 @@ pub(crate) fn multi_row_insert(head: &str, rows: usize) -> String {
     sql
 }
 
-fn corrupt(message: String) -> BackendError {
+/// A write sealed with a data key that is no longer the tenant's current one.
+pub(crate) fn stale_key() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::StaleKey,
+        "the tenant's data key was rotated: seal the record again with the current key",
+    )
+}
+
+pub(crate) fn corrupt(message: String) -> BackendError {
     BackendError::new(BackendErrorKind::Corrupt, message)
 }
 
 /// An identifier read from a row, for an error message: escaped and cut short.
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     let cut: String = s.chars().take(64).collect();
     format!("{cut:?}")
 }
 
 /// Runs `read` and turns a decoding failure into [`BackendErrorKind::Corrupt`] naming `place`
 /// and `col`.
-fn read<T>(
+pub(crate) fn read<T>(
     place: &dyn Fn() -> String,
     col: &str,
     read: Result<T, sqlx::Error>,
@@ -249,7 +294,7 @@ fn read<T>(
 }
 
 /// Reads key-version column `col` of `row` (a u32 stored as an integer).
-fn key_version(
+pub(crate) fn key_version(
     place: &dyn Fn() -> String,
     row: &impl RowExt,
     col: &str,
@@ -276,20 +321,38 @@ pub(crate) fn schema_version_from(version: Option<i64>) -> Result<Option<u32>, B
 
 /// A `credvault_tenants` row.
 pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
+    tenant_from_prefixed(row, "")
+}
+
+/// A `credvault_tenants` row whose columns are named with `prefix` (`t_wrapped_dek`...) in a
+/// join.
+pub(crate) fn tenant_from_prefixed(
+    row: &impl RowExt,
+    prefix: &str,
+) -> Result<TenantRow, BackendError> {
+    let col = |c: &str| format!("{prefix}{c}");
+    let raw = row.text(&col("tenant_id")).map_err(|e| {
         corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
     })?;
     let place = || format!("credvault_tenants row for tenant {}", shown(&raw));
     let tenant = TenantId::new(raw.as_str())
         .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let created_at = read(&place, "created_at", row.int(&col("created_at")))?;
     Ok(TenantRow {
         tenant,
-        wrapped_dek: read(&place, "wrapped_dek", row.bytes("wrapped_dek"))?,
-        dek_version: key_version(&place, row, "dek_version")?,
-        kek_version: key_version(&place, row, "kek_version")?,
-        created_at: read(&place, "created_at", row.int("created_at"))?,
-        deleted_at: read(&place, "deleted_at", row.opt_int("deleted_at"))?,
-        purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
+        wrapped_dek: read(&place, "wrapped_dek", row.bytes(&col("wrapped_dek")))?,
+        dek_version: key_version(&place, row, &col("dek_version"))?,
+        kek_version: key_version(&place, row, &col("kek_version"))?,
+        created_at,
+        dek_created_at: read(
+            &place,
+            "dek_created_at",
+            row.opt_int(&col("dek_created_at")),
+        )?
+        .unwrap_or(created_at),
+        min_dek_version: key_version(&place, row, &col("min_dek_version"))?,
+        deleted_at: read(&place, "deleted_at", row.opt_int(&col("deleted_at")))?,
+        purge_after: read(&place, "purge_after", row.opt_int(&col("purge_after")))?,
     })
 }
 
@@ -439,6 +502,8 @@ pub(crate) fn map_err(
 /// `schema_version_impl()`.
 macro_rules! sql_backend {
     ($ty:ty, $conn:ty) => {
+        $crate::backend::sql_rotation::sql_rotation!($ty, $conn);
+
         impl $ty {
             /// Writes `rows` to the audit log on `conn` (inside the caller's transaction).
             async fn write_audit(
@@ -506,6 +571,8 @@ macro_rules! sql_backend {
                         .bind(i64::from(row.dek_version.get()))
                         .bind(i64::from(row.kek_version.get()))
                         .bind(row.created_at)
+                        .bind(row.dek_created_at)
+                        .bind(i64::from(row.min_dek_version.get()))
                         .bind(row.deleted_at)
                         .bind(row.purge_after)
                         .execute(&mut *tx)
@@ -614,6 +681,13 @@ macro_rules! sql_backend {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(e, context))?;
+                    sqlx::query(sqlx::AssertSqlSafe(
+                        self.queries.rotation.delete_tenant_deks.clone(),
+                    ))
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
                     self.write_audit(&mut *tx, audit).await?;
                     tx.commit().await.map_err(|e| self.err(e, context))?;
                     Ok(records)
@@ -653,6 +727,10 @@ macro_rules! sql_backend {
                         .await
                         .map_err(|e| self.err(e, context))?;
                     if done.rows_affected() == 0 {
+                        let current = self.current_dek_version(&mut *tx, &row.key.tenant).await?;
+                        if current.is_some_and(|v| v != row.dek_version) {
+                            return Err($crate::backend::sql::stale_key());
+                        }
                         return Err($crate::backend::BackendError::new(
                             $crate::backend::BackendErrorKind::Conflict,
                             "record already exists",
@@ -680,6 +758,19 @@ macro_rules! sql_backend {
                         .await
                         .map_err(|e| self.err(e, context))?;
                     if done.rows_affected() != 1 {
+                        let stored: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                            self.queries.select_secret_version.clone(),
+                        ))
+                        .bind(row.key.tenant.as_str())
+                        .bind(row.key.kind.as_str())
+                        .bind(row.key.name.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                        if stored == Some(expected_version) {
+                            // The version matched: the data key did not.
+                            return Err($crate::backend::sql::stale_key());
+                        }
                         return Ok(false);
                     }
                     self.write_audit(&mut *tx, audit).await?;
@@ -872,6 +963,98 @@ macro_rules! sql_backend {
                         .map_err(|e| self.err(e, "purging audit rows"))?;
                     Ok(done.rows_affected())
                 })
+            }
+
+            fn retired_deks<'a>(
+                &'a self,
+                tenant: &'a $crate::TenantId,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                Result<Vec<$crate::backend::DekRow>, $crate::backend::BackendError>,
+            > {
+                Box::pin(self.retired_deks_impl(tenant))
+            }
+
+            fn deks_page<'a>(
+                &'a self,
+                after: Option<&'a ($crate::TenantId, $crate::KeyVersion)>,
+                limit: u32,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                Result<Vec<$crate::backend::DekRow>, $crate::backend::BackendError>,
+            > {
+                Box::pin(self.deks_page_impl(after, limit))
+            }
+
+            fn rotate_dek<'a>(
+                &'a self,
+                tenant: &'a $crate::TenantId,
+                expected: $crate::KeyVersion,
+                wrapped: &'a [u8],
+                kek_version: $crate::KeyVersion,
+                now: i64,
+                audit: &'a [$crate::backend::AuditRow],
+            ) -> $crate::backend::BoxFuture<'a, Result<bool, $crate::backend::BackendError>> {
+                Box::pin(self.rotate_dek_impl(tenant, expected, wrapped, kek_version, now, audit))
+            }
+
+            fn rewrap_dek<'a>(
+                &'a self,
+                tenant: &'a $crate::TenantId,
+                version: $crate::KeyVersion,
+                old_kek: $crate::KeyVersion,
+                wrapped: &'a [u8],
+                new_kek: $crate::KeyVersion,
+                audit: &'a [$crate::backend::AuditRow],
+            ) -> $crate::backend::BoxFuture<'a, Result<bool, $crate::backend::BackendError>> {
+                Box::pin(self.rewrap_dek_impl(tenant, version, old_kek, wrapped, new_kek, audit))
+            }
+
+            fn destroy_dek<'a>(
+                &'a self,
+                tenant: &'a $crate::TenantId,
+                version: $crate::KeyVersion,
+                now: i64,
+                audit: &'a [$crate::backend::AuditRow],
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                Result<$crate::backend::DestroyDek, $crate::backend::BackendError>,
+            > {
+                Box::pin(self.destroy_dek_impl(tenant, version, now, audit))
+            }
+
+            fn set_min_dek_version<'a>(
+                &'a self,
+                tenant: &'a $crate::TenantId,
+                minimum: $crate::KeyVersion,
+                audit: &'a [$crate::backend::AuditRow],
+            ) -> $crate::backend::BoxFuture<'a, Result<bool, $crate::backend::BackendError>> {
+                Box::pin(self.set_min_dek_version_impl(tenant, minimum, audit))
+            }
+
+            fn record_counts(
+                &self,
+            ) -> $crate::backend::BoxFuture<
+                '_,
+                Result<Vec<$crate::backend::RecordCount>, $crate::backend::BackendError>,
+            > {
+                Box::pin(self.record_counts_impl())
+            }
+
+            fn count_stale(
+                &self,
+            ) -> $crate::backend::BoxFuture<'_, Result<u64, $crate::backend::BackendError>> {
+                Box::pin(self.count_stale_impl())
+            }
+
+            fn reencrypt_batch<'a>(
+                &'a self,
+                request: &'a $crate::backend::BatchRequest<'a>,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                Result<$crate::backend::BatchOutcome, $crate::backend::BackendError>,
+            > {
+                Box::pin(self.reencrypt_batch_impl(request))
             }
         }
     };

@@ -37,7 +37,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use crate::backend::memory::schema_too_new;
-use crate::backend::sql::{Queries, map_err, sql_backend};
+use crate::backend::sql::{Dialect, Queries, map_err, sql_backend};
 use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
 use crate::password::ThrottleConfig;
 
@@ -45,6 +45,7 @@ use crate::password::ThrottleConfig;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_throttle.sql"),
+    include_str!("migrations/sqlite/0003_rotation.sql"),
 ];
 
 /// How long a connection waits for another writer's lock before failing.
@@ -79,7 +80,7 @@ impl SqliteBackend {
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
             pool,
-            queries: Arc::new(Queries::new("")),
+            queries: Arc::new(Queries::new("", Dialect::Sqlite)),
         }
     }
 

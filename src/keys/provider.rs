@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::KeyVersion;
 use crate::crypto::Context;
-use crate::keys::{KeyError, Keyring};
+use crate::keys::{KeyError, KeyInfo, Keyring};
 use crate::secret::SecretBytes;
 
 /// Who holds the key-encryption key (KEK) that wraps each tenant's data key.
@@ -43,6 +43,12 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     ///
     /// Whatever the provider reports: an unknown or destroyed KEK version, a wrong context.
     fn unwrap_key(&self, wrapped: &[u8], context: &Context) -> Result<SecretBytes, KeyError>;
+
+    /// What the provider can say about its KEK versions (states, ages; never key bytes), for
+    /// the rotation report. Default: nothing (a provider that cannot list its versions).
+    fn key_infos(&self) -> Vec<KeyInfo> {
+        Vec::new()
+    }
 }
 
 impl KeyProvider for Keyring {
@@ -57,6 +63,10 @@ impl KeyProvider for Keyring {
     fn unwrap_key(&self, wrapped: &[u8], context: &Context) -> Result<SecretBytes, KeyError> {
         self.open(wrapped, context)
     }
+
+    fn key_infos(&self) -> Vec<KeyInfo> {
+        self.infos().collect()
+    }
 }
 
 impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
@@ -70,5 +80,9 @@ impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
 
     fn unwrap_key(&self, wrapped: &[u8], context: &Context) -> Result<SecretBytes, KeyError> {
         (**self).unwrap_key(wrapped, context)
+    }
+
+    fn key_infos(&self) -> Vec<KeyInfo> {
+        (**self).key_infos()
     }
 }

@@ -120,7 +120,7 @@ impl Tenant {
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
-            let outcome = match (revoker, self.open_bytes(row, &tenant)) {
+            let outcome = match (revoker, self.open_bytes(row, &tenant).await) {
                 (None, _) => None,
                 (Some(r), Ok(payload)) => {
                     let request = RevocationRequest {

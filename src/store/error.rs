@@ -3,7 +3,7 @@
 use crate::backend::BackendError;
 use crate::crypto::CryptoError;
 use crate::keys::KeyError;
-use crate::{IdError, TenantId};
+use crate::{IdError, KeyVersion, TenantId};
 
 /// A vault operation failed. Messages name tenants, kinds, names and versions, never secrets.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,41 @@ pub enum StoreError {
         /// Why (never the bytes).
         reason: String,
     },
+    /// A record is sealed with a data key version below its tenant's minimum (set after a
+    /// compromise): it is refused, as if the key were gone.
+    #[error(
+        "{kind} record {name:?} of tenant {tenant} is sealed with data key version {version}, below the tenant's minimum {minimum}"
+    )]
+    DekBelowMinimum {
+        /// The tenant.
+        tenant: TenantId,
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+        /// The version that sealed it.
+        version: KeyVersion,
+        /// The tenant's minimum.
+        minimum: KeyVersion,
+    },
+    /// A key version cannot be destroyed: something still needs it.
+    #[error(
+        "{what} version {version} is still needed by {count} {needed_by}: rotate and re-encrypt first"
+    )]
+    KeyInUse {
+        /// Which key: `kek` (key-encryption key) or `dek` (a tenant's data key).
+        what: &'static str,
+        /// The version.
+        version: KeyVersion,
+        /// How many things still need it.
+        count: u64,
+        /// What they are (`tenant data keys`, `records`).
+        needed_by: &'static str,
+    },
+    /// A key operation was refused: the message says why (`version 3 is the tenant's current
+    /// data key`).
+    #[error("{0}")]
+    KeyRefused(String),
     /// A record's payload is larger than the vault's limit.
     #[error("record payload is {len} bytes; the vault's limit is {max}")]
     PayloadTooLarge {

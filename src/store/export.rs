@@ -52,7 +52,7 @@ impl Tenant {
         loop {
             let (page, next) = self.page(None, None, after.take()).await?;
             for row in &page {
-                let payload = match self.open_bytes(row, &tenant) {
+                let payload = match self.open_bytes(row, &tenant).await {
                     Ok(p)
                         if serde_json::from_slice::<serde::de::IgnoredAny>(p.expose_secret())
                             .is_ok() =>

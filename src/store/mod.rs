@@ -14,7 +14,9 @@ mod open;
 mod progress;
 mod record;
 mod refresh;
+mod report;
 mod retention;
+mod rotate;
 mod tenant;
 
 use std::collections::HashMap;
@@ -29,10 +31,15 @@ pub use export::{CSV_HEADER, ExportReport};
 pub use progress::Progress;
 pub(crate) use progress::ProgressClock;
 pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCookies};
+pub use report::{DekState, DekStatus, KekStatus, KeyReport, RotationPolicy};
 pub use retention::{PURGE_ACTOR, PurgeReport};
+pub use rotate::{
+    MAX_LISTED_FAILURES, REENCRYPT_ACTOR, ROTATE_ACTOR, ReencryptOptions, ReencryptReport,
+    RewrapReport,
+};
 pub use tenant::{RecordInfo, Tenant, Versioned};
 
-use crate::backend::{AuditRow, Backend, TenantRow};
+use crate::backend::{AuditRow, Backend, DekRow, TenantRow};
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
 use crate::keys::KeyProvider;
 use crate::{KeyVersion, TenantId};
@@ -311,12 +318,15 @@ impl Vault {
         self.inner.tenant_keys.get_or_create(tenant)?;
         let version = KeyVersion::FIRST;
         let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
+        let now = self.now();
         let row = TenantRow {
             tenant: tenant.clone(),
             wrapped_dek: wrapped,
             dek_version: version,
             kek_version: self.inner.kek.primary_version(),
-            created_at: self.now(),
+            created_at: now,
+            dek_created_at: now,
+            min_dek_version: KeyVersion::FIRST,
             deleted_at: None,
             purge_after: None,
         };
@@ -331,9 +341,26 @@ impl Vault {
         Ok(stored)
     }
 
-    /// The ready record key of a tenant's DEK version, from the cache or unwrapped now.
+    /// The ready record key of a tenant's current DEK, from the cache or unwrapped now.
     pub(crate) fn dek(&self, row: &TenantRow) -> Result<Arc<TenantDek>, StoreError> {
-        let cache_key = (row.tenant.clone(), row.dek_version, row.created_at);
+        self.dek_from(
+            &row.tenant,
+            row.created_at,
+            row.dek_version,
+            &row.wrapped_dek,
+        )
+    }
+
+    /// The ready record key of DEK `version` (wrapped as `wrapped`) of the tenant created at
+    /// `created_at`, from the cache or unwrapped now.
+    pub(crate) fn dek_from(
+        &self,
+        tenant: &TenantId,
+        created_at: i64,
+        version: KeyVersion,
+        wrapped: &[u8],
+    ) -> Result<Arc<TenantDek>, StoreError> {
+        let cache_key = (tenant.clone(), version, created_at);
         if let Some(dek) = self
             .inner
             .deks
@@ -346,19 +373,63 @@ impl Vault {
         let shred = self
             .inner
             .tenant_keys
-            .get(&row.tenant)?
-            .ok_or_else(|| StoreError::TenantShredded(row.tenant.clone()))?;
+            .get(tenant)?
+            .ok_or_else(|| StoreError::TenantShredded(tenant.clone()))?;
         let dek = Arc::new(TenantDek::unwrap(
             self.inner.kek.as_ref(),
             &shred,
-            &row.tenant,
-            row.dek_version,
-            &row.wrapped_dek,
+            tenant,
+            version,
+            wrapped,
         )?);
         if let Ok(mut m) = self.inner.deks.write() {
             m.insert(cache_key, Arc::clone(&dek));
         }
         Ok(dek)
+    }
+
+    /// The ready record key of any live DEK version of a tenant: the current one, or a
+    /// retired one read from the backend. `None` if the version is unknown or destroyed.
+    pub(crate) async fn dek_version(
+        &self,
+        row: &TenantRow,
+        version: KeyVersion,
+    ) -> Result<Option<Arc<TenantDek>>, StoreError> {
+        if version == row.dek_version {
+            return self.dek(row).map(Some);
+        }
+        let cache_key = (row.tenant.clone(), version, row.created_at);
+        if let Some(dek) = self
+            .inner
+            .deks
+            .read()
+            .ok()
+            .and_then(|m| m.get(&cache_key).cloned())
+        {
+            return Ok(Some(dek));
+        }
+        let retired = self.inner.backend.retired_deks(&row.tenant).await?;
+        match retired.iter().find(|d| d.version == version) {
+            Some(DekRow {
+                wrapped_dek: Some(wrapped),
+                ..
+            }) => self
+                .dek_from(&row.tenant, row.created_at, version, wrapped)
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The key provider (KEK).
+    pub(crate) fn kek(&self) -> &dyn KeyProvider {
+        self.inner.kek.as_ref()
+    }
+
+    /// Drops every cached data key of a tenant (after a rewrap or a destroy).
+    pub(crate) fn forget_deks(&self, tenant: &TenantId) {
+        if let Ok(mut m) = self.inner.deks.write() {
+            m.retain(|(t, _, _), _| t != tenant);
+        }
     }
 
     fn cached_tenant(&self, tenant: &TenantId) -> Option<TenantRow> {
@@ -379,8 +450,6 @@ impl Vault {
     /// Drops a tenant's cached row and keys (after a purge).
     pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
         self.forget_tenant_row(tenant);
-        if let Ok(mut m) = self.inner.deks.write() {
-            m.retain(|(t, _, _), _| t != tenant);
-        }
+        self.forget_deks(tenant);
     }
 }

@@ -11,6 +11,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::backend::{BackendErrorKind, RecordKey, SecretRow};
 use crate::store::{OAuthToken, StoreError, Tenant, Versioned};
 
 /// First wait between looks at a record whose refresh is in progress elsewhere.
@@ -52,7 +53,7 @@ impl Tenant {
         loop {
             let tenant = self.vault.active_tenant(&self.id).await?;
             let row = self.fetch(&key).await?;
-            let token: OAuthToken = self.open_row(&row, &tenant)?;
+            let token: OAuthToken = self.open_row(&row, &tenant).await?;
             let now = self.vault.now();
             let fresh = token
                 .expires_at
@@ -80,13 +81,17 @@ impl Tenant {
             leased.version = row.version.saturating_add(1);
             leased.lease_until = Some(now.saturating_add(lease));
             let audit = [self.audit(&key, "refresh_lease", "ok")];
-            if !self
+            match self
                 .vault
                 .backend()
                 .update(&leased, row.version, &audit)
-                .await?
+                .await
             {
-                continue; // someone else moved first: look again
+                Ok(true) => {}
+                // Someone else moved first, or the record was re-encrypted: look again.
+                Ok(false) => continue,
+                Err(e) if e.kind() == BackendErrorKind::StaleKey => continue,
+                Err(e) => return Err(e.into()),
             }
             return match refresh(token.clone()).await {
                 Ok(new_token) => {
@@ -107,17 +112,42 @@ impl Tenant {
                     })
                 }
                 Err(e) => {
-                    let mut released = leased.clone();
-                    released.version = leased.version.saturating_add(1);
-                    released.lease_until = None;
-                    let audit = [self.audit(&key, "refresh", "failed")];
-                    self.vault
-                        .backend()
-                        .update(&released, leased.version, &audit)
-                        .await?;
+                    self.release_lease(&key, leased).await?;
                     Err(StoreError::RefreshFailed(e.to_string()))
                 }
             };
         }
+    }
+
+    /// Clears the lease after a failed refresh, leaving the token as it was. If the record was
+    /// re-encrypted while the lease was held, the lease is cleared on the re-encrypted row.
+    async fn release_lease(
+        &self,
+        key: &RecordKey,
+        mut leased: SecretRow,
+    ) -> Result<(), StoreError> {
+        for _ in 0..2 {
+            let mut released = leased.clone();
+            released.version = leased.version.saturating_add(1);
+            released.lease_until = None;
+            let audit = [self.audit(key, "refresh", "failed")];
+            match self
+                .vault
+                .backend()
+                .update(&released, leased.version, &audit)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == BackendErrorKind::StaleKey => {
+                    let current = self.fetch(key).await?;
+                    if current.version != leased.version {
+                        return Ok(());
+                    }
+                    leased = current;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-use crate::backend::{ListQuery, RecordKey, SecretRow};
+use crate::backend::{BackendErrorKind, ListQuery, RecordKey, SecretRow};
 use crate::crypto::Context;
 use crate::secret::SecretBytes;
 use crate::store::{SecretKind, StoreError, Vault};
@@ -13,6 +13,10 @@ use crate::{RecordKind, RecordName, TenantId};
 
 /// Rows fetched per page when listing or exporting.
 pub(crate) const PAGE: u32 = 200;
+
+/// How many times a write is sealed again after finding the tenant's data key rotated under
+/// it (each time with the tenant's row read afresh).
+pub(crate) const STALE_KEY_RETRIES: u32 = 3;
 
 /// A record read from the vault, with the version to pass to [`Tenant::update`].
 #[derive(Debug, Clone, PartialEq)]
@@ -106,21 +110,30 @@ impl Tenant {
     #[tracing::instrument(name = "credvault.put", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn put<R: SecretKind>(&self, name: &str, record: &R) -> Result<i64, StoreError> {
         let key = self.key::<R>(name)?;
-        let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
-        let row = self.seal_row(&key, record, &tenant, 1, None)?;
-        let audit = [self.audit(&key, "put", "ok")];
-        self.vault
-            .backend()
-            .insert(&row, &audit)
-            .await
-            .map_err(|e| match e.kind() {
-                crate::backend::BackendErrorKind::Conflict => StoreError::AlreadyExists {
-                    tenant: self.id.clone(),
-                    kind: key.kind.to_string(),
-                    name: key.name.to_string(),
-                },
-                _ => StoreError::Backend(e),
-            })?;
+        let mut attempts = 0;
+        loop {
+            let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
+            let row = self.seal_row(&key, record, &tenant, 1, None)?;
+            let audit = [self.audit(&key, "put", "ok")];
+            match self.vault.backend().insert(&row, &audit).await {
+                Ok(()) => break,
+                Err(e)
+                    if e.kind() == BackendErrorKind::StaleKey && attempts < STALE_KEY_RETRIES =>
+                {
+                    // The tenant's data key was rotated since its row was cached.
+                    attempts += 1;
+                    self.vault.forget_tenant_row(&self.id);
+                }
+                Err(e) if e.kind() == BackendErrorKind::Conflict => {
+                    return Err(StoreError::AlreadyExists {
+                        tenant: self.id.clone(),
+                        kind: key.kind.to_string(),
+                        name: key.name.to_string(),
+                    });
+                }
+                Err(e) => return Err(StoreError::Backend(e)),
+            }
+        }
         Ok(1)
     }
 
@@ -136,7 +149,7 @@ impl Tenant {
         let key = self.key::<R>(name)?;
         let tenant = self.vault.active_tenant(&self.id).await?;
         let row = self.fetch(&key).await?;
-        let value = self.open_row(&row, &tenant)?;
+        let value = self.open_row(&row, &tenant).await?;
         self.vault
             .record_read(self.audit(&key, "get", "ok"))
             .await?;
@@ -329,12 +342,12 @@ impl Tenant {
     }
 
     /// Opens a row into its record type.
-    pub(crate) fn open_row<R: SecretKind>(
+    pub(crate) async fn open_row<R: SecretKind>(
         &self,
         row: &SecretRow,
         tenant: &crate::backend::TenantRow,
     ) -> Result<R, StoreError> {
-        let plain = self.open_bytes(row, tenant)?;
+        let plain = self.open_bytes(row, tenant).await?;
         serde_json::from_slice(plain.expose_secret()).map_err(|e| {
             self.corrupt(
                 row,
@@ -347,8 +360,9 @@ impl Tenant {
         })
     }
 
-    /// Opens a row's payload bytes (the record's JSON).
-    pub(crate) fn open_bytes(
+    /// Opens a row's payload bytes (the record's JSON), with the tenant's current data key or
+    /// the retired version that sealed it.
+    pub(crate) async fn open_bytes(
         &self,
         row: &SecretRow,
         tenant: &crate::backend::TenantRow,
@@ -358,12 +372,22 @@ impl Tenant {
             row.key.kind.as_str(),
             row.key.name.as_str(),
         )?;
-        let dek = if row.dek_version == tenant.dek_version {
-            self.vault.dek(tenant)?
-        } else {
+        if row.dek_version < tenant.min_dek_version {
+            return Err(StoreError::DekBelowMinimum {
+                tenant: row.key.tenant.clone(),
+                kind: row.key.kind.to_string(),
+                name: row.key.name.to_string(),
+                version: row.dek_version,
+                minimum: tenant.min_dek_version,
+            });
+        }
+        let Some(dek) = self.vault.dek_version(tenant, row.dek_version).await? else {
             return Err(self.corrupt(
                 row,
-                format!("sealed with unknown data key version {}", row.dek_version),
+                format!(
+                    "sealed with data key version {}, which the tenant no longer has",
+                    row.dek_version
+                ),
             ));
         };
         dek.open(&row.sealed, &ctx)
@@ -404,18 +428,30 @@ impl Tenant {
             return Err(conflict());
         }
         let next = expected_version.checked_add(1).ok_or_else(conflict)?;
-        let mut row = self.seal_row(key, record, tenant, next, current)?;
-        row.lease_until = lease_until;
-        let audit = [self.audit(key, action, "ok")];
-        if self
-            .vault
-            .backend()
-            .update(&row, expected_version, &audit)
-            .await?
-        {
-            Ok(next)
-        } else {
-            Err(conflict())
+        let mut tenant = tenant.clone();
+        let mut attempts = 0;
+        loop {
+            let mut row = self.seal_row(key, record, &tenant, next, current)?;
+            row.lease_until = lease_until;
+            let audit = [self.audit(key, action, "ok")];
+            match self
+                .vault
+                .backend()
+                .update(&row, expected_version, &audit)
+                .await
+            {
+                Ok(true) => return Ok(next),
+                Ok(false) => return Err(conflict()),
+                Err(e)
+                    if e.kind() == BackendErrorKind::StaleKey && attempts < STALE_KEY_RETRIES =>
+                {
+                    // The tenant's data key was rotated since its row was cached: seal again.
+                    attempts += 1;
+                    self.vault.forget_tenant_row(&self.id);
+                    tenant = self.vault.active_tenant(&self.id).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 }

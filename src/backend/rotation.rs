@@ -1,0 +1,152 @@
+//! The rows and requests of key rotation: data key versions, stale records and the
+//! re-encryption batch. Still no key here: a batch calls back into the vault to reseal.
+
+use std::fmt;
+
+use crate::backend::{RecordKey, SecretRow, TenantRow};
+use crate::{KeyVersion, TenantId};
+
+/// One version of a tenant's data key (DEK): the current one (from the tenant's row) or a
+/// retired one (decrypt-only until no record is sealed with it, then destroyed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DekRow {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The data key's version.
+    pub version: KeyVersion,
+    /// The data key wrapped under the KEK; `None` once destroyed.
+    pub wrapped_dek: Option<Vec<u8>>,
+    /// The KEK version that wrapped it.
+    pub kek_version: KeyVersion,
+    /// When the data key was made, Unix seconds.
+    pub created_at: i64,
+    /// When it stopped being the tenant's current key; `None` for the current key.
+    pub retired_at: Option<i64>,
+    /// When its wrapped key was erased, if it was.
+    pub destroyed_at: Option<i64>,
+}
+
+impl DekRow {
+    /// Whether this is the tenant's current data key.
+    pub fn is_current(&self) -> bool {
+        self.retired_at.is_none()
+    }
+}
+
+/// What [`Backend::destroy_dek`](crate::backend::Backend::destroy_dek) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DestroyDek {
+    /// The wrapped key was erased.
+    Destroyed,
+    /// Refused: this many records are still sealed with it.
+    InUse(u64),
+    /// Refused: it is the tenant's current data key.
+    Current,
+    /// No such retired key (unknown tenant or version), or it was already destroyed.
+    Missing,
+}
+
+/// How many records of a tenant one data key version seals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCount {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The data key version.
+    pub dek_version: KeyVersion,
+    /// Records sealed with it.
+    pub records: u64,
+}
+
+/// A record that is not sealed with its tenant's current data key, with what opening and
+/// resealing it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRecord {
+    /// The record's row.
+    pub row: SecretRow,
+    /// Its tenant's row (the current data key).
+    pub tenant: TenantRow,
+    /// The retired data key the record names, if the tenant still has that version.
+    pub sealed_with: Option<DekRow>,
+}
+
+/// A record sealed again by the vault, to be written in place of the stale one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resealed {
+    /// The new sealed payload.
+    pub sealed: Vec<u8>,
+    /// The data key version that sealed it (the tenant's current one).
+    pub dek_version: KeyVersion,
+    /// The KEK version of that data key.
+    pub kek_version: KeyVersion,
+}
+
+impl fmt::Debug for Resealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resealed")
+            .field("len", &self.sealed.len())
+            .field("dek_version", &self.dek_version)
+            .field("kek_version", &self.kek_version)
+            .finish()
+    }
+}
+
+/// The vault's resealing step, called by the backend inside the batch's transaction. The
+/// error is a short reason, never secret bytes.
+pub type ResealFn<'a> = dyn Fn(&StaleRecord) -> Result<Resealed, String> + Send + Sync + 'a;
+
+/// One batch of re-encryption: claim up to `limit` stale records after `after` (in key
+/// order), reseal them through `reseal`, and write them back with one audit row each, in one
+/// transaction.
+pub struct BatchRequest<'a> {
+    /// Start after this record (exclusive); `None` from the first.
+    pub after: Option<RecordKey>,
+    /// Records claimed per batch.
+    pub limit: u32,
+    /// The time written in the audit rows.
+    pub now: i64,
+    /// Who the audit rows name.
+    pub actor: &'a str,
+    /// The resealing step.
+    pub reseal: &'a ResealFn<'a>,
+}
+
+impl fmt::Debug for BatchRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchRequest")
+            .field("after", &self.after)
+            .field("limit", &self.limit)
+            .field("now", &self.now)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Stale records claimed (fewer than the limit: the end of the table was reached).
+    pub claimed: u32,
+    /// The last record claimed: where the next batch starts.
+    pub last: Option<RecordKey>,
+    /// Records written back sealed with the current data key.
+    pub resealed: u64,
+    /// Records the application changed between the claim and the write (left as the
+    /// application wrote them).
+    pub changed: u64,
+    /// Records that could not be resealed, with the reason.
+    pub failed: Vec<(RecordKey, String)>,
+}
+
+/// The audit row a re-encrypted record gets (action `reencrypt`).
+pub(crate) fn reencrypt_audit(key: &RecordKey, now: i64, actor: &str) -> crate::backend::AuditRow {
+    crate::backend::AuditRow {
+        at: now,
+        tenant: Some(key.tenant.clone()),
+        kind: Some(key.kind.to_string()),
+        name: Some(key.name.to_string()),
+        action: "reencrypt".to_owned(),
+        actor: actor.to_owned(),
+        outcome: "ok".to_owned(),
+    }
+}

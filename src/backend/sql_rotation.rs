@@ -1,0 +1,582 @@
+//! Key rotation in the SQL backends: retired data keys, rewrapping, and the re-encryption
+//! batch. The statements are shared by SQLite and PostgreSQL; the implementation is generated
+//! for each driver by `sql_rotation!`, called from `sql_backend!`.
+
+use std::sync::Arc;
+
+use crate::backend::sql::{
+    Dialect, RowExt, SECRET_COLUMNS, corrupt, key_version, read, secret_from_row, shown,
+    tenant_from_prefixed,
+};
+use crate::backend::{BackendError, DekRow, RecordCount, StaleRecord};
+use crate::{KeyVersion, TenantId};
+
+/// The columns of `credvault_tenant_deks`, in [`dek_from_row`]'s order.
+const DEK_COLUMNS: &str =
+    "tenant_id, dek_version, wrapped_dek, kek_version, created_at, retired_at, destroyed_at";
+
+/// Parameters per row of the multi-row reseal `UPDATE`.
+const RESEAL_PARAMS: usize = 8;
+
+/// Rows per reseal `UPDATE` statement (800 parameters, well under both drivers' limits).
+pub(crate) const RESEAL_CHUNK: usize = 100;
+
+/// The key-rotation statements, with table names qualified by the backend's prefix.
+#[derive(Debug)]
+pub(crate) struct RotationQueries {
+    prefix: String,
+    pub(crate) delete_tenant_deks: Arc<str>,
+    pub(crate) current_dek: Arc<str>,
+    pub(crate) lock_tenant: Arc<str>,
+    pub(crate) retired_deks: Arc<str>,
+    pub(crate) deks_page: Arc<str>,
+    pub(crate) retire_current: Arc<str>,
+    pub(crate) install_dek: Arc<str>,
+    pub(crate) rewrap_current: Arc<str>,
+    pub(crate) rewrap_retired: Arc<str>,
+    pub(crate) count_sealed_with: Arc<str>,
+    pub(crate) erase_dek: Arc<str>,
+    pub(crate) retired_exists: Arc<str>,
+    pub(crate) set_min: Arc<str>,
+    pub(crate) record_counts: Arc<str>,
+    pub(crate) count_stale: Arc<str>,
+    pub(crate) claim_first: Arc<str>,
+    pub(crate) claim_after: Arc<str>,
+}
+
+impl RotationQueries {
+    pub(crate) fn new(p: &str, dialect: Dialect) -> Self {
+        let q = |s: String| Arc::<str>::from(s);
+        let lock = match dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        };
+        let claim_lock = match dialect {
+            Dialect::Sqlite => "",
+            // A batch claims its records alone (other workers skip them) and keeps the tenants'
+            // current data keys from being rotated under it.
+            Dialect::Postgres => " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t",
+        };
+        let secret_cols = SECRET_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c} AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let claim = |after: &str, limit: &str| {
+            format!(
+                "SELECT {secret_cols}, t.tenant_id AS t_tenant_id, t.wrapped_dek AS t_wrapped_dek, \
+                 t.dek_version AS t_dek_version, t.kek_version AS t_kek_version, \
+                 t.created_at AS t_created_at, t.dek_created_at AS t_dek_created_at, \
+                 t.min_dek_version AS t_min_dek_version, t.deleted_at AS t_deleted_at, \
+                 t.purge_after AS t_purge_after, d.wrapped_dek AS d_wrapped_dek, \
+                 d.kek_version AS d_kek_version, d.created_at AS d_created_at, \
+                 d.retired_at AS d_retired_at, d.destroyed_at AS d_destroyed_at \
+                 FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 LEFT JOIN {p}credvault_tenant_deks d \
+                 ON d.tenant_id = s.tenant_id AND d.dek_version = s.dek_version \
+                 WHERE s.dek_version <> t.dek_version{after} \
+                 ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
+            )
+        };
+        Self {
+            prefix: p.to_owned(),
+            delete_tenant_deks: q(format!(
+                "DELETE FROM {p}credvault_tenant_deks WHERE tenant_id = $1"
+            )),
+            current_dek: q(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            lock_tenant: q(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1{lock}"
+            )),
+            retired_deks: q(format!(
+                "SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks WHERE tenant_id = $1 \
+                 ORDER BY dek_version"
+            )),
+            deks_page: q(format!(
+                "SELECT {DEK_COLUMNS} FROM (\
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at) AS created_at, \
+                 CAST(NULL AS BIGINT) AS retired_at, CAST(NULL AS BIGINT) AS destroyed_at \
+                 FROM {p}credvault_tenants UNION ALL \
+                 SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks) k \
+                 WHERE (tenant_id, dek_version) > ($1, $2) \
+                 ORDER BY tenant_id, dek_version LIMIT $3"
+            )),
+            retire_current: q(format!(
+                "INSERT INTO {p}credvault_tenant_deks ({DEK_COLUMNS}) \
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at), $3, NULL \
+                 FROM {p}credvault_tenants WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            install_dek: q(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $3, dek_version = $4, \
+                 kek_version = $5, dek_created_at = $6 WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            rewrap_current: q(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3"
+            )),
+            rewrap_retired: q(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3 \
+                 AND wrapped_dek IS NOT NULL"
+            )),
+            count_sealed_with: q(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            erase_dek: q(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = NULL, destroyed_at = $3 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+            retired_exists: q(format!(
+                "SELECT COUNT(*) FROM {p}credvault_tenant_deks \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+            set_min: q(format!(
+                "UPDATE {p}credvault_tenants SET min_dek_version = $2 \
+                 WHERE tenant_id = $1 AND dek_version >= $2"
+            )),
+            record_counts: q(format!(
+                "SELECT tenant_id, dek_version, COUNT(*) AS records FROM {p}credvault_secrets \
+                 GROUP BY tenant_id, dek_version ORDER BY tenant_id, dek_version"
+            )),
+            count_stale: q(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 WHERE s.dek_version <> t.dek_version"
+            )),
+            claim_first: q(claim("", "$1")),
+            claim_after: q(claim(
+                " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
+                "$4",
+            )),
+        }
+    }
+
+    /// The multi-row reseal: `rows` groups of (tenant, kind, name, sealed, new DEK version,
+    /// new KEK version, version, old DEK version). A row is written only if it still has the
+    /// version and data key it was claimed with; the written keys are returned.
+    pub(crate) fn reseal(&self, rows: usize) -> String {
+        use std::fmt::Write as _;
+        let p = &self.prefix;
+        let mut values = String::with_capacity(rows * 48);
+        for row in 0..rows {
+            let b = row * RESEAL_PARAMS;
+            let sep = if row == 0 { "" } else { ", " };
+            let _ = write!(values, "{sep}(");
+            for i in 1..=RESEAL_PARAMS {
+                let comma = if i == 1 { "" } else { ", " };
+                let _ = write!(values, "{comma}${}", b + i);
+            }
+            values.push(')');
+        }
+        format!(
+            "UPDATE {p}credvault_secrets AS s SET sealed = v.column4, dek_version = v.column5, \
+             kek_version = v.column6 FROM (VALUES {values}) AS v \
+             WHERE s.tenant_id = v.column1 AND s.kind = v.column2 AND s.name = v.column3 \
+             AND s.version = v.column7 AND s.dek_version = v.column8 \
+             RETURNING tenant_id, kind, name"
+        )
+    }
+}
+
+/// A `credvault_tenant_deks` row (or the union of [`RotationQueries::deks_page`]).
+pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_tenant_deks row: column tenant_id cannot be read".to_owned())
+            .with_source(e)
+    })?;
+    let place = || format!("credvault_tenant_deks row for tenant {}", shown(&raw));
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    Ok(DekRow {
+        version: key_version(&place, row, "dek_version")?,
+        wrapped_dek: read(&place, "wrapped_dek", row.opt_bytes("wrapped_dek"))?,
+        kek_version: key_version(&place, row, "kek_version")?,
+        created_at: read(&place, "created_at", row.int("created_at"))?,
+        retired_at: read(&place, "retired_at", row.opt_int("retired_at"))?,
+        destroyed_at: read(&place, "destroyed_at", row.opt_int("destroyed_at"))?,
+        tenant,
+    })
+}
+
+/// A row of [`RotationQueries::claim_first`] / `claim_after`.
+pub(crate) fn stale_from_row(row: &impl RowExt) -> Result<StaleRecord, BackendError> {
+    let secret = secret_from_row(row)?;
+    let tenant = tenant_from_prefixed(row, "t_")?;
+    let place = || {
+        format!(
+            "credvault_tenant_deks row for tenant {} version {}",
+            shown(secret.key.tenant.as_str()),
+            secret.dek_version
+        )
+    };
+    let sealed_with = match read(&place, "kek_version", row.opt_int("d_kek_version"))? {
+        None => None,
+        Some(_) => Some(DekRow {
+            tenant: secret.key.tenant.clone(),
+            version: secret.dek_version,
+            wrapped_dek: read(&place, "wrapped_dek", row.opt_bytes("d_wrapped_dek"))?,
+            kek_version: key_version(&place, row, "d_kek_version")?,
+            created_at: read(&place, "created_at", row.int("d_created_at"))?,
+            retired_at: read(&place, "retired_at", row.opt_int("d_retired_at"))?,
+            destroyed_at: read(&place, "destroyed_at", row.opt_int("d_destroyed_at"))?,
+        }),
+    };
+    Ok(StaleRecord {
+        row: secret,
+        tenant,
+        sealed_with,
+    })
+}
+
+/// A row of [`RotationQueries::record_counts`].
+pub(crate) fn count_from_row(row: &impl RowExt) -> Result<RecordCount, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_secrets row: column tenant_id cannot be read".to_owned()).with_source(e)
+    })?;
+    let place = || format!("credvault_secrets rows of tenant {}", shown(&raw));
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let records = read(&place, "records", row.int("records"))?;
+    Ok(RecordCount {
+        dek_version: key_version(&place, row, "dek_version")?,
+        records: u64::try_from(records).unwrap_or(0),
+        tenant,
+    })
+}
+
+/// A count read from `COUNT(*)`, as u64.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A key version bound as a parameter.
+pub(crate) fn v(version: KeyVersion) -> i64 {
+    i64::from(version.get())
+}
+
+/// Generates the key-rotation methods of a SQL backend (called by `sql_backend!`).
+macro_rules! sql_rotation {
+    ($ty:ty, $conn:ty) => {
+        impl $ty {
+            /// The tenant's current data key version, read on `conn`.
+            async fn current_dek_version(
+                &self,
+                conn: &mut $conn,
+                tenant: &$crate::TenantId,
+            ) -> Result<Option<$crate::KeyVersion>, $crate::backend::BackendError> {
+                let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                    self.queries.rotation.current_dek.clone(),
+                ))
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.err(e, "reading a tenant's data key version"))?;
+                Ok(v.and_then(|v| u32::try_from(v).ok())
+                    .map($crate::KeyVersion::new))
+            }
+
+            async fn retired_deks_impl(
+                &self,
+                tenant: &$crate::TenantId,
+            ) -> Result<Vec<$crate::backend::DekRow>, $crate::backend::BackendError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(
+                    self.queries.rotation.retired_deks.clone(),
+                ))
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e, "reading retired data keys"))?;
+                rows.iter()
+                    .map($crate::backend::sql_rotation::dek_from_row)
+                    .collect()
+            }
+
+            async fn deks_page_impl(
+                &self,
+                after: Option<&($crate::TenantId, $crate::KeyVersion)>,
+                limit: u32,
+            ) -> Result<Vec<$crate::backend::DekRow>, $crate::backend::BackendError> {
+                let (tenant, version) = after
+                    .map(|(t, v)| (t.as_str(), $crate::backend::sql_rotation::v(*v)))
+                    .unwrap_or(("", 0));
+                let rows =
+                    sqlx::query(sqlx::AssertSqlSafe(self.queries.rotation.deks_page.clone()))
+                        .bind(tenant)
+                        .bind(version)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| self.err(e, "listing data keys"))?;
+                rows.iter()
+                    .map($crate::backend::sql_rotation::dek_from_row)
+                    .collect()
+            }
+
+            #[allow(clippy::too_many_arguments, reason = "mirrors Backend::rotate_dek")]
+            async fn rotate_dek_impl(
+                &self,
+                tenant: &$crate::TenantId,
+                expected: $crate::KeyVersion,
+                wrapped: &[u8],
+                kek_version: $crate::KeyVersion,
+                now: i64,
+                audit: &[$crate::backend::AuditRow],
+            ) -> Result<bool, $crate::backend::BackendError> {
+                use $crate::backend::sql_rotation::v;
+                let context = "rotating a data key";
+                let Some(next) = expected.next() else {
+                    return Ok(false);
+                };
+                let r = &self.queries.rotation;
+                let mut tx = self.begin_write().await?;
+                let current: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(r.lock_tenant.clone()))
+                        .bind(tenant.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                if current != Some(v(expected)) {
+                    return Ok(false);
+                }
+                sqlx::query(sqlx::AssertSqlSafe(r.retire_current.clone()))
+                    .bind(tenant.as_str())
+                    .bind(v(expected))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                sqlx::query(sqlx::AssertSqlSafe(r.install_dek.clone()))
+                    .bind(tenant.as_str())
+                    .bind(v(expected))
+                    .bind(wrapped)
+                    .bind(v(next))
+                    .bind(v(kek_version))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                self.write_audit(&mut *tx, audit).await?;
+                tx.commit().await.map_err(|e| self.err(e, context))?;
+                Ok(true)
+            }
+
+            async fn rewrap_dek_impl(
+                &self,
+                tenant: &$crate::TenantId,
+                version: $crate::KeyVersion,
+                old_kek: $crate::KeyVersion,
+                wrapped: &[u8],
+                new_kek: $crate::KeyVersion,
+                audit: &[$crate::backend::AuditRow],
+            ) -> Result<bool, $crate::backend::BackendError> {
+                use $crate::backend::sql_rotation::v;
+                let context = "rewrapping a data key";
+                let r = &self.queries.rotation;
+                let mut tx = self.begin_write().await?;
+                let mut done = 0;
+                for sql in [&r.rewrap_current, &r.rewrap_retired] {
+                    done += sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(tenant.as_str())
+                        .bind(v(version))
+                        .bind(v(old_kek))
+                        .bind(wrapped)
+                        .bind(v(new_kek))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?
+                        .rows_affected();
+                    if done > 0 {
+                        break;
+                    }
+                }
+                if done == 0 {
+                    return Ok(false);
+                }
+                self.write_audit(&mut *tx, audit).await?;
+                tx.commit().await.map_err(|e| self.err(e, context))?;
+                Ok(true)
+            }
+
+            async fn destroy_dek_impl(
+                &self,
+                tenant: &$crate::TenantId,
+                version: $crate::KeyVersion,
+                now: i64,
+                audit: &[$crate::backend::AuditRow],
+            ) -> Result<$crate::backend::DestroyDek, $crate::backend::BackendError> {
+                use $crate::backend::DestroyDek;
+                use $crate::backend::sql_rotation::{count, v};
+                let context = "destroying a data key";
+                let r = &self.queries.rotation;
+                // The tenant's row is locked (the write lock on SQLite): no write can seal under
+                // this key between the count and the erasure.
+                let mut tx = self.begin_write().await?;
+                let current: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(r.lock_tenant.clone()))
+                        .bind(tenant.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                match current {
+                    None => return Ok(DestroyDek::Missing),
+                    Some(c) if c == v(version) => return Ok(DestroyDek::Current),
+                    Some(_) => {}
+                }
+                let live: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(r.retired_exists.clone()))
+                    .bind(tenant.as_str())
+                    .bind(v(version))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                if live == 0 {
+                    return Ok(DestroyDek::Missing);
+                }
+                let in_use: i64 =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(r.count_sealed_with.clone()))
+                        .bind(tenant.as_str())
+                        .bind(v(version))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                if in_use > 0 {
+                    return Ok(DestroyDek::InUse(count(in_use)));
+                }
+                sqlx::query(sqlx::AssertSqlSafe(r.erase_dek.clone()))
+                    .bind(tenant.as_str())
+                    .bind(v(version))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                self.write_audit(&mut *tx, audit).await?;
+                tx.commit().await.map_err(|e| self.err(e, context))?;
+                Ok(DestroyDek::Destroyed)
+            }
+
+            async fn set_min_dek_version_impl(
+                &self,
+                tenant: &$crate::TenantId,
+                minimum: $crate::KeyVersion,
+                audit: &[$crate::backend::AuditRow],
+            ) -> Result<bool, $crate::backend::BackendError> {
+                let context = "setting a tenant's minimum data key version";
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(sqlx::AssertSqlSafe(self.queries.rotation.set_min.clone()))
+                    .bind(tenant.as_str())
+                    .bind($crate::backend::sql_rotation::v(minimum))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                self.write_audit(&mut *tx, audit).await?;
+                tx.commit().await.map_err(|e| self.err(e, context))?;
+                Ok(true)
+            }
+
+            async fn record_counts_impl(
+                &self,
+            ) -> Result<Vec<$crate::backend::RecordCount>, $crate::backend::BackendError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(
+                    self.queries.rotation.record_counts.clone(),
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e, "counting records per data key"))?;
+                rows.iter()
+                    .map($crate::backend::sql_rotation::count_from_row)
+                    .collect()
+            }
+
+            async fn count_stale_impl(&self) -> Result<u64, $crate::backend::BackendError> {
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                    self.queries.rotation.count_stale.clone(),
+                ))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e, "counting records to re-encrypt"))?;
+                Ok($crate::backend::sql_rotation::count(n))
+            }
+
+            async fn reencrypt_batch_impl(
+                &self,
+                request: &$crate::backend::BatchRequest<'_>,
+            ) -> Result<$crate::backend::BatchOutcome, $crate::backend::BackendError> {
+                use $crate::backend::sql_rotation::{RESEAL_CHUNK, stale_from_row, v};
+                let context = "re-encrypting a batch";
+                let r = &self.queries.rotation;
+                let mut tx = self.begin_write().await?;
+                let claim = match &request.after {
+                    None => sqlx::query(sqlx::AssertSqlSafe(r.claim_first.clone())),
+                    Some(k) => sqlx::query(sqlx::AssertSqlSafe(r.claim_after.clone()))
+                        .bind(k.tenant.as_str())
+                        .bind(k.kind.as_str())
+                        .bind(k.name.as_str()),
+                };
+                let rows = claim
+                    .bind(i64::from(request.limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                let claimed = rows
+                    .iter()
+                    .map(stale_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                drop(rows);
+                let mut out = $crate::backend::BatchOutcome {
+                    claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
+                    last: claimed.last().map(|c| c.row.key.clone()),
+                    ..Default::default()
+                };
+                let mut resealed = Vec::with_capacity(claimed.len());
+                for stale in &claimed {
+                    match (request.reseal)(stale) {
+                        Ok(new) => resealed.push((stale, new)),
+                        Err(reason) => out.failed.push((stale.row.key.clone(), reason)),
+                    }
+                }
+                let mut audit = Vec::with_capacity(resealed.len());
+                for chunk in resealed.chunks(RESEAL_CHUNK) {
+                    let sql = r.reseal(chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (stale, new) in chunk {
+                        let k = &stale.row.key;
+                        q = q
+                            .bind(k.tenant.as_str())
+                            .bind(k.kind.as_str())
+                            .bind(k.name.as_str())
+                            .bind(new.sealed.as_slice())
+                            .bind(v(new.dek_version))
+                            .bind(v(new.kek_version))
+                            .bind(stale.row.version)
+                            .bind(v(stale.row.dek_version));
+                    }
+                    let written = q
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                    for row in &written {
+                        let key = $crate::backend::sql::key_from_row(row)?;
+                        audit.push($crate::backend::rotation::reencrypt_audit(
+                            &key,
+                            request.now,
+                            request.actor,
+                        ));
+                    }
+                }
+                out.resealed = u64::try_from(audit.len()).unwrap_or(u64::MAX);
+                out.changed = u64::try_from(resealed.len() - audit.len()).unwrap_or(0);
+                self.write_audit(&mut *tx, &audit).await?;
+                tx.commit().await.map_err(|e| self.err(e, context))?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_rotation;

@@ -1,0 +1,561 @@
+//! Key rotation: new data keys per tenant, rewrapping data keys under a new KEK, and the
+//! online re-encryption job that moves records to their tenant's current data key.
+//!
+//! The job is a loop of batches, each claimed, resealed and written back in one transaction
+//! with one `reencrypt` audit row per record; what is left to do is read from the records
+//! themselves (each names the data key version that sealed it), so a job killed at any point
+//! is simply started again. A record is written back only if it still has the version and
+//! data key it was claimed with, and the application's own writes always seal with the
+//! tenant's current data key, so no application write is lost or left under an old key.
+
+use crate::backend::{
+    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, Resealed, StaleRecord,
+};
+use crate::crypto::Context;
+use crate::envelope::new_dek_material;
+use crate::keys::Keyring;
+use crate::store::{Progress, ProgressClock, StoreError, Vault};
+use crate::{KeyVersion, TenantId};
+
+/// Who the audit log names for the re-encryption job's writes.
+pub const REENCRYPT_ACTOR: &str = "job:reencrypt";
+/// Who the audit log names for key rotation (new data keys, rewraps, destroyed data keys).
+pub const ROTATE_ACTOR: &str = "job:rotate";
+/// Data keys read per page when walking every tenant's keys.
+const DEK_PAGE: u32 = 500;
+/// Failures kept by name in a report (the count is exact).
+pub const MAX_LISTED_FAILURES: usize = 100;
+
+/// Settings of [`Vault::reencrypt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencryptOptions {
+    /// Records claimed, resealed and committed per transaction. Default: 500. Memory use is
+    /// proportional to it, never to the number of records.
+    pub batch_size: u32,
+    /// Who the audit rows name. Default: [`REENCRYPT_ACTOR`].
+    pub actor: String,
+    /// Destroy each retired data key that no record needs any more when the job ends.
+    /// Default: `true`.
+    pub destroy_unused: bool,
+}
+
+impl Default for ReencryptOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            actor: REENCRYPT_ACTOR.to_owned(),
+            destroy_unused: true,
+        }
+    }
+}
+
+/// What a run of [`Vault::reencrypt`] did (this worker only, when several share the job).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReencryptReport {
+    /// Records that needed re-encryption when the job started (all workers).
+    pub total: u64,
+    /// Records this worker resealed with their tenant's current data key.
+    pub resealed: u64,
+    /// Records the application changed between the claim and the write (left as written).
+    pub changed: u64,
+    /// Records that could not be resealed (unreadable, or sealed with a version below the
+    /// tenant's minimum), counted once.
+    pub failed: u64,
+    /// The first [`MAX_LISTED_FAILURES`] of them, with the reason (never the content).
+    pub failures: Vec<(RecordKey, String)>,
+    /// Batches committed.
+    pub batches: u64,
+    /// Records still not under their tenant's current data key when the job ended (the
+    /// failed ones, and any another worker still held).
+    pub remaining: u64,
+    /// Retired data keys destroyed at the end because no record needed them any more.
+    pub destroyed_deks: u64,
+}
+
+/// What [`Vault::rewrap_deks`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewrapReport {
+    /// Data keys (current and retired) now wrapped under the primary KEK that were not.
+    pub rewrapped: u64,
+    /// Data keys that already were.
+    pub already_current: u64,
+    /// Data keys that could not be unwrapped, with the reason.
+    pub failures: Vec<(TenantId, KeyVersion, String)>,
+}
+
+impl Vault {
+    /// Gives a tenant a new data key: new writes use it at once, reads keep working with the
+    /// old one (decrypt-only) until [`reencrypt`](Self::reencrypt) has moved every record,
+    /// when the old one is destroyed. Returns the new version.
+    ///
+    /// ```
+    /// use credvault::backend::MemoryBackend;
+    /// use credvault::envelope::MemoryTenantKeys;
+    /// use credvault::store::{ApiKey, ReencryptOptions, Vault};
+    /// use credvault::{KeyVersion, Keyring};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let vault = Vault::builder(MemoryBackend::new(), Keyring::generate()?, MemoryTenantKeys::new()).build();
+    /// vault.migrate().await?;
+    /// let acme = vault.tenant("acme")?;
+    /// acme.put("stripe", &ApiKey { provider: "stripe".into(), key: "sk_live_example".into(), label: None }).await?;
+    ///
+    /// assert_eq!(vault.rotate_dek("acme").await?, KeyVersion::new(2));
+    /// let report = vault.reencrypt(&ReencryptOptions::default(), |_| {}).await?;
+    /// assert_eq!((report.resealed, report.remaining, report.destroyed_deks), (1, 0, 1));
+    /// assert_eq!(acme.get::<ApiKey>("stripe").await?.value.key.expose_secret(), "sk_live_example");
+    /// # Ok::<(), credvault::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownTenant`]; key or storage errors.
+    #[tracing::instrument(name = "credvault.rotate_dek", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
+    pub async fn rotate_dek(&self, tenant: &str) -> Result<KeyVersion, StoreError> {
+        let id = TenantId::new(tenant)?;
+        loop {
+            self.forget_tenant_row(&id);
+            let row = self
+                .backend()
+                .tenant(&id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownTenant(id.clone()))?;
+            if let Some(next) = self.rotate_dek_from(&id, row.dek_version).await? {
+                return Ok(next);
+            }
+            // Rotated by someone else meanwhile: rotate from the newer version.
+        }
+    }
+
+    /// Gives every tenant a new data key (see [`rotate_dek`](Self::rotate_dek)); `progress`
+    /// is called after each page of tenants. Returns how many tenants were rotated.
+    ///
+    /// # Errors
+    ///
+    /// Key or storage errors (tenants rotated before the error stay rotated).
+    pub async fn rotate_all_deks(
+        &self,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<u64, StoreError> {
+        let clock = ProgressClock::start(0);
+        let mut rotated = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+            for dek in page.iter().filter(|d| d.is_current()) {
+                // A tenant rotated concurrently already has a fresh key: leave it.
+                if self
+                    .rotate_dek_from(&dek.tenant, dek.version)
+                    .await?
+                    .is_some()
+                {
+                    rotated += 1;
+                }
+            }
+            progress(clock.at(rotated));
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                    after = Some((last.tenant.clone(), last.version));
+                }
+                _ => return Ok(rotated),
+            }
+        }
+    }
+
+    /// Rewraps every data key (current and retired) that is not wrapped under the key
+    /// provider's primary KEK version. Run it after making a new KEK version primary; the old
+    /// KEK version can then be destroyed ([`destroy_kek`](Self::destroy_kek)). Work is
+    /// proportional to the number of tenants, not of records: records are untouched.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors. A data key that cannot be unwrapped is listed in the report.
+    #[tracing::instrument(
+        name = "credvault.rewrap_deks",
+        skip_all,
+        err(Display, level = "debug")
+    )]
+    pub async fn rewrap_deks(
+        &self,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<RewrapReport, StoreError> {
+        let primary = self.kek().primary_version();
+        let clock = ProgressClock::start(0);
+        let mut report = RewrapReport::default();
+        let mut after = None;
+        loop {
+            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+            for dek in &page {
+                let Some(wrapped) = &dek.wrapped_dek else {
+                    continue; // destroyed: nothing to rewrap
+                };
+                if dek.kek_version == primary {
+                    report.already_current += 1;
+                    continue;
+                }
+                match self.rewrap_one(dek, wrapped, primary).await {
+                    Ok(true) => report.rewrapped += 1,
+                    Ok(false) => {} // changed meanwhile (rotated or rewrapped elsewhere)
+                    Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e)),
+                    Err(e) => {
+                        report
+                            .failures
+                            .push((dek.tenant.clone(), dek.version, e.to_string()))
+                    }
+                }
+            }
+            progress(clock.at(report.rewrapped + report.already_current));
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                    after = Some((last.tenant.clone(), last.version));
+                }
+                _ => return Ok(report),
+            }
+        }
+    }
+
+    /// How many data keys (current and retired, not destroyed) are wrapped under KEK
+    /// `version`.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub async fn kek_usage(&self, version: KeyVersion) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+            n += page
+                .iter()
+                .filter(|d| d.wrapped_dek.is_some() && d.kek_version == version)
+                .count() as u64;
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                    after = Some((last.tenant.clone(), last.version));
+                }
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// Destroys KEK `version` in `keyring` if no data key in this vault is wrapped under it
+    /// any more. Save the keyring afterwards, and give it to every process (a process keeps
+    /// the keyring it was built with).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::KeyInUse`] with the number of data keys that still need it (run
+    /// [`rewrap_deks`](Self::rewrap_deks) first); the keyring's refusal to destroy its
+    /// primary version; storage errors.
+    pub async fn destroy_kek(
+        &self,
+        keyring: &mut Keyring,
+        version: KeyVersion,
+    ) -> Result<(), StoreError> {
+        let count = self.kek_usage(version).await?;
+        if count > 0 {
+            return Err(StoreError::KeyInUse {
+                what: "kek",
+                version,
+                count,
+                needed_by: "tenant data keys",
+            });
+        }
+        keyring.destroy(version)?;
+        Ok(())
+    }
+
+    /// Destroys retired data key `version` of `tenant`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::KeyInUse`] with the number of records still sealed with it;
+    /// [`StoreError::KeyRefused`] for the tenant's current key or an unknown or already
+    /// destroyed version; storage errors.
+    pub async fn destroy_dek(&self, tenant: &str, version: KeyVersion) -> Result<(), StoreError> {
+        let id = TenantId::new(tenant)?;
+        let audit = [self.dek_audit(&id, "dek_destroy", version)];
+        let outcome = self
+            .backend()
+            .destroy_dek(&id, version, self.now(), &audit)
+            .await?;
+        self.forget_deks(&id);
+        match outcome {
+            DestroyDek::Destroyed => Ok(()),
+            DestroyDek::InUse(count) => Err(StoreError::KeyInUse {
+                what: "dek",
+                version,
+                count,
+                needed_by: "records",
+            }),
+            DestroyDek::Current => Err(StoreError::KeyRefused(format!(
+                "data key version {version} is tenant {id}'s current key: rotate first"
+            ))),
+            _ => Err(StoreError::KeyRefused(format!(
+                "tenant {id} has no live retired data key version {version}"
+            ))),
+        }
+    }
+
+    /// Destroys every retired data key that no record is sealed with any more. Returns how
+    /// many were destroyed. [`reencrypt`](Self::reencrypt) calls it when it ends.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub async fn destroy_unused_deks(&self) -> Result<u64, StoreError> {
+        let mut destroyed = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+            for dek in page
+                .iter()
+                .filter(|d| !d.is_current() && d.wrapped_dek.is_some())
+            {
+                let audit = [self.dek_audit(&dek.tenant, "dek_destroy", dek.version)];
+                let outcome = self
+                    .backend()
+                    .destroy_dek(&dek.tenant, dek.version, self.now(), &audit)
+                    .await?;
+                if outcome == DestroyDek::Destroyed {
+                    destroyed += 1;
+                    self.forget_deks(&dek.tenant);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                    after = Some((last.tenant.clone(), last.version));
+                }
+                _ => return Ok(destroyed),
+            }
+        }
+    }
+
+    /// Forbids opening a tenant's records sealed with a data key version below `minimum`
+    /// (after a compromise of an old key). Such records fail with
+    /// [`StoreError::DekBelowMinimum`] and the re-encryption job leaves them as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::KeyRefused`] if `minimum` is above the tenant's current version or the
+    /// tenant is unknown; storage errors.
+    pub async fn set_min_dek_version(
+        &self,
+        tenant: &str,
+        minimum: KeyVersion,
+    ) -> Result<(), StoreError> {
+        let id = TenantId::new(tenant)?;
+        let audit = [self.dek_audit(&id, "dek_min_version", minimum)];
+        let done = self
+            .backend()
+            .set_min_dek_version(&id, minimum, &audit)
+            .await?;
+        self.forget_tenant_row(&id);
+        if done {
+            Ok(())
+        } else {
+            Err(StoreError::KeyRefused(format!(
+                "cannot set tenant {id}'s minimum data key version to {minimum}: unknown tenant, or above its current version"
+            )))
+        }
+    }
+
+    /// Moves every record that is not sealed with its tenant's current data key to it, in
+    /// batches of `options.batch_size`, each committed atomically; then (by default) destroys
+    /// the retired data keys nothing needs any more. `progress` is called after every batch.
+    ///
+    /// Online: the application keeps reading and writing; a record it changes during the job
+    /// keeps its write. Resumable: killed at any point, run it again and it finishes the work.
+    /// Several workers (processes, or tasks with their own pools) may run it at once on
+    /// PostgreSQL: each batch claims its records with `FOR UPDATE SKIP LOCKED`, so no record
+    /// is resealed twice; on SQLite they take turns.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors (batches committed before the error stay committed). Records that
+    /// cannot be resealed are counted in the report, not errors.
+    #[tracing::instrument(name = "credvault.reencrypt", skip_all, err(Display, level = "debug"))]
+    pub async fn reencrypt(
+        &self,
+        options: &ReencryptOptions,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<ReencryptReport, StoreError> {
+        let limit = options.batch_size.max(1);
+        let total = self.backend().count_stale().await?;
+        let clock = ProgressClock::start(total);
+        let mut report = ReencryptReport {
+            total,
+            ..ReencryptReport::default()
+        };
+        let reseal = |stale: &StaleRecord| self.reseal(stale).map_err(|e| e.to_string());
+        // Passes over the key space until one reseals nothing: a pass skips what other
+        // workers hold and what the application rewrote under a stale key meanwhile.
+        loop {
+            let mut after: Option<RecordKey> = None;
+            let mut pass_resealed = 0u64;
+            let mut failures = Vec::new();
+            let mut failed = 0u64;
+            loop {
+                let request = BatchRequest {
+                    after: after.take(),
+                    limit,
+                    now: self.now(),
+                    actor: &options.actor,
+                    reseal: &reseal,
+                };
+                let out: BatchOutcome = self.backend().reencrypt_batch(&request).await?;
+                report.batches += 1;
+                report.resealed += out.resealed;
+                report.changed += out.changed;
+                pass_resealed += out.resealed;
+                failed += u64::try_from(out.failed.len()).unwrap_or(u64::MAX);
+                for f in out.failed {
+                    if failures.len() < MAX_LISTED_FAILURES {
+                        failures.push(f);
+                    }
+                }
+                progress(clock.at(report.resealed));
+                if out.claimed < limit {
+                    break;
+                }
+                after = out.last;
+            }
+            report.failed = failed;
+            report.failures = failures;
+            if pass_resealed == 0 {
+                break;
+            }
+        }
+        report.remaining = self.backend().count_stale().await?;
+        if options.destroy_unused {
+            report.destroyed_deks = self.destroy_unused_deks().await?;
+        }
+        tracing::info!(
+            resealed = report.resealed,
+            failed = report.failed,
+            remaining = report.remaining,
+            destroyed_deks = report.destroyed_deks,
+            "credvault re-encryption finished"
+        );
+        Ok(report)
+    }
+
+    /// Opens a stale record with the data key that sealed it and seals it with its tenant's
+    /// current one (called inside the batch's transaction; pure crypto, no I/O).
+    fn reseal(&self, stale: &StaleRecord) -> Result<Resealed, StoreError> {
+        let (row, tenant) = (&stale.row, &stale.tenant);
+        let refuse = |reason: String| StoreError::KeyRefused(reason);
+        if row.dek_version < tenant.min_dek_version {
+            return Err(refuse(format!(
+                "sealed with data key version {}, below the tenant's minimum {}",
+                row.dek_version, tenant.min_dek_version
+            )));
+        }
+        let old = match &stale.sealed_with {
+            Some(DekRow {
+                wrapped_dek: Some(wrapped),
+                version,
+                ..
+            }) => self.dek_from(&tenant.tenant, tenant.created_at, *version, wrapped)?,
+            Some(_) => {
+                return Err(refuse(format!(
+                    "sealed with data key version {}, which was destroyed",
+                    row.dek_version
+                )));
+            }
+            None => {
+                return Err(refuse(format!(
+                    "sealed with data key version {}, which the tenant does not have",
+                    row.dek_version
+                )));
+            }
+        };
+        let new = self.dek(tenant)?;
+        let ctx = Context::record(
+            row.key.tenant.as_str(),
+            row.key.kind.as_str(),
+            row.key.name.as_str(),
+        )?;
+        let plain = old
+            .open(&row.sealed, &ctx)
+            .map_err(|e| refuse(format!("does not open: {e}")))?;
+        Ok(Resealed {
+            sealed: new.seal(plain.expose_secret(), &ctx)?,
+            dek_version: new.version(),
+            kek_version: new.kek_version(),
+        })
+    }
+
+    /// Rotates `tenant`'s data key if its current version is still `current`; `None` if it
+    /// changed meanwhile.
+    async fn rotate_dek_from(
+        &self,
+        tenant: &TenantId,
+        current: KeyVersion,
+    ) -> Result<Option<KeyVersion>, StoreError> {
+        let next = current.next().ok_or_else(|| {
+            StoreError::KeyRefused(format!("tenant {tenant} has used every data key version"))
+        })?;
+        // The shred secret is unchanged: purging the tenant still shreds every version.
+        let wrapped = new_dek_material(self.kek(), tenant, next)?;
+        let audit = [self.dek_audit(tenant, "dek_rotate", next)];
+        let done = self
+            .backend()
+            .rotate_dek(
+                tenant,
+                current,
+                &wrapped,
+                self.kek().primary_version(),
+                self.now(),
+                &audit,
+            )
+            .await?;
+        self.forget_tenant_row(tenant);
+        Ok(done.then_some(next))
+    }
+
+    /// Rewraps one data key under KEK `primary`. `Ok(false)` if it changed meanwhile.
+    async fn rewrap_one(
+        &self,
+        dek: &DekRow,
+        wrapped: &[u8],
+        primary: KeyVersion,
+    ) -> Result<bool, StoreError> {
+        let ctx = Context::wrapped_dek(dek.tenant.as_str(), dek.version)?;
+        let material = self.kek().unwrap_key(wrapped, &ctx)?;
+        let rewrapped = self.kek().wrap_key(&material, &ctx)?;
+        let audit = [self.dek_audit(&dek.tenant, "dek_rewrap", dek.version)];
+        let done = self
+            .backend()
+            .rewrap_dek(
+                &dek.tenant,
+                dek.version,
+                dek.kek_version,
+                &rewrapped,
+                primary,
+                &audit,
+            )
+            .await?;
+        self.forget_tenant_row(&dek.tenant);
+        self.forget_deks(&dek.tenant);
+        Ok(done)
+    }
+
+    /// An audit row about a tenant's data key `version` (the outcome names the version).
+    fn dek_audit(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        version: KeyVersion,
+    ) -> crate::backend::AuditRow {
+        self.audit_row(
+            tenant,
+            None,
+            None,
+            action,
+            ROTATE_ACTOR,
+            &format!("ok: version {version}"),
+        )
+    }
+}

@@ -85,13 +85,11 @@ impl Progress {
 
 /// Measures a job's progress from its start.
 #[derive(Debug)]
-#[allow(dead_code, reason = "used by the rotation and import jobs as they land")]
 pub(crate) struct ProgressClock {
     started: Instant,
     total: u64,
 }
 
-#[allow(dead_code, reason = "used by the rotation and import jobs as they land")]
 impl ProgressClock {
     /// Starts the clock for a job expecting `total` items.
     pub(crate) fn start(total: u64) -> Self {

@@ -283,6 +283,13 @@ impl Vault {
     /// never encrypts with them) and turned into records by `map`, which receives the
     /// decrypted text and the value it came from.
     ///
+    /// Tokens are opened without a TTL, as Python's `decrypt(token)` does: legacy tokens are
+    /// as old as the service that wrote them. A record that already exists (same tenant,
+    /// kind and name) is counted as already present and left as it is, even if it holds
+    /// something else: running the import again imports nothing twice. Set the audit actor
+    /// (default [`IMPORT_ACTOR`]), plaintext and a progress callback on the returned
+    /// [`FernetImport`].
+    ///
     /// ```
     /// use credvault::backend::MemoryBackend;
     /// use credvault::crypto::fernet::{Fernet, MultiFernet};

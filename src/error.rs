@@ -6,7 +6,7 @@ use crate::crypto::CryptoError;
 use crate::crypto::fernet::{EmptyKeyList, FernetKeyError, InvalidToken};
 use crate::keys::KeyError;
 use crate::password::PasswordError;
-use crate::store::StoreError;
+use crate::store::{ImportError, StoreError};
 
 /// Any credvault error. Messages name ids, versions, lengths and paths, never secret bytes.
 ///
@@ -43,10 +43,20 @@ pub enum Error {
     /// A vault operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A legacy import stopped because the vault failed; it holds the report so far (boxed:
+    /// the report is large).
+    #[error(transparent)]
+    Import(Box<ImportError>),
     /// A storage backend failed outside a vault operation.
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// A password could not be hashed or a stored hash could not be read.
     #[error(transparent)]
     Password(#[from] PasswordError),
+}
+
+impl From<ImportError> for Error {
+    fn from(e: ImportError) -> Self {
+        Self::Import(Box::new(e))
+    }
 }

@@ -10,6 +10,7 @@ mod clock;
 mod disconnect;
 mod error;
 mod export;
+mod import;
 mod open;
 mod progress;
 mod record;
@@ -28,6 +29,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use disconnect::{DisconnectReport, RevocationRequest, RevokeError, Revoker};
 pub use error::StoreError;
 pub use export::{CSV_HEADER, ExportReport};
+pub use import::{
+    FailureCause, FernetImport, IMPORT_ACTOR, ImportError, ImportFailure, ImportReport,
+    LegacyPayload, LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
+};
 pub use progress::Progress;
 pub(crate) use progress::ProgressClock;
 pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCookies};

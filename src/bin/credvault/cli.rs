@@ -10,6 +10,8 @@ pub(crate) const DEFAULT_KEYS: &str = "./credvault-keys.json";
 pub(crate) const DEFAULT_DB: &str = "sqlite:./credvault.db";
 /// The default tenant shred-secret directory of `vault` commands.
 pub(crate) const DEFAULT_TENANT_KEYS: &str = "./credvault-tenant-keys";
+/// The default `--actor` of `vault` commands.
+pub(crate) const DEFAULT_ACTOR: &str = "cli";
 
 const MAIN_AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a failed check (password mismatch, invalid token); 2 a usage,
@@ -250,8 +252,8 @@ pub(crate) struct VaultArgs {
     /// The directory of per-tenant shred secrets (keep it out of database backups).
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_TENANT_KEYS)]
     pub(crate) tenant_keys: PathBuf,
-    /// Who the audit log says acted.
-    #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
+    /// Who the audit log says acted (`vault import-fernet`: job:import unless given).
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR)]
     pub(crate) actor: String,
     #[command(subcommand)]
     pub(crate) command: VaultCommand,
@@ -359,6 +361,49 @@ Example:
     /// Delete a tenant (with a grace period) or restore it.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Import a Python service's Fernet tokens (JSON lines on stdin) into the vault.
+    #[command(
+        name = "import-fernet",
+        after_help = "\
+Each stdin line is one JSON object: {\"tenant\": \"...\", \"name\": \"...\", \"token\": \"...\"}.
+Blank lines are skipped. Tokens are opened with any key of --legacy-keys (newest first, as
+MultiFernet takes them), without a TTL, and never encrypted with; a value that is not shaped
+like a Fernet token (does not start with gAAAAA) is a plaintext credential, imported only
+with --allow-plaintext. A record that already exists is left as it is, so running the import
+again imports nothing twice.
+
+Prints the counts: imported, already present, failed (with tenant, name and reason; a
+malformed line with its number, never its contents). Exit status 0 when nothing failed, 1
+when some values failed, 2 on a usage, key file, storage or I/O error.
+
+Example:
+  credvault vault import-fernet --legacy-keys fernet.keys --kind oauth_token \\
+      --provider github < legacy-tokens.jsonl"
+    )]
+    ImportFernet {
+        /// File of the legacy Fernet keys, one per line, newest first (decrypt-only).
+        #[arg(long, value_name = "FILE")]
+        legacy_keys: PathBuf,
+        /// The record type each value becomes.
+        #[arg(long, value_enum, default_value_t = ImportKind::OauthToken)]
+        kind: ImportKind,
+        /// The provider of the records [default: each record's name].
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Import values that are not Fernet tokens as plaintext credentials.
+        #[arg(long)]
+        allow_plaintext: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportKind {
+    /// OAuthToken: the value is the bearer access token.
+    #[value(name = "oauth_token")]
+    OauthToken,
+    /// ApiKey: the value is the key.
+    #[value(name = "api_key")]
+    ApiKey,
 }
 
 #[derive(Debug, Subcommand)]

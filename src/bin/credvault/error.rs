@@ -52,6 +52,12 @@ impl CliError {
         self.code
     }
 
+    /// Puts `context` before the message ("import stopped after 3 values: ...").
+    pub(crate) fn context(mut self, context: &str) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     /// A library error's message followed by its sources, as one line.
     fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
         let mut message = e.to_string();

@@ -42,7 +42,7 @@ pub(crate) fn run(command: FernetCommand) -> Result<(), CliError> {
 }
 
 /// One Fernet key per non-empty line, the first one primary.
-fn load_keys(path: &Path) -> Result<MultiFernet, CliError> {
+pub(crate) fn load_keys(path: &Path) -> Result<MultiFernet, CliError> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path).map_err(|e| CliError::io("fernet key file", path, &e))?,
     );

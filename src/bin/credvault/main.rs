@@ -6,6 +6,7 @@
 mod cli;
 mod error;
 mod fernet;
+mod import;
 mod keys;
 mod output;
 mod password;

@@ -101,6 +101,21 @@ async fn command(
             audit(vault, &query, out).await
         }
         VaultCommand::Tenant(command) => tenant_deletion(vault, command, &args.actor, out).await,
+        VaultCommand::ImportFernet {
+            legacy_keys,
+            kind,
+            provider,
+            allow_plaintext,
+        } => {
+            let options = crate::import::Options {
+                legacy_keys,
+                kind: *kind,
+                provider: provider.as_deref(),
+                allow_plaintext: *allow_plaintext,
+                actor: &args.actor,
+            };
+            crate::import::run(vault, &options, out).await
+        }
     }
 }
 

@@ -1,0 +1,185 @@
+//! `credvault vault import-fernet`: a Python service's Fernet tokens, as JSON lines on stdin,
+//! sealed into the vault. The library does the work (`Vault::import_fernet`); this reads the
+//! lines, prints the counts and picks the exit status.
+
+use std::io::{self, BufRead as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use credvault::SecretString;
+use credvault::store::{
+    ApiKey, IMPORT_ACTOR, ImportFailure, ImportReport, LegacyPayload, LegacyValue, MapError,
+    OAuthToken, Progress, SecretKind, Vault,
+};
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::cli::{DEFAULT_ACTOR, ImportKind};
+use crate::error::CliError;
+use crate::output::Output;
+
+/// At most one progress line on stderr per this much time.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The command's arguments.
+#[derive(Debug)]
+pub(crate) struct Options<'a> {
+    pub(crate) legacy_keys: &'a Path,
+    pub(crate) kind: ImportKind,
+    pub(crate) provider: Option<&'a str>,
+    pub(crate) allow_plaintext: bool,
+    pub(crate) actor: &'a str,
+}
+
+/// One stdin line.
+#[derive(Deserialize)]
+struct Line {
+    tenant: String,
+    name: String,
+    token: SecretString,
+}
+
+pub(crate) async fn run(vault: &Vault, options: &Options<'_>, out: Output) -> Result<(), CliError> {
+    let keys = crate::fernet::load_keys(options.legacy_keys)?;
+    let provider = options.provider;
+    let report = match options.kind {
+        ImportKind::OauthToken => {
+            import_lines(vault, &keys, options, |plain, v| {
+                Ok(OAuthToken::bearer(
+                    provider.unwrap_or(v.name.as_str()),
+                    plain,
+                ))
+            })
+            .await?
+        }
+        ImportKind::ApiKey => {
+            import_lines(vault, &keys, options, |plain, v| {
+                Ok(ApiKey {
+                    provider: provider.unwrap_or(v.name.as_str()).to_owned(),
+                    key: plain,
+                    label: None,
+                })
+            })
+            .await?
+        }
+    };
+    print_report(&report, out)?;
+    if report.failed > 0 {
+        return Err(CliError::check_failed(format!(
+            "{} legacy values were not imported",
+            report.failed
+        ))
+        .hint("fix them and run the import again: values already imported are skipped"));
+    }
+    Ok(())
+}
+
+/// Streams stdin line by line into the import.
+async fn import_lines<R: SecretKind>(
+    vault: &Vault,
+    keys: &credvault::crypto::MultiFernet,
+    options: &Options<'_>,
+    map: impl FnMut(SecretString, &LegacyValue) -> Result<R, MapError>,
+) -> Result<ImportReport, CliError> {
+    let actor = if options.actor == DEFAULT_ACTOR {
+        IMPORT_ACTOR
+    } else {
+        options.actor
+    };
+    let mut last_line = Instant::now();
+    let mut progress = |p: Progress| {
+        if last_line.elapsed() >= PROGRESS_INTERVAL {
+            last_line = Instant::now();
+            eprintln!("credvault: {} values handled ({:.0}/s)", p.done, p.rate());
+        }
+    };
+    let mut import = vault
+        .import_fernet(keys, map)
+        .actor(actor)
+        .allow_plaintext(options.allow_plaintext)
+        .progress(&mut progress);
+    let mut stdin = io::stdin().lock();
+    let mut buf = Zeroizing::new(Vec::new());
+    let mut number = 0u64;
+    loop {
+        buf.clear();
+        let read = stdin
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CliError::stdio("reading stdin", &e))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if buf.trim_ascii().is_empty() {
+            continue;
+        }
+        let line = match serde_json::from_slice::<Line>(&buf) {
+            Ok(line) => line,
+            Err(e) => {
+                import.push_unreadable(format!("line {number}: {}", line_error(&e)));
+                continue;
+            }
+        };
+        let value = LegacyValue::new(
+            line.tenant,
+            line.name,
+            LegacyPayload::from_column(line.token),
+        );
+        if let Err(e) = import.push(value).await {
+            let done = import.report();
+            return Err(CliError::from(e).context(&format!(
+                "import stopped at line {number} after {} values ({} imported)",
+                done.seen(),
+                done.imported
+            )));
+        }
+    }
+    Ok(import.finish())
+}
+
+/// What is wrong with a line, never what it holds.
+fn line_error(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not valid json",
+        _ => "not an object with string fields tenant, name and token",
+    }
+}
+
+fn print_report(report: &ImportReport, out: Output) -> Result<(), CliError> {
+    let failures: Vec<_> = report.failures.iter().map(failure_json).collect();
+    out.print(
+        &json!({
+            "imported": report.imported,
+            "already_present": report.already_present,
+            "failed": report.failed,
+            "failures": failures,
+            "failures_truncated": report.failures_truncated(),
+        }),
+        || {
+            let mut text = format!(
+                "imported {}, already present {}, failed {}\n",
+                report.imported, report.already_present, report.failed
+            );
+            for f in &report.failures {
+                match (&f.tenant, &f.name) {
+                    (Some(tenant), Some(name)) => {
+                        text.push_str(&format!("failed: {tenant} {name:?}: {}\n", f.reason));
+                    }
+                    _ => text.push_str(&format!("failed: {}\n", f.reason)),
+                }
+            }
+            if report.failures_truncated() {
+                text.push_str(&format!(
+                    "(the first {} failures are listed)\n",
+                    report.failures.len()
+                ));
+            }
+            text
+        },
+    )
+}
+
+fn failure_json(f: &ImportFailure) -> serde_json::Value {
+    json!({ "tenant": f.tenant, "name": f.name, "reason": f.reason })
+}

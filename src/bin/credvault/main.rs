@@ -10,6 +10,7 @@ mod import;
 mod keys;
 mod output;
 mod password;
+mod progress;
 mod vault;
 
 use std::process::ExitCode;

@@ -11,6 +11,8 @@ mod keys;
 mod output;
 mod password;
 mod progress;
+mod report;
+mod rotate;
 mod vault;
 
 use std::process::ExitCode;

@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// At most one plain progress line per this much time.
 const LINE_INTERVAL: Duration = Duration::from_secs(1);
-/// The bar's layout: the job, the bar, then the same text a plain line shows.
-const BAR_TEMPLATE: &str = "{prefix}: [{bar:30}] {msg}";
+/// The bar's layout: the job, the bar, then the same text a plain line shows (within 80
+/// columns for a million records).
+const BAR_TEMPLATE: &str = "{prefix}: [{bar:20}] {msg}";
 /// How often the bar may be redrawn, per second.
 const BAR_REFRESH_HZ: u8 = 10;
 
@@ -47,7 +48,7 @@ impl ProgressDisplay {
                 ProgressDrawTarget::stderr_with_hz(BAR_REFRESH_HZ),
             )
             .with_style(style)
-            .with_prefix(format!("credvault: {job}"));
+            .with_prefix(job);
             Target::Bar(bar)
         } else {
             Target::Lines {

@@ -20,8 +20,9 @@ pub(crate) const DEFAULT_DEK_MAX_AGE_DAYS: u32 = 90;
 pub(crate) const DEFAULT_KEK_MAX_AGE_DAYS: u32 = 365;
 
 const MAIN_AFTER_HELP: &str = "\
-Exit status: 0 success; 1 a failed check (password mismatch, invalid token); 2 a usage,
-input, key, storage or I/O error. Errors go to stderr: what happened, then what to do.
+Exit status: 0 success; 1 a failed check (password mismatch, invalid token, a key report
+that needs attention, records not re-encrypted); 2 a usage, input, key, storage or I/O
+error. Errors go to stderr: what happened, then what to do.
 
 Secrets are printed only by the commands whose purpose is to print them: key generate,
 fernet decrypt, vault get and vault export.

@@ -115,6 +115,11 @@ fn import_fernet_imports_each_value_once_and_reports_bad_lines_by_number() {
         "{out}"
     );
     assert!(err.contains("4 legacy values were not imported"), "{err}");
+    // Not a terminal: the last progress snapshot as a plain line, before the error.
+    assert!(
+        err.starts_with("credvault: import-fernet: 7 values, "),
+        "{err}"
+    );
     assert!(err.contains("\n  hint: "), "{err}");
     for secret in [
         OLD_SECRET,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// The default key file of `vault` commands.
 pub(crate) const DEFAULT_KEYS: &str = "./credvault-keys.json";
@@ -12,10 +12,17 @@ pub(crate) const DEFAULT_DB: &str = "sqlite:./credvault.db";
 pub(crate) const DEFAULT_TENANT_KEYS: &str = "./credvault-tenant-keys";
 /// The default `--actor` of `vault` commands.
 pub(crate) const DEFAULT_ACTOR: &str = "cli";
+/// The default `vault reencrypt --batch-size` (the library's default).
+pub(crate) const DEFAULT_BATCH_SIZE: u32 = 500;
+/// The default `vault report --dek-max-age`, in days (the library's default policy).
+pub(crate) const DEFAULT_DEK_MAX_AGE_DAYS: u32 = 90;
+/// The default `vault report --kek-max-age`, in days (the library's default policy).
+pub(crate) const DEFAULT_KEK_MAX_AGE_DAYS: u32 = 365;
 
 const MAIN_AFTER_HELP: &str = "\
-Exit status: 0 success; 1 a failed check (password mismatch, invalid token); 2 a usage,
-input, key, storage or I/O error. Errors go to stderr: what happened, then what to do.
+Exit status: 0 success; 1 a failed check (password mismatch, invalid token, a key report
+that needs attention, records not re-encrypted); 2 a usage, input, key, storage or I/O
+error. Errors go to stderr: what happened, then what to do.
 
 Secrets are printed only by the commands whose purpose is to print them: key generate,
 fernet decrypt, vault get and vault export.
@@ -86,7 +93,8 @@ Example:
     /// Destroy a key version's bytes: what it sealed can never be opened again.
     #[command(after_help = "\
 The primary version cannot be destroyed (rotate first). Destroy a version only when nothing
-needs it any more: tenants whose data key is wrapped under it become unreadable.
+needs it any more: tenants whose data key is wrapped under it become unreadable. This
+command sees only the key file; `credvault vault destroy-kek` checks a vault first.
 
 Example:
   credvault key destroy 1 --keys credvault-keys.json --yes")]
@@ -252,7 +260,8 @@ pub(crate) struct VaultArgs {
     /// The directory of per-tenant shred secrets (keep it out of database backups).
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_TENANT_KEYS)]
     pub(crate) tenant_keys: PathBuf,
-    /// Who the audit log says acted (`vault import-fernet`: job:import unless given).
+    /// Who the audit log says acted (`vault import-fernet`: job:import, `vault reencrypt`:
+    /// job:reencrypt, unless given).
     #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR)]
     pub(crate) actor: String,
     #[command(subcommand)]
@@ -393,6 +402,109 @@ Example:
         /// Import values that are not Fernet tokens as plaintext credentials.
         #[arg(long)]
         allow_plaintext: bool,
+    },
+
+    /// Give tenants new data keys, or rewrap every data key under the primary KEK.
+    #[command(
+        group(ArgGroup::new("what").required(true).args(["tenant", "all", "kek"])),
+        after_help = "\
+--tenant ID or --all: new writes use the new data key at once; records sealed with the old
+one still open, and `credvault vault reencrypt` moves them to the new one.
+--kek: after `credvault key rotate` made a new KEK version primary, rewrap every tenant's
+data keys under it (records are untouched); then `credvault vault destroy-kek` can destroy
+the old version. Exit status 1 if some data keys could not be rewrapped.
+
+Examples:
+  credvault vault rotate --tenant acme
+  credvault vault rotate --all
+  credvault key rotate --keys credvault-keys.json && credvault vault rotate --kek"
+    )]
+    Rotate {
+        /// Rotate this tenant's data key.
+        #[arg(long, value_name = "ID")]
+        tenant: Option<String>,
+        /// Rotate every tenant's data key.
+        #[arg(long)]
+        all: bool,
+        /// Rewrap every data key under the key file's primary KEK version.
+        #[arg(long)]
+        kek: bool,
+    },
+    /// Move every record to its tenant's current data key (online, resumable).
+    #[command(after_help = "\
+Runs in batches, each committed on its own: the application keeps reading and writing, and
+a run that is stopped is simply started again. Retired data keys no record needs any more
+are destroyed at the end unless --keep-retired-keys is given. Progress goes to stderr: a
+bar on a terminal, plain lines otherwise.
+
+Exit status 0 when every record was moved, 1 when some failed or remain (each failure is
+listed with its reason), 2 on a key or storage error.
+
+Example:
+  credvault vault reencrypt --batch-size 1000 --json")]
+    Reencrypt {
+        /// Records resealed per transaction (memory use grows with it).
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_SIZE,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Keep the retired data keys instead of destroying those no record needs.
+        #[arg(long)]
+        keep_retired_keys: bool,
+    },
+    /// The rotation report: every key's age and records, and what needs attention.
+    #[command(after_help = "\
+Lists each tenant's data key versions (state, wrapping KEK, age, records, flags) and the KEK
+versions, then the counts. Exit status 0 when nothing needs attention, 1 when a key is
+overdue or records are pending re-encryption or depend on a destroyed or forbidden key, so
+it works as a cron check; --json prints the whole report.
+
+Example (cron, daily):
+  credvault vault report --dek-max-age 90 --kek-max-age 365 --json")]
+    Report {
+        /// Days a tenant's current data key may live before it is overdue.
+        #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_DEK_MAX_AGE_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        dek_max_age: u32,
+        /// Days the primary KEK version may live before it is overdue.
+        #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_KEK_MAX_AGE_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        kek_max_age: u32,
+    },
+    /// Destroy a KEK version in the key file, once no data key in the vault needs it.
+    #[command(
+        name = "destroy-kek",
+        after_help = "\
+A vault command rather than `credvault key destroy`, because the check needs the database:
+it counts the data keys still wrapped under VERSION and refuses (exit status 1) while any
+are, so run `credvault vault rotate --kek` first. The key file (--keys; not CREDVAULT_KEYS,
+which cannot be rewritten) is then rewritten atomically; give it to every process.
+
+Example:
+  credvault vault destroy-kek 1 --keys credvault-keys.json --yes"
+    )]
+    DestroyKek {
+        /// The KEK version to destroy.
+        version: u32,
+        /// Confirm: destroying is irreversible.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Refuse to open a tenant's records sealed with a data key version below VERSION.
+    #[command(
+        name = "min-dek-version",
+        after_help = "\
+For when an old data key may be compromised: its records fail to open, and the
+re-encryption job leaves them as they are. VERSION may not be above the tenant's current
+data key version (see `credvault vault report`).
+
+Example:
+  credvault vault min-dek-version --tenant acme 3"
+    )]
+    MinDekVersion {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The lowest data key version allowed to open the tenant's records.
+        version: u32,
     },
 }
 

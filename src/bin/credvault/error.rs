@@ -41,6 +41,12 @@ impl CliError {
         }
     }
 
+    /// Makes this a failed check (exit 1): the command ran, and its answer is no.
+    pub(crate) fn failed_check(mut self) -> Self {
+        self.code = EXIT_CHECK_FAILED;
+        self
+    }
+
     /// Sets the line saying what to do next.
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -170,6 +176,13 @@ impl From<StoreError> for CliError {
             StoreError::UnsupportedUrl { .. } => "pass --db sqlite:PATH or --db postgres://...",
             StoreError::Export(_) => "check the output file or pipe",
             StoreError::PayloadTooLarge { .. } => "store a smaller record",
+            StoreError::KeyInUse { what: "kek", .. } => {
+                "run `credvault vault rotate --kek` first: it rewraps them under the primary"
+            }
+            StoreError::KeyInUse { .. } => "run `credvault vault reencrypt` first",
+            StoreError::KeyRefused(_) => {
+                "see the tenants' data key versions with `credvault vault report`"
+            }
             _ => "check the command's arguments (see --help)",
         };
         Self::from_error(&e).hint(hint)

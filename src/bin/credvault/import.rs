@@ -4,7 +4,6 @@
 
 use std::io::{self, BufRead as _};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use credvault::SecretString;
 use credvault::store::{
@@ -18,9 +17,7 @@ use zeroize::Zeroizing;
 use crate::cli::{DEFAULT_ACTOR, ImportKind};
 use crate::error::CliError;
 use crate::output::Output;
-
-/// At most one progress line on stderr per this much time.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+use crate::progress::ProgressDisplay;
 
 /// The command's arguments.
 #[derive(Debug)]
@@ -87,13 +84,8 @@ async fn import_lines<R: SecretKind>(
     } else {
         options.actor
     };
-    let mut last_line = Instant::now();
-    let mut progress = |p: Progress| {
-        if last_line.elapsed() >= PROGRESS_INTERVAL {
-            last_line = Instant::now();
-            eprintln!("credvault: {} values handled ({:.0}/s)", p.done, p.rate());
-        }
-    };
+    let mut display = ProgressDisplay::stderr("import-fernet", "values");
+    let mut progress = |p: Progress| display.update(p);
     let mut import = vault
         .import_fernet(keys, map)
         .actor(actor)
@@ -135,7 +127,9 @@ async fn import_lines<R: SecretKind>(
             )));
         }
     }
-    Ok(import.finish())
+    let report = import.finish();
+    display.finish();
+    Ok(report)
 }
 
 /// What is wrong with a line, never what it holds.

@@ -10,6 +10,9 @@ mod import;
 mod keys;
 mod output;
 mod password;
+mod progress;
+mod report;
+mod rotate;
 mod vault;
 
 use std::process::ExitCode;

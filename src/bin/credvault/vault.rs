@@ -116,6 +116,27 @@ async fn command(
             };
             crate::import::run(vault, &options, out).await
         }
+        VaultCommand::Rotate {
+            tenant,
+            all: _,
+            kek,
+        } => crate::rotate::rotate(vault, tenant.as_deref(), *kek, out).await,
+        VaultCommand::Reencrypt {
+            batch_size,
+            keep_retired_keys,
+        } => {
+            crate::rotate::reencrypt(vault, *batch_size, *keep_retired_keys, &args.actor, out).await
+        }
+        VaultCommand::Report {
+            dek_max_age,
+            kek_max_age,
+        } => crate::report::run(vault, *dek_max_age, *kek_max_age, out).await,
+        VaultCommand::DestroyKek { version, yes } => {
+            crate::rotate::destroy_kek(vault, args.keys.as_deref(), *version, *yes, out).await
+        }
+        VaultCommand::MinDekVersion { tenant: t, version } => {
+            crate::rotate::min_dek_version(vault, &t.tenant, *version, out).await
+        }
     }
 }
 

@@ -98,7 +98,10 @@ async fn kill_repeatedly(place: &Place, vault: &Vault) -> u32 {
     let mut runs = 0;
     while kills < KILLS {
         runs += 1;
-        assert!(runs < 200, "the child finished before every kill: make it slower");
+        assert!(
+            runs < 200,
+            "the child finished before every kill: make it slower"
+        );
         if vault.backend().count_stale().await.unwrap() == 0 {
             vault.rotate_all_deks(|_| {}).await.unwrap();
         }
@@ -181,7 +184,10 @@ async fn run(db: String, schema: Option<String>, dir: &Path) {
     seed(&vault).await;
     let kills = kill_repeatedly(&place, &vault).await;
     check(&vault).await;
-    println!("re-encryption survived {kills} SIGKILLs over {} records", TENANTS * PER_TENANT);
+    println!(
+        "re-encryption survived {kills} SIGKILLs over {} records",
+        TENANTS * PER_TENANT
+    );
 }
 
 /// The child: runs the job and says when it starts. Does nothing in a normal test run.

@@ -89,10 +89,10 @@ pub enum StoreError {
         /// The tenant's minimum.
         minimum: KeyVersion,
     },
-    /// A key version cannot be destroyed: something still needs it.
-    #[error(
-        "{what} version {version} is still needed by {count} {needed_by}: rotate and re-encrypt first"
-    )]
+    /// A key version cannot be destroyed: something still needs it (for a KEK, run
+    /// [`Vault::rewrap_deks`](crate::store::Vault::rewrap_deks) first; for a data key,
+    /// [`Vault::reencrypt`](crate::store::Vault::reencrypt)).
+    #[error("{what} version {version} is still needed by {count} {needed_by}")]
     KeyInUse {
         /// Which key: `kek` (key-encryption key) or `dek` (a tenant's data key).
         what: &'static str,

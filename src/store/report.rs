@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::backend::RecordCount;
 use crate::keys::KeyState;
+use crate::store::rotate::DEK_PAGE;
 use crate::store::{DAY, StoreError, Vault};
 use crate::{KeyVersion, TenantId};
 
@@ -180,7 +181,7 @@ impl Vault {
         let mut minimums: BTreeMap<TenantId, KeyVersion> = BTreeMap::new();
         let mut after = None;
         loop {
-            let page = self.backend().deks_page(after.as_ref(), 500).await?;
+            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
             for dek in &page {
                 if !dek.is_current() {
                     continue;
@@ -232,7 +233,7 @@ impl Vault {
                 });
             }
             match page.last() {
-                Some(last) if page.len() == 500 => {
+                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
                     after = Some((last.tenant.clone(), last.version))
                 }
                 _ => break,

@@ -22,7 +22,7 @@ pub const REENCRYPT_ACTOR: &str = "job:reencrypt";
 /// Who the audit log names for key rotation (new data keys, rewraps, destroyed data keys).
 pub const ROTATE_ACTOR: &str = "job:rotate";
 /// Data keys read per page when walking every tenant's keys.
-const DEK_PAGE: u32 = 500;
+pub(crate) const DEK_PAGE: u32 = 500;
 /// Failures kept by name in a report (the count is exact).
 pub const MAX_LISTED_FAILURES: usize = 100;
 

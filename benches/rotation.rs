@@ -238,12 +238,16 @@ async fn job_once(vault: &Vault) -> (Duration, u64) {
     (took, peak.load(Ordering::Relaxed).saturating_sub(base))
 }
 
-fn run(c: &mut Criterion, name: &str, db: Db) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The runtime every database handle of one bench lives on (a pool outlives no runtime).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn run(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, db: Db) {
     let n = records();
     let old = Aes256Gcm::new(&[1u8; 32].into());
     let new = Aes256Gcm::new(&[2u8; 32].into());
@@ -297,12 +301,11 @@ fn run(c: &mut Criterion, name: &str, db: Db) {
 fn sqlite(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = runtime();
     let backend = rt
         .block_on(credvault::backend::SqliteBackend::connect(&url))
         .unwrap();
-    drop(rt);
-    run(c, "sqlite", Db::Sqlite(backend));
+    run(c, &rt, "sqlite", Db::Sqlite(backend));
 }
 
 #[cfg(feature = "postgres")]
@@ -310,16 +313,14 @@ fn postgres(c: &mut Criterion) {
     let url = std::env::var("CREDVAULT_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let schema = format!("cv_bench_{:016x}", rand::random::<u64>());
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = runtime();
     let Ok(backend) = rt.block_on(credvault::backend::PgBackend::connect_with_schema(
         &url, &schema,
     )) else {
         eprintln!("postgres bench skipped: cannot reach {url}; start PostgreSQL to run it");
         return;
     };
-    drop(rt);
-    run(c, "postgres", Db::Pg(backend.clone(), schema.clone()));
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    run(c, &rt, "postgres", Db::Pg(backend.clone(), schema.clone()));
     rt.block_on(async {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA \"{schema}\" CASCADE"

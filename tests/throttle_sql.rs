@@ -576,7 +576,7 @@ mod cases {
         // Back to version 1: what 0002 and 0003 added is gone.
         db.exec(
             "DROP TABLE {p}credvault_throttle; DROP TABLE {p}credvault_tenant_deks; \
-             DROP INDEX {p}credvault_secrets_dek; DROP INDEX {p}credvault_tenants_kek; \
+             DROP INDEX {p}credvault_tenants_kek; \
              ALTER TABLE {p}credvault_tenants DROP COLUMN dek_created_at; \
              ALTER TABLE {p}credvault_tenants DROP COLUMN min_dek_version; \
              UPDATE {p}credvault_schema SET version = 1",

@@ -534,7 +534,10 @@ impl Backend for MemoryBackend {
                         .get(&(r.key.tenant.clone(), r.dek_version))
                         .cloned();
                     Some(StaleRecord {
-                        row: r.clone(),
+                        key: r.key.clone(),
+                        version: r.version,
+                        sealed: r.sealed.clone(),
+                        dek_version: r.dek_version,
                         tenant,
                         sealed_with,
                     })
@@ -542,22 +545,22 @@ impl Backend for MemoryBackend {
                 .collect();
             let mut out = BatchOutcome {
                 claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
-                last: claimed.last().map(|c| c.row.key.clone()),
+                last: claimed.last().map(|c| c.key.clone()),
                 ..BatchOutcome::default()
             };
             for stale in &claimed {
                 match (request.reseal)(stale) {
                     Ok(new) => {
-                        if let Some(r) = s.secrets.get_mut(&stale.row.key) {
+                        if let Some(r) = s.secrets.get_mut(&stale.key) {
                             r.sealed = new.sealed;
                             r.dek_version = new.dek_version;
                             r.kek_version = new.kek_version;
                         }
                         s.audit
-                            .push(reencrypt_audit(&stale.row.key, request.now, request.actor));
+                            .push(reencrypt_audit(&stale.key, request.now, request.actor));
                         out.resealed += 1;
                     }
-                    Err(reason) => out.failed.push((stale.row.key.clone(), reason)),
+                    Err(reason) => out.failed.push((stale.key.clone(), reason)),
                 }
             }
             Ok(out)

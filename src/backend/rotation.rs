@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{RecordKey, SecretRow, TenantRow};
+use crate::backend::{RecordKey, TenantRow};
 use crate::{KeyVersion, TenantId};
 
 /// One version of a tenant's data key (DEK): the current one (from the tenant's row) or a
@@ -62,8 +62,14 @@ pub struct RecordCount {
 /// resealing it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleRecord {
-    /// The record's row.
-    pub row: SecretRow,
+    /// Where the record lives.
+    pub key: RecordKey,
+    /// Its version (compare-and-swap token), unchanged by re-encryption.
+    pub version: i64,
+    /// Its sealed payload.
+    pub sealed: Vec<u8>,
+    /// The data key version that sealed it.
+    pub dek_version: KeyVersion,
     /// Its tenant's row (the current data key).
     pub tenant: TenantRow,
     /// The retired data key the record names, if the tenant still has that version.

@@ -239,7 +239,7 @@ row_ext!(sqlx::postgres::PgRow);
 /// A stored value is not what this build expects.
 /// Audit rows written per `INSERT` statement (7 parameters each, well under the 32 766 of
 /// SQLite and 65 535 of PostgreSQL).
-pub(crate) const AUDIT_CHUNK: usize = 100;
+pub(crate) const AUDIT_CHUNK: usize = 16;
 
 /// `head` (`INSERT INTO t (cols)`) followed by `rows` groups of 7 numbered placeholders.
 pub(crate) fn multi_row_insert(head: &str, rows: usize) -> String {
@@ -321,38 +321,24 @@ pub(crate) fn schema_version_from(version: Option<i64>) -> Result<Option<u32>, B
 
 /// A `credvault_tenants` row.
 pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendError> {
-    tenant_from_prefixed(row, "")
-}
-
-/// A `credvault_tenants` row whose columns are named with `prefix` (`t_wrapped_dek`...) in a
-/// join.
-pub(crate) fn tenant_from_prefixed(
-    row: &impl RowExt,
-    prefix: &str,
-) -> Result<TenantRow, BackendError> {
-    let col = |c: &str| format!("{prefix}{c}");
-    let raw = row.text(&col("tenant_id")).map_err(|e| {
+    let raw = row.text("tenant_id").map_err(|e| {
         corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
     })?;
     let place = || format!("credvault_tenants row for tenant {}", shown(&raw));
     let tenant = TenantId::new(raw.as_str())
         .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
-    let created_at = read(&place, "created_at", row.int(&col("created_at")))?;
+    let created_at = read(&place, "created_at", row.int("created_at"))?;
     Ok(TenantRow {
         tenant,
-        wrapped_dek: read(&place, "wrapped_dek", row.bytes(&col("wrapped_dek")))?,
-        dek_version: key_version(&place, row, &col("dek_version"))?,
-        kek_version: key_version(&place, row, &col("kek_version"))?,
+        wrapped_dek: read(&place, "wrapped_dek", row.bytes("wrapped_dek"))?,
+        dek_version: key_version(&place, row, "dek_version")?,
+        kek_version: key_version(&place, row, "kek_version")?,
         created_at,
-        dek_created_at: read(
-            &place,
-            "dek_created_at",
-            row.opt_int(&col("dek_created_at")),
-        )?
-        .unwrap_or(created_at),
-        min_dek_version: key_version(&place, row, &col("min_dek_version"))?,
-        deleted_at: read(&place, "deleted_at", row.opt_int(&col("deleted_at")))?,
-        purge_after: read(&place, "purge_after", row.opt_int(&col("purge_after")))?,
+        dek_created_at: read(&place, "dek_created_at", row.opt_int("dek_created_at"))?
+            .unwrap_or(created_at),
+        min_dek_version: key_version(&place, row, "min_dek_version")?,
+        deleted_at: read(&place, "deleted_at", row.opt_int("deleted_at"))?,
+        purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
     })
 }
 

@@ -4,11 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::backend::sql::{
-    Dialect, RowExt, SECRET_COLUMNS, corrupt, key_version, read, secret_from_row, shown,
-    tenant_from_prefixed,
-};
-use crate::backend::{BackendError, DekRow, RecordCount, StaleRecord};
+use crate::backend::sql::{Dialect, RowExt, corrupt, key_from_row, key_version, read, shown};
+use crate::backend::{BackendError, DekRow, RecordCount, StaleRecord, TenantRow};
 use crate::{KeyVersion, TenantId};
 
 /// The columns of `credvault_tenant_deks`, in [`dek_from_row`]'s order.
@@ -19,7 +16,7 @@ const DEK_COLUMNS: &str =
 const RESEAL_PARAMS: usize = 8;
 
 /// Rows per reseal `UPDATE` statement (800 parameters, well under both drivers' limits).
-pub(crate) const RESEAL_CHUNK: usize = 100;
+pub(crate) const RESEAL_CHUNK: usize = 16;
 
 /// The key-rotation statements, with table names qualified by the backend's prefix.
 #[derive(Debug)]
@@ -40,6 +37,7 @@ pub(crate) struct RotationQueries {
     pub(crate) set_min: Arc<str>,
     pub(crate) record_counts: Arc<str>,
     pub(crate) count_stale: Arc<str>,
+    pub(crate) select_versions: Arc<str>,
     pub(crate) claim_first: Arc<str>,
     pub(crate) claim_after: Arc<str>,
 }
@@ -57,24 +55,14 @@ impl RotationQueries {
             // current data keys from being rotated under it.
             Dialect::Postgres => " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t",
         };
-        let secret_cols = SECRET_COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{c} AS {c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // Only what resealing needs: every column read costs on SQLite, per row (the batch's
+        // tenants and data keys are read once each, after the claim).
+        let secret_cols = "s.tenant_id AS tenant_id, s.kind AS kind, s.name AS name, \
+             s.version AS version, s.sealed AS sealed, s.dek_version AS dek_version";
         let claim = |after: &str, limit: &str| {
             format!(
-                "SELECT {secret_cols}, t.tenant_id AS t_tenant_id, t.wrapped_dek AS t_wrapped_dek, \
-                 t.dek_version AS t_dek_version, t.kek_version AS t_kek_version, \
-                 t.created_at AS t_created_at, t.dek_created_at AS t_dek_created_at, \
-                 t.min_dek_version AS t_min_dek_version, t.deleted_at AS t_deleted_at, \
-                 t.purge_after AS t_purge_after, d.wrapped_dek AS d_wrapped_dek, \
-                 d.kek_version AS d_kek_version, d.created_at AS d_created_at, \
-                 d.retired_at AS d_retired_at, d.destroyed_at AS d_destroyed_at \
-                 FROM {p}credvault_secrets s \
+                "SELECT {secret_cols} FROM {p}credvault_secrets s \
                  JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
-                 LEFT JOIN {p}credvault_tenant_deks d \
-                 ON d.tenant_id = s.tenant_id AND d.dek_version = s.dek_version \
                  WHERE s.dek_version <> t.dek_version{after} \
                  ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
             )
@@ -147,6 +135,10 @@ impl RotationQueries {
                  JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
                  WHERE s.dek_version <> t.dek_version"
             )),
+            select_versions: q(format!(
+                "SELECT version, dek_version FROM {p}credvault_secrets \
+                 WHERE tenant_id = $1 AND kind = $2 AND name = $3"
+            )),
             claim_first: q(claim("", "$1")),
             claim_after: q(claim(
                 " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
@@ -157,7 +149,8 @@ impl RotationQueries {
 
     /// The multi-row reseal: `rows` groups of (tenant, kind, name, sealed, new DEK version,
     /// new KEK version, version, old DEK version). A row is written only if it still has the
-    /// version and data key it was claimed with; the written keys are returned.
+    /// version and data key it was claimed with. (No `RETURNING`: SQLite's driver hands each
+    /// returned row over a channel, which cost more than the update.)
     pub(crate) fn reseal(&self, rows: usize) -> String {
         use std::fmt::Write as _;
         let p = &self.prefix;
@@ -176,8 +169,7 @@ impl RotationQueries {
             "UPDATE {p}credvault_secrets AS s SET sealed = v.column4, dek_version = v.column5, \
              kek_version = v.column6 FROM (VALUES {values}) AS v \
              WHERE s.tenant_id = v.column1 AND s.kind = v.column2 AND s.name = v.column3 \
-             AND s.version = v.column7 AND s.dek_version = v.column8 \
-             RETURNING tenant_id, kind, name"
+             AND s.version = v.column7 AND s.dek_version = v.column8"
         )
     }
 }
@@ -202,33 +194,34 @@ pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
     })
 }
 
-/// A row of [`RotationQueries::claim_first`] / `claim_after`.
-pub(crate) fn stale_from_row(row: &impl RowExt) -> Result<StaleRecord, BackendError> {
-    let secret = secret_from_row(row)?;
-    let tenant = tenant_from_prefixed(row, "t_")?;
+/// A claimed record: a row of [`RotationQueries::claim_first`] / `claim_after`, with its
+/// tenant's row and the tenant's retired data keys.
+pub(crate) fn stale_from_row(
+    row: &impl RowExt,
+    tenants: &std::collections::BTreeMap<TenantId, (TenantRow, Vec<DekRow>)>,
+) -> Result<StaleRecord, BackendError> {
+    let key = key_from_row(row)?;
     let place = || {
         format!(
-            "credvault_tenant_deks row for tenant {} version {}",
-            shown(secret.key.tenant.as_str()),
-            secret.dek_version
+            "credvault_secrets row (tenant {}, kind {}, name {})",
+            shown(key.tenant.as_str()),
+            shown(key.kind.as_str()),
+            shown(key.name.as_str())
         )
     };
-    let sealed_with = match read(&place, "kek_version", row.opt_int("d_kek_version"))? {
-        None => None,
-        Some(_) => Some(DekRow {
-            tenant: secret.key.tenant.clone(),
-            version: secret.dek_version,
-            wrapped_dek: read(&place, "wrapped_dek", row.opt_bytes("d_wrapped_dek"))?,
-            kek_version: key_version(&place, row, "d_kek_version")?,
-            created_at: read(&place, "created_at", row.int("d_created_at"))?,
-            retired_at: read(&place, "retired_at", row.opt_int("d_retired_at"))?,
-            destroyed_at: read(&place, "destroyed_at", row.opt_int("d_destroyed_at"))?,
-        }),
-    };
+    let version = read(&place, "version", row.int("version"))?;
+    let sealed = read(&place, "sealed", row.bytes("sealed"))?;
+    let dek_version = key_version(&place, row, "dek_version")?;
+    let (tenant, retired) = tenants
+        .get(&key.tenant)
+        .ok_or_else(|| corrupt(format!("{}: its tenant's row is gone", place())))?;
     Ok(StaleRecord {
-        row: secret,
-        tenant,
-        sealed_with,
+        sealed_with: retired.iter().find(|d| d.version == dek_version).cloned(),
+        tenant: tenant.clone(),
+        key,
+        version,
+        sealed,
+        dek_version,
     })
 }
 
@@ -503,6 +496,31 @@ macro_rules! sql_rotation {
                 Ok($crate::backend::sql_rotation::count(n))
             }
 
+            /// Whether `stale` now holds the data key of `new` (after a reseal `UPDATE` that
+            /// did not write every row of its chunk).
+            async fn reseal_landed(
+                &self,
+                conn: &mut $conn,
+                stale: &$crate::backend::StaleRecord,
+                new: &$crate::backend::Resealed,
+            ) -> Result<bool, $crate::backend::BackendError> {
+                let k = &stale.key;
+                let row: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                    self.queries.rotation.select_versions.clone(),
+                ))
+                .bind(k.tenant.as_str())
+                .bind(k.kind.as_str())
+                .bind(k.name.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.err(e, "re-encrypting a batch"))?;
+                Ok(row
+                    == Some((
+                        stale.version,
+                        $crate::backend::sql_rotation::v(new.dek_version),
+                    )))
+            }
+
             async fn reencrypt_batch_impl(
                 &self,
                 request: &$crate::backend::BatchRequest<'_>,
@@ -523,21 +541,43 @@ macro_rules! sql_rotation {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(|e| self.err(e, context))?;
+                let mut tenants = std::collections::BTreeMap::new();
+                for row in &rows {
+                    let id = $crate::backend::sql::key_from_row(row)?.tenant;
+                    if tenants.contains_key(&id) {
+                        continue;
+                    }
+                    let t = sqlx::query(sqlx::AssertSqlSafe(self.queries.select_tenant.clone()))
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                    let t = $crate::backend::sql::tenant_from_row(&t)?;
+                    let retired = sqlx::query(sqlx::AssertSqlSafe(r.retired_deks.clone()))
+                        .bind(id.as_str())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?
+                        .iter()
+                        .map($crate::backend::sql_rotation::dek_from_row)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    tenants.insert(id, (t, retired));
+                }
                 let claimed = rows
                     .iter()
-                    .map(stale_from_row)
+                    .map(|row| stale_from_row(row, &tenants))
                     .collect::<Result<Vec<_>, _>>()?;
                 drop(rows);
                 let mut out = $crate::backend::BatchOutcome {
                     claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
-                    last: claimed.last().map(|c| c.row.key.clone()),
+                    last: claimed.last().map(|c| c.key.clone()),
                     ..Default::default()
                 };
                 let mut resealed = Vec::with_capacity(claimed.len());
                 for stale in &claimed {
                     match (request.reseal)(stale) {
                         Ok(new) => resealed.push((stale, new)),
-                        Err(reason) => out.failed.push((stale.row.key.clone(), reason)),
+                        Err(reason) => out.failed.push((stale.key.clone(), reason)),
                     }
                 }
                 let mut audit = Vec::with_capacity(resealed.len());
@@ -545,7 +585,7 @@ macro_rules! sql_rotation {
                     let sql = r.reseal(chunk.len());
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (stale, new) in chunk {
-                        let k = &stale.row.key;
+                        let k = &stale.key;
                         q = q
                             .bind(k.tenant.as_str())
                             .bind(k.kind.as_str())
@@ -553,20 +593,27 @@ macro_rules! sql_rotation {
                             .bind(new.sealed.as_slice())
                             .bind(v(new.dek_version))
                             .bind(v(new.kek_version))
-                            .bind(stale.row.version)
-                            .bind(v(stale.row.dek_version));
+                            .bind(stale.version)
+                            .bind(v(stale.dek_version));
                     }
                     let written = q
-                        .fetch_all(&mut *tx)
+                        .execute(&mut *tx)
                         .await
-                        .map_err(|e| self.err(e, context))?;
-                    for row in &written {
-                        let key = $crate::backend::sql::key_from_row(row)?;
-                        audit.push($crate::backend::rotation::reencrypt_audit(
-                            &key,
-                            request.now,
-                            request.actor,
-                        ));
+                        .map_err(|e| self.err(e, context))?
+                        .rows_affected();
+                    for (stale, new) in chunk {
+                        // The claimed rows are locked by this transaction, so a row of the
+                        // chunk is ours if it now has the new data key (checked one by one
+                        // only when some row was not written).
+                        let ours = usize::try_from(written).is_ok_and(|w| w == chunk.len())
+                            || self.reseal_landed(&mut *tx, stale, new).await?;
+                        if ours {
+                            audit.push($crate::backend::rotation::reencrypt_audit(
+                                &stale.key,
+                                request.now,
+                                request.actor,
+                            ));
+                        }
                     }
                 }
                 out.resealed = u64::try_from(audit.len()).unwrap_or(u64::MAX);

@@ -444,7 +444,7 @@ impl Vault {
     /// Opens a stale record with the data key that sealed it and seals it with its tenant's
     /// current one (called inside the batch's transaction; pure crypto, no I/O).
     fn reseal(&self, stale: &StaleRecord) -> Result<Resealed, StoreError> {
-        let (row, tenant) = (&stale.row, &stale.tenant);
+        let (row, tenant) = (stale, &stale.tenant);
         let refuse = |reason: String| StoreError::KeyRefused(reason);
         if row.dek_version < tenant.min_dek_version {
             return Err(refuse(format!(

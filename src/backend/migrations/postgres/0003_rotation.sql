@@ -21,4 +21,3 @@ CREATE TABLE credvault_tenant_deks (
 
 CREATE INDEX credvault_tenant_deks_kek ON credvault_tenant_deks (kek_version);
 CREATE INDEX credvault_tenants_kek ON credvault_tenants (kek_version);
-CREATE INDEX credvault_secrets_dek ON credvault_secrets (tenant_id, dek_version);

@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --all-features --bench rotation` (records: `CREDVAULT_BENCH_RECORDS`, default
 //! 100 000; PostgreSQL at `CREDVAULT_PG_URL`, default the local `test` database, skipped with
-//! a message when unreachable).
+//! a message when unreachable). `CREDVAULT_BENCH_RSS_ONLY=1` runs the job once per database
+//! and prints its time and memory growth, without the plain loop (for 1 000 000 records).
 
 #![allow(
     clippy::unwrap_used,
@@ -261,6 +262,15 @@ fn run(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, db: Db) {
         vault.migrate().await.unwrap();
         seed(&db, &vault, n, &old).await;
     });
+    if std::env::var("CREDVAULT_BENCH_RSS_ONLY").as_deref() == Ok("1") {
+        // One run of the job, no plain loop (for 1 000 000 records the loop takes too long).
+        let (took, growth) = rt.block_on(job_once(&vault));
+        println!(
+            "reencrypt_{name}_{n}: one job run {took:?}; peak resident memory growth {:.1} MiB",
+            growth as f64 / (1024.0 * 1024.0)
+        );
+        return;
+    }
     let mut group = c.benchmark_group(format!("reencrypt_{name}_{n}"));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(1));

@@ -7,47 +7,21 @@
     reason = "test helpers outside #[test] functions unwrap freely"
 )]
 
+#[path = "common/cli.rs"]
+mod cli_common;
 mod common;
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use assert_cmd::assert::Assert;
 use tempfile::TempDir;
+
+use cli_common::{credvault, fails_with, run, stderr, stdout};
 
 const SECRET: &str = "gho_16C7e42F292c6912E7710c838347Ae178B4a";
 
 fn token_json(secret: &str) -> String {
     format!(r#"{{"provider": "github", "access_token": "{secret}", "token_type": "Bearer"}}"#)
-}
-
-/// The binary, run in `dir`, with no key material from the environment.
-fn credvault(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credvault"));
-    cmd.current_dir(dir).env_remove("CREDVAULT_KEYS");
-    cmd
-}
-
-fn run(dir: &Path, args: &[&str], stdin: &str) -> Assert {
-    credvault(dir).args(args).write_stdin(stdin).assert()
-}
-
-fn stdout(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stdout.clone()).unwrap()
-}
-
-fn stderr(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stderr.clone()).unwrap()
-}
-
-/// Asserts exit status `code` and a two-line error: the message containing `message`, then a
-/// hint.
-fn fails_with(a: Assert, code: i32, message: &str) -> String {
-    let err = stderr(&a);
-    a.code(code);
-    assert!(err.contains(message), "stderr lacks {message:?}: {err}");
-    assert!(err.contains("\n  hint: "), "no hint line: {err}");
-    err
 }
 
 /// A directory with an initialised vault holding acme's github token.

@@ -7,36 +7,20 @@
     reason = "test helpers outside #[test] functions unwrap freely"
 )]
 
-use std::path::Path;
+#[path = "common/cli.rs"]
+mod cli_common;
 
-use assert_cmd::Command;
 use assert_cmd::assert::Assert;
 use credvault::crypto::fernet::Fernet;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use cli_common::{run, stderr, stdout};
+
 const OLD_SECRET: &str = "gho_oldKey0000000000000000000000000000";
 const NEW_SECRET: &str = "gho_newKey1111111111111111111111111111";
 const CLEAR_SECRET: &str = "sk_live_clear2222222222222222222222";
 const BAD_LINE: &str = "{\"tenant\": \"acme\", \"name\": \"x\", \"token\": \"gho_brokenLine3333\"";
-
-fn credvault(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credvault"));
-    cmd.current_dir(dir).env_remove("CREDVAULT_KEYS");
-    cmd
-}
-
-fn run(dir: &Path, args: &[&str], stdin: &str) -> Assert {
-    credvault(dir).args(args).write_stdin(stdin).assert()
-}
-
-fn stdout(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stdout.clone()).unwrap()
-}
-
-fn stderr(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stderr.clone()).unwrap()
-}
 
 struct Legacy {
     dir: TempDir,

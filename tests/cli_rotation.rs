@@ -8,28 +8,25 @@
     reason = "test helpers outside #[test] functions unwrap freely"
 )]
 
+#[path = "common/cli.rs"]
+mod cli_common;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use assert_cmd::assert::Assert;
 use serde_json::Value;
 use tempfile::TempDir;
+
+use cli_common::{credvault, fails_with, stderr, stdout};
 
 const ACME_GITHUB: &str = "gho_acmeGithub0000000000000000000000000";
 const ACME_STRIPE: &str = "sk_live_acmeStripe11111111111111111111";
 const GLOBEX_GITHUB: &str = "gho_globexGithub222222222222222222222222";
 const SECRETS: [&str; 3] = [ACME_GITHUB, ACME_STRIPE, GLOBEX_GITHUB];
 
-/// The binary, run in `dir`, with no key material from the environment.
-fn credvault(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credvault"));
-    cmd.current_dir(dir).env_remove("CREDVAULT_KEYS");
-    cmd
-}
-
 /// Runs a command and checks that no secret reaches stderr.
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Assert {
-    let a = credvault(dir).args(args).write_stdin(stdin).assert();
+    let a = cli_common::run(dir, args, stdin);
     let err = stderr(&a);
     for secret in SECRETS {
         assert!(!err.contains(secret), "{args:?} printed a secret: {err}");
@@ -37,25 +34,8 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> Assert {
     a
 }
 
-fn stdout(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stdout.clone()).unwrap()
-}
-
-fn stderr(a: &Assert) -> String {
-    String::from_utf8(a.get_output().stderr.clone()).unwrap()
-}
-
 fn json(a: &Assert) -> Value {
     serde_json::from_str(&stdout(a)).unwrap()
-}
-
-/// Asserts exit status `code` and a two-line error whose message contains `message`.
-fn fails_with(a: Assert, code: i32, message: &str) -> String {
-    let err = stderr(&a);
-    a.code(code);
-    assert!(err.contains(message), "stderr lacks {message:?}: {err}");
-    assert!(err.contains("\n  hint: "), "no hint line: {err}");
-    err
 }
 
 /// An initialised vault with records in two tenants: acme (github token, stripe key) and

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credvault::backend::{AuditQuery, Backend, BoxFuture, MemoryBackend, RecordKey};
+use credvault::backend::{AuditQuery, Backend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{
     ApiKey, ManualClock, REENCRYPT_ACTOR, ReencryptOptions, RotationPolicy, StoreError, Vault,
@@ -544,63 +544,10 @@ macro_rules! rotation_suite {
     };
 }
 
-/// A backend for one test, with whatever must outlive it (a temporary directory, a schema).
-struct Made {
-    backend: Arc<dyn Backend>,
-    _guard: Option<Box<dyn std::any::Any + Send>>,
-    cleanup: Option<BoxFuture<'static, ()>>,
-}
-
-impl Made {
-    fn backend(&self) -> Arc<dyn Backend> {
-        Arc::clone(&self.backend)
-    }
-
-    async fn finish(self) {
-        if let Some(cleanup) = self.cleanup {
-            cleanup.await;
-        }
-    }
-}
-
-rotation_suite!(
-    memory,
-    Some(Made {
-        backend: Arc::new(MemoryBackend::new()),
-        _guard: None,
-        cleanup: None,
-    })
-);
+rotation_suite!(memory, Some(common::Made::memory()));
 
 #[cfg(feature = "sqlite")]
-async fn sqlite_made() -> Made {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("vault.db").display());
-    let backend = credvault::backend::SqliteBackend::connect(&url)
-        .await
-        .unwrap();
-    Made {
-        backend: Arc::new(backend),
-        _guard: Some(Box::new(dir)),
-        cleanup: None,
-    }
-}
-
-#[cfg(feature = "sqlite")]
-rotation_suite!(sqlite, Some(super::sqlite_made().await));
+rotation_suite!(sqlite, Some(common::sqlite_made().await));
 
 #[cfg(feature = "postgres")]
-async fn postgres_made() -> Option<Made> {
-    let (pool, schema) = common::postgres_schema().await?;
-    let backend = credvault::backend::PgBackend::from_pool(pool.clone())
-        .with_schema(&schema)
-        .unwrap();
-    Some(Made {
-        backend: Arc::new(backend),
-        _guard: None,
-        cleanup: Some(Box::pin(common::drop_postgres_schema(pool, schema))),
-    })
-}
-
-#[cfg(feature = "postgres")]
-rotation_suite!(postgres, super::postgres_made().await);
+rotation_suite!(postgres, common::postgres_made().await);

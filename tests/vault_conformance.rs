@@ -872,65 +872,10 @@ macro_rules! conformance {
     };
 }
 
-/// A backend for one test, with whatever must outlive it (a temporary directory, a schema).
-struct Made {
-    backend: Arc<dyn Backend>,
-    _guard: Option<Box<dyn std::any::Any + Send>>,
-    cleanup: Option<BoxFuture<'static, ()>>,
-}
-
-impl Made {
-    fn backend(&self) -> Arc<dyn Backend> {
-        Arc::clone(&self.backend)
-    }
-
-    async fn finish(self) {
-        if let Some(cleanup) = self.cleanup {
-            cleanup.await;
-        }
-    }
-}
-
-conformance!(
-    memory,
-    Some(Made {
-        backend: Arc::new(MemoryBackend::new()),
-        _guard: None,
-        cleanup: None,
-    })
-);
+conformance!(memory, Some(common::Made::memory()));
 
 #[cfg(feature = "sqlite")]
-async fn sqlite_made() -> Made {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("vault.db").display());
-    let backend = credvault::backend::SqliteBackend::connect(&url)
-        .await
-        .unwrap();
-    Made {
-        backend: Arc::new(backend),
-        _guard: Some(Box::new(dir)),
-        cleanup: None,
-    }
-}
-
-#[cfg(feature = "sqlite")]
-conformance!(sqlite, Some(super::sqlite_made().await));
-
-/// A fresh PostgreSQL schema for one test, dropped at the end; `None` (after saying why) when
-/// no server is reachable and CREDVAULT_REQUIRE_POSTGRES is not 1.
-#[cfg(feature = "postgres")]
-async fn postgres_made() -> Option<Made> {
-    let (pool, schema) = common::postgres_schema().await?;
-    let backend = credvault::backend::PgBackend::from_pool(pool.clone())
-        .with_schema(&schema)
-        .unwrap();
-    Some(Made {
-        backend: Arc::new(backend),
-        _guard: None,
-        cleanup: Some(Box::pin(common::drop_postgres_schema(pool, schema))),
-    })
-}
+conformance!(sqlite, Some(common::sqlite_made().await));
 
 #[cfg(feature = "postgres")]
-conformance!(postgres, super::postgres_made().await);
+conformance!(postgres, common::postgres_made().await);

@@ -127,6 +127,68 @@ pub async fn drop_postgres_schema(pool: sqlx::PgPool, schema: String) {
     pool.close().await;
 }
 
+// ---- one backend per test
+
+/// A backend for one test, with whatever must outlive it (a temporary directory, a schema).
+pub struct Made {
+    pub backend: Arc<dyn credvault::backend::Backend>,
+    pub guard: Option<Box<dyn std::any::Any + Send>>,
+    pub cleanup: Option<credvault::backend::BoxFuture<'static, ()>>,
+}
+
+impl Made {
+    /// The in-memory backend.
+    pub fn memory() -> Self {
+        Self {
+            backend: Arc::new(credvault::backend::MemoryBackend::new()),
+            guard: None,
+            cleanup: None,
+        }
+    }
+
+    /// The backend, shared.
+    pub fn backend(&self) -> Arc<dyn credvault::backend::Backend> {
+        Arc::clone(&self.backend)
+    }
+
+    /// Drops what the test made (a PostgreSQL schema).
+    pub async fn finish(self) {
+        if let Some(cleanup) = self.cleanup {
+            cleanup.await;
+        }
+    }
+}
+
+/// A SQLite file in a fresh temporary directory.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_made() -> Made {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("vault.db").display());
+    let backend = credvault::backend::SqliteBackend::connect(&url)
+        .await
+        .expect("open sqlite");
+    Made {
+        backend: Arc::new(backend),
+        guard: Some(Box::new(dir)),
+        cleanup: None,
+    }
+}
+
+/// A fresh PostgreSQL schema for one test, dropped by [`Made::finish`]; `None` (after saying
+/// why) when no server is reachable and CREDVAULT_REQUIRE_POSTGRES is not 1.
+#[cfg(feature = "postgres")]
+pub async fn postgres_made() -> Option<Made> {
+    let (pool, schema) = postgres_schema().await?;
+    let backend = credvault::backend::PgBackend::from_pool(pool.clone())
+        .with_schema(&schema)
+        .expect("valid schema name");
+    Some(Made {
+        backend: Arc::new(backend),
+        guard: None,
+        cleanup: Some(Box::pin(drop_postgres_schema(pool, schema))),
+    })
+}
+
 // ---- tracing capture
 
 /// A minimal `tracing` subscriber that keeps every event and every span's fields as

@@ -548,6 +548,7 @@ impl Backend for MemoryBackend {
                 last: claimed.last().map(|c| c.key.clone()),
                 ..BatchOutcome::default()
             };
+            let mut written = Vec::with_capacity(claimed.len());
             for stale in &claimed {
                 match (request.reseal)(stale) {
                     Ok(new) => {
@@ -555,14 +556,15 @@ impl Backend for MemoryBackend {
                             r.sealed = new.sealed;
                             r.dek_version = new.dek_version;
                             r.kek_version = new.kek_version;
+                            written.push(&stale.key);
                         }
-                        s.audit
-                            .push(reencrypt_audit(&stale.key, request.now, request.actor));
-                        out.resealed += 1;
                     }
                     Err(reason) => out.failed.push((stale.key.clone(), reason)),
                 }
             }
+            out.resealed = u64::try_from(written.len()).unwrap_or(u64::MAX);
+            s.audit
+                .extend(reencrypt_audit(written, request.now, request.actor));
             Ok(out)
         })
     }

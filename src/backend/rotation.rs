@@ -102,7 +102,7 @@ impl fmt::Debug for Resealed {
 pub type ResealFn<'a> = dyn Fn(&StaleRecord) -> Result<Resealed, String> + Send + Sync + 'a;
 
 /// One batch of re-encryption: claim up to `limit` stale records after `after` (in key
-/// order), reseal them through `reseal`, and write them back with one audit row each, in one
+/// order), reseal them through `reseal`, and write them back with one audit row per tenant, in one
 /// transaction.
 pub struct BatchRequest<'a> {
     /// Start after this record (exclusive); `None` from the first.
@@ -144,15 +144,31 @@ pub struct BatchOutcome {
     pub failed: Vec<(RecordKey, String)>,
 }
 
-/// The audit row a re-encrypted record gets (action `reencrypt`).
-pub(crate) fn reencrypt_audit(key: &RecordKey, now: i64, actor: &str) -> crate::backend::AuditRow {
-    crate::backend::AuditRow {
-        at: now,
-        tenant: Some(key.tenant.clone()),
-        kind: Some(key.kind.to_string()),
-        name: Some(key.name.to_string()),
-        action: "reencrypt".to_owned(),
-        actor: actor.to_owned(),
-        outcome: "ok".to_owned(),
+/// The audit rows of a re-encryption batch: one per tenant (action `reencrypt`, outcome
+/// `ok: N records`), not one per record: a rotation of a million records should not add a
+/// million rows to the audit log. `keys` come in key order, so a tenant's are consecutive.
+pub(crate) fn reencrypt_audit<'a>(
+    keys: impl IntoIterator<Item = &'a RecordKey>,
+    now: i64,
+    actor: &str,
+) -> Vec<crate::backend::AuditRow> {
+    let mut per_tenant: Vec<(&TenantId, u64)> = Vec::new();
+    for key in keys {
+        match per_tenant.last_mut() {
+            Some((t, n)) if *t == &key.tenant => *n += 1,
+            _ => per_tenant.push((&key.tenant, 1)),
+        }
     }
+    per_tenant
+        .into_iter()
+        .map(|(tenant, n)| crate::backend::AuditRow {
+            at: now,
+            tenant: Some(tenant.clone()),
+            kind: None,
+            name: None,
+            action: "reencrypt".to_owned(),
+            actor: actor.to_owned(),
+            outcome: format!("ok: {n} records"),
+        })
+        .collect()
 }

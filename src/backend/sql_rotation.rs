@@ -580,7 +580,7 @@ macro_rules! sql_rotation {
                         Err(reason) => out.failed.push((stale.key.clone(), reason)),
                     }
                 }
-                let mut audit = Vec::with_capacity(resealed.len());
+                let mut written_keys = Vec::with_capacity(resealed.len());
                 for chunk in resealed.chunks(RESEAL_CHUNK) {
                     let sql = r.reseal(chunk.len());
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -608,16 +608,17 @@ macro_rules! sql_rotation {
                         let ours = usize::try_from(written).is_ok_and(|w| w == chunk.len())
                             || self.reseal_landed(&mut *tx, stale, new).await?;
                         if ours {
-                            audit.push($crate::backend::rotation::reencrypt_audit(
-                                &stale.key,
-                                request.now,
-                                request.actor,
-                            ));
+                            written_keys.push(&stale.key);
                         }
                     }
                 }
-                out.resealed = u64::try_from(audit.len()).unwrap_or(u64::MAX);
-                out.changed = u64::try_from(resealed.len() - audit.len()).unwrap_or(0);
+                out.resealed = u64::try_from(written_keys.len()).unwrap_or(u64::MAX);
+                out.changed = u64::try_from(resealed.len() - written_keys.len()).unwrap_or(0);
+                let audit = $crate::backend::rotation::reencrypt_audit(
+                    written_keys,
+                    request.now,
+                    request.actor,
+                );
                 self.write_audit(&mut *tx, &audit).await?;
                 tx.commit().await.map_err(|e| self.err(e, context))?;
                 Ok(out)

@@ -2,7 +2,8 @@
 //! online re-encryption job that moves records to their tenant's current data key.
 //!
 //! The job is a loop of batches, each claimed, resealed and written back in one transaction
-//! with one `reencrypt` audit row per record; what is left to do is read from the records
+//! with one `reencrypt` audit row per tenant counting its records (a rotation of a million
+//! records does not add a million audit rows); what is left to do is read from the records
 //! themselves (each names the data key version that sealed it), so a job killed at any point
 //! is simply started again. A record is written back only if it still has the version and
 //! data key it was claimed with, and the application's own writes always seal with the

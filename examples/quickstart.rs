@@ -1,27 +1,37 @@
 //! The main job on the embedded default: a vault in one SQLite file.
 //!
 //! `cargo run --example quickstart [DIR]` (default: the current directory) creates or opens
-//! `credvault.db`, the key file `credvault-keys.json` and the shred-secret directory
-//! `credvault-tenant-keys/`, stores an OAuth token for tenant `acme`, reads it back, refreshes
-//! it when it is about to expire, lists and exports the tenant, and shows the audit log. Run it
-//! twice: the second run finds the token the first one stored.
+//! the database `DIR/data/credvault.db`, with its key file `DIR/keys/credvault-keys.json` and
+//! shred-secret directory `DIR/keys/tenant-keys/` kept apart from it (back up `data/`, never
+//! `keys/` with it), stores an OAuth token for tenant `acme`, reads it back, refreshes it when
+//! it is about to expire, lists and exports the tenant, and shows the audit log. Run it twice:
+//! the second run finds the token the first one stored. Once the database holds a vault, the
+//! keys are never created again: a run with the key file missing fails instead of starting a
+//! second vault.
 
 use std::path::PathBuf;
 
+use credvault::SecretString;
 use credvault::backend::AuditQuery;
-use credvault::envelope::DirTenantKeys;
-use credvault::store::{OAuthToken, StoreError, Vault};
-use credvault::{Keyring, SecretString};
+use credvault::store::{OAuthToken, StoreError, Vault, VaultConfig};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), credvault::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args_os()
         .nth(1)
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let keys = Keyring::load_or_create(dir.join("credvault-keys.json"))?;
-    let tenant_keys = DirTenantKeys::new(dir.join("credvault-tenant-keys"))?;
-    let db = format!("sqlite://{}", dir.join("credvault.db").display());
-    let vault = Vault::open(&db, keys, tenant_keys).await?;
+    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    for d in [&data, &keys] {
+        std::fs::create_dir_all(d)?;
+    }
+    let db = format!("sqlite://{}", data.join("credvault.db").display());
+    let vault = Vault::open_or_init_local(
+        &db,
+        &keys.join("credvault-keys.json"),
+        &keys.join("tenant-keys"),
+        VaultConfig::default(),
+    )
+    .await?;
     println!("opened {db}");
 
     let acme = vault.tenant("acme")?.with_actor("quickstart");

@@ -252,6 +252,7 @@ fn tenant_row(id: &str) -> TenantRow {
         min_dek_version: KeyVersion::new(1),
         deleted_at: None,
         purge_after: None,
+        shredded_at: None,
     }
 }
 
@@ -980,11 +981,13 @@ mod sqlite_only {
             tables,
             [
                 "credvault_audit",
+                "credvault_keys",
                 "credvault_schema",
                 "credvault_secrets",
                 "credvault_tenant_deks",
                 "credvault_tenants",
-                "credvault_throttle"
+                "credvault_throttle",
+                "credvault_vault"
             ]
         );
         f.finish().await;
@@ -1102,11 +1105,13 @@ mod postgres_only {
             tables,
             [
                 "credvault_audit",
+                "credvault_keys",
                 "credvault_schema",
                 "credvault_secrets",
                 "credvault_tenant_deks",
                 "credvault_tenants",
-                "credvault_throttle"
+                "credvault_throttle",
+                "credvault_vault"
             ]
         );
         let sqlx_tables: i64 = sqlx::query_scalar(

@@ -703,9 +703,18 @@ fn vault_commands_before_init_exit_2_and_create_nothing() {
     )
     .success();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
-    let err = fails_with(a, 2, "tenant key directory");
+    let err = fails_with(a, 2, "tenant-key store ./credvault-tenant-keys");
     assert!(err.contains("credvault vault init"), "{err}");
+    // An empty directory (an unmounted volume's mount point) is not a tenant-key store.
     std::fs::create_dir(dir.path().join("credvault-tenant-keys")).unwrap();
+    let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
+    fails_with(a, 2, "not a credvault tenant-key directory");
+    std::fs::write(
+        dir.path()
+            .join("credvault-tenant-keys/credvault-tenant-keys.json"),
+        r#"{"format": "credvault-tenant-keys", "version": 1, "store_id": "x", "created_at": 0}"#,
+    )
+    .unwrap();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
     fails_with(a, 2, "database ./credvault.db does not exist");
     assert!(!dir.path().join("credvault.db").exists());
@@ -721,7 +730,7 @@ fn vault_with_other_keys_or_tenant_keys_cannot_open_records() {
     assert!(!err.contains(SECRET) && err.contains("hint:"), "{err}");
     std::fs::create_dir(dir.path().join("empty-dir")).unwrap();
     let a = get_github(dir.path(), &["--tenant-keys", "empty-dir"]);
-    fails_with(a, 2, "crypto-shredded");
+    fails_with(a, 2, "not a credvault tenant-key directory");
     let a = get_github(dir.path(), &["--keys", "missing.json"]);
     fails_with(a, 2, "missing.json");
 }

@@ -260,10 +260,10 @@ async fn python_multifernet_tokens_import_once_into_a_sqlite_file() {
     };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("vault.db").display());
-    let vault = Vault::open(
+    let vault = Vault::init(
         &url,
         Keyring::generate().unwrap(),
-        credvault::envelope::DirTenantKeys::new(dir.path().join("tenant-keys")).unwrap(),
+        credvault::envelope::DirTenantKeys::create(dir.path().join("tenant-keys")).unwrap(),
     )
     .await
     .unwrap();

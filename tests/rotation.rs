@@ -234,6 +234,23 @@ mod body {
         assert!(report.failures.is_empty());
         assert_eq!(vault.kek_usage(KeyVersion::new(1)).await.unwrap(), 0);
         assert_eq!(vault.kek_usage(v2).await.unwrap(), 4);
+        // The first vault registered KEK 1 as its primary at T0: wait out the quiet period.
+        let err = vault
+            .destroy_kek(&mut kek, KeyVersion::new(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::KeyRecentlyUsed {
+                    ago: 0,
+                    quiet: 900,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        f.clock.advance(900);
         vault
             .destroy_kek(&mut kek, KeyVersion::new(1))
             .await

@@ -53,7 +53,7 @@ async fn open(place: &Place) -> Vault {
     let vault = Vault::builder(
         backend,
         Keyring::load(&place.keys).unwrap(),
-        DirTenantKeys::new(&place.shred).unwrap(),
+        DirTenantKeys::create(&place.shred).unwrap(),
     )
     .build();
     vault.migrate().await.unwrap();

@@ -571,11 +571,14 @@ mod cases {
             min_dek_version: KeyVersion::new(1),
             deleted_at: None,
             purge_after: None,
+            shredded_at: None,
         };
         backend.insert_tenant(&row, &[]).await.unwrap();
-        // Back to version 1: what 0002 and 0003 added is gone.
+        // Back to version 1: what 0002, 0003 and 0004 added is gone.
         db.exec(
-            "DROP TABLE {p}credvault_throttle; DROP TABLE {p}credvault_tenant_deks; \
+            "DROP TABLE {p}credvault_keys; DROP TABLE {p}credvault_vault; \
+             ALTER TABLE {p}credvault_tenants DROP COLUMN shredded_at; \
+             DROP TABLE {p}credvault_throttle; DROP TABLE {p}credvault_tenant_deks; \
              DROP INDEX {p}credvault_tenants_kek; \
              ALTER TABLE {p}credvault_tenants DROP COLUMN dek_created_at; \
              ALTER TABLE {p}credvault_tenants DROP COLUMN min_dek_version; \
@@ -588,7 +591,9 @@ mod cases {
             backend.schema_version().await.unwrap(),
             Some(SCHEMA_VERSION)
         );
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
+        // Version 4 starts the newest KEK version at the newest one in use.
+        assert_eq!(backend.key_registry().await.unwrap().newest_kek, 2);
         assert_eq!(
             backend.tenant(&row.tenant).await.unwrap(),
             Some(row.clone())

@@ -126,8 +126,11 @@ async fn copy_of_the_rows_taken_before_purge_cannot_be_read_after_it() {
     for table in [
         "credvault_schema",
         "credvault_tenants",
+        "credvault_tenant_deks",
         "credvault_secrets",
         "credvault_audit",
+        "credvault_keys",
+        "credvault_vault",
     ] {
         sql.push_str(&format!(
             "CREATE TABLE \"{copy}\".{table} AS SELECT * FROM \"{}\".{table};",

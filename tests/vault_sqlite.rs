@@ -32,8 +32,8 @@ struct Files {
 impl Files {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let kek = Arc::new(Keyring::load_or_create(dir.path().join("keys.json")).unwrap());
-        let shred = Arc::new(DirTenantKeys::new(dir.path().join("tenant-keys")).unwrap());
+        let kek = Arc::new(Keyring::create_new(dir.path().join("keys.json")).unwrap());
+        let shred = Arc::new(DirTenantKeys::create(dir.path().join("tenant-keys")).unwrap());
         Self {
             dir,
             kek,
@@ -268,7 +268,17 @@ async fn unreachable_or_unknown_databases_are_clear_errors() {
         "sqlite://{}/no/such/dir/vault.db",
         files.dir.path().display()
     );
+    // Opening an existing vault never creates one: a missing file says so.
     let err = Vault::open(
+        &missing_dir,
+        Arc::clone(&files.kek),
+        Arc::clone(&files.shred),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(&err, StoreError::NotInitialised(_)), "{err:?}");
+    // Creating one in a directory that does not exist is the database's refusal.
+    let err = Vault::init(
         &missing_dir,
         Arc::clone(&files.kek),
         Arc::clone(&files.shred),

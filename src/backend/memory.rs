@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
-    BoxFuture, DekRow, DestroyDek, ListQuery, RecordCount, RecordKey, SCHEMA_VERSION, SecretRow,
-    StaleRecord, TenantRow,
+    BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
+    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -36,9 +36,18 @@ struct State {
     secrets: BTreeMap<RecordKey, SecretRow>,
     retired: BTreeMap<(TenantId, KeyVersion), DekRow>,
     audit: Vec<AuditRow>,
+    registry: KeyRegistry,
 }
 
 impl State {
+    /// Refuses a wrap under a KEK version older than the newest one presented.
+    fn check_kek(&self, kek: KeyVersion) -> Result<(), BackendError> {
+        if kek.get() < self.registry.newest_kek {
+            return Err(stale_kek(kek, self.registry.newest_kek));
+        }
+        Ok(())
+    }
+
     /// Whether a row sealed with `dek_version` may be written for `tenant`: its tenant is
     /// unknown to this store, or `dek_version` is the tenant's current version or `kept`.
     fn key_is_writable(
@@ -51,13 +60,6 @@ impl State {
             .get(tenant)
             .is_none_or(|t| t.dek_version == dek_version || kept == Some(dek_version))
     }
-}
-
-fn stale_key() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::StaleKey,
-        "the tenant's data key was rotated: seal the record again with the current key",
-    )
 }
 
 impl MemoryBackend {
@@ -105,6 +107,7 @@ impl Backend for MemoryBackend {
             if let Some(existing) = s.tenants.get(&row.tenant) {
                 return Ok(existing.clone());
             }
+            s.check_kek(row.kek_version)?;
             s.tenants.insert(row.tenant.clone(), row.clone());
             s.audit.extend_from_slice(audit);
             Ok(row.clone())
@@ -126,7 +129,7 @@ impl Backend for MemoryBackend {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         self.run(move |s| {
-            let Some(t) = s.tenants.get_mut(id) else {
+            let Some(t) = s.tenants.get_mut(id).filter(|t| t.shredded_at.is_none()) else {
                 return Ok(false);
             };
             t.deleted_at = deleted_at;
@@ -342,6 +345,54 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn key_registry(&self) -> BoxFuture<'_, Result<KeyRegistry, BackendError>> {
+        self.run(|s| Ok(s.registry.clone()))
+    }
+
+    fn register_keys<'a>(
+        &'a self,
+        keys: &'a [KeyIdentity],
+        primary: Option<u32>,
+        at: i64,
+    ) -> BoxFuture<'a, Result<KeyRegistry, BackendError>> {
+        self.run(move |s| {
+            let r = &mut s.registry;
+            for key in keys {
+                if r.get(key.role, key.version).is_none() {
+                    r.keys.push(key.clone());
+                }
+                if key.role == KeyRole::Kek {
+                    r.newest_kek = r.newest_kek.max(key.version);
+                }
+            }
+            r.keys.sort_by_key(|k| (k.role, k.version));
+            if let Some(v) = primary {
+                for k in r.keys.iter_mut() {
+                    if k.role == KeyRole::Kek && k.version == v {
+                        k.last_primary_at = Some(at);
+                    }
+                }
+            }
+            Ok(s.registry.clone())
+        })
+    }
+
+    fn set_tenant_shredded<'a>(
+        &'a self,
+        id: &'a TenantId,
+        at: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        self.run(move |s| {
+            let Some(t) = s.tenants.get_mut(id) else {
+                return Ok(false);
+            };
+            t.shredded_at.get_or_insert(at);
+            s.audit.extend_from_slice(audit);
+            Ok(true)
+        })
+    }
+
     fn retired_deks<'a>(
         &'a self,
         tenant: &'a TenantId,
@@ -384,6 +435,7 @@ impl Backend for MemoryBackend {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         self.run(move |s| {
+            s.check_kek(kek_version)?;
             let Some(t) = s.tenants.get_mut(tenant) else {
                 return Ok(false);
             };
@@ -412,6 +464,7 @@ impl Backend for MemoryBackend {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         self.run(move |s| {
+            s.check_kek(new_kek)?;
             let done = if let Some(t) = s
                 .tenants
                 .get_mut(tenant)

@@ -41,8 +41,9 @@ use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
 /// The schema version this build writes and reads (`credvault_schema`). Version 2 added the
 /// login throttle's table, `credvault_throttle`; version 3 key rotation (retired data keys in
-/// `credvault_tenant_deks`, a tenant's minimum data key version).
-pub const SCHEMA_VERSION: u32 = 3;
+/// `credvault_tenant_deks`, a tenant's minimum data key version); version 4 key identity
+/// (`credvault_keys`, `credvault_vault`) and a tenant's shredding state.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
 /// object-safe (`Arc<dyn Backend>`).
@@ -81,6 +82,78 @@ pub struct TenantRow {
     pub deleted_at: Option<i64>,
     /// When the purge job may destroy the tenant, if deletion was requested.
     pub purge_after: Option<i64>,
+    /// When the purge job destroyed the tenant's shred secret, if it did (its records can no
+    /// longer be opened; the rows go in the same purge, or the next if it was interrupted).
+    pub shredded_at: Option<i64>,
+}
+
+/// What a [`KeyIdentity`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum KeyRole {
+    /// A version of the key-encryption key.
+    Kek,
+    /// The tenant-key store (shred secrets); its version is always 0.
+    TenantKeys,
+}
+
+impl KeyRole {
+    /// The name stored in `credvault_keys.role`: `kek`, `tenant_keys`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kek => "kek",
+            Self::TenantKeys => "tenant_keys",
+        }
+    }
+
+    /// The role a stored name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "kek" => Some(Self::Kek),
+            "tenant_keys" => Some(Self::TenantKeys),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The recorded identity of one key the vault uses: a KEK version's fingerprint (a keyed hash,
+/// never the key) or the tenant-key store's id. One row of `credvault_keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    /// What it names.
+    pub role: KeyRole,
+    /// The KEK version (0 for the tenant-key store).
+    pub version: u32,
+    /// The fingerprint or store id.
+    pub fingerprint: String,
+    /// When it was first recorded, Unix seconds.
+    pub recorded_at: i64,
+    /// The last time a process registered this KEK version as its primary, Unix seconds.
+    pub last_primary_at: Option<i64>,
+}
+
+/// Every recorded key identity, and the newest KEK version any process has presented.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRegistry {
+    /// The recorded identities, ordered by (role, version).
+    pub keys: Vec<KeyIdentity>,
+    /// Nothing may be wrapped under a KEK version older than this (0: none recorded).
+    pub newest_kek: u32,
+}
+
+impl KeyRegistry {
+    /// The recorded identity of `(role, version)`.
+    pub fn get(&self, role: KeyRole, version: u32) -> Option<&KeyIdentity> {
+        self.keys
+            .iter()
+            .find(|k| k.role == role && k.version == version)
+    }
 }
 
 /// A record's row: the sealed payload and its clear metadata.
@@ -197,6 +270,25 @@ impl BackendError {
     }
 }
 
+/// A write sealed with a data key that is no longer the tenant's current one.
+pub(crate) fn stale_key() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::StaleKey,
+        "the tenant's data key was rotated: seal the record again with the current key",
+    )
+}
+
+/// A wrap under a key-encryption key older than the newest one the vault has seen.
+pub(crate) fn stale_kek(kek: KeyVersion, newest: u32) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::StaleKey,
+        format!(
+            "key-encryption key {kek} is older than v{newest}, which another process already \
+             uses: nothing was written; reload the key file (it was rotated)"
+        ),
+    )
+}
+
 /// Storage for sealed records, tenants and the audit log.
 ///
 /// Implementations must make every method that takes `audit` rows write them in the same
@@ -210,7 +302,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn schema_version(&self) -> BoxFuture<'_, Result<Option<u32>, BackendError>>;
 
     /// Inserts a tenant unless one with the same id exists; returns the row that is stored
-    /// (the caller's or the existing one).
+    /// (the caller's or the existing one). A new row whose `kek_version` is older than the
+    /// registry's newest KEK version is [`BackendErrorKind::StaleKey`], writing nothing: the
+    /// caller's key provider is behind (reload it).
     fn insert_tenant<'a>(
         &'a self,
         row: &'a TenantRow,
@@ -224,7 +318,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<TenantRow>, BackendError>>;
 
     /// Sets or clears (`None`, `None`) a tenant's deletion state. Returns whether the tenant
-    /// exists.
+    /// exists and its shred secret was not destroyed (a shredded tenant is left as it is).
     fn set_tenant_deletion<'a>(
         &'a self,
         id: &'a TenantId,
@@ -318,6 +412,32 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Deletes audit rows older than `before`; returns how many.
     fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>>;
 
+    // Key identity (schema version 4).
+
+    /// The recorded key identities and the newest KEK version.
+    fn key_registry(&self) -> BoxFuture<'_, Result<KeyRegistry, BackendError>>;
+
+    /// In one transaction: records each of `keys` that has no row yet for its (role, version)
+    /// (an existing row is kept as it is, whatever its fingerprint: the caller compares),
+    /// raises the newest KEK version to the highest KEK version in `keys`, sets
+    /// `last_primary_at = at` on KEK version `primary` (if given and recorded). Returns the
+    /// registry as stored afterwards.
+    fn register_keys<'a>(
+        &'a self,
+        keys: &'a [KeyIdentity],
+        primary: Option<u32>,
+        at: i64,
+    ) -> BoxFuture<'a, Result<KeyRegistry, BackendError>>;
+
+    /// Records that the tenant's shred secret is being destroyed (before it is), with `audit`.
+    /// Returns whether the tenant exists. Idempotent: an earlier time is kept.
+    fn set_tenant_shredded<'a>(
+        &'a self,
+        id: &'a TenantId,
+        at: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
     // Key rotation (schema version 3).
 
     /// The tenant's retired data keys (destroyed ones too, without their wrapped key),
@@ -338,7 +458,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Makes `wrapped` (data key version `expected + 1`, wrapped under `kek_version`) the
     /// tenant's current data key if its current version is `expected`, retiring the old one
     /// (kept, decrypt-only), in one transaction with `audit`. Returns `false`, writing
-    /// nothing, if the current version is not `expected` or the tenant is unknown.
+    /// nothing, if the current version is not `expected` or the tenant is unknown;
+    /// [`BackendErrorKind::StaleKey`] if `kek_version` is older than the registry's newest.
     #[allow(
         clippy::too_many_arguments,
         reason = "one compare-and-swap, all parts needed"
@@ -354,7 +475,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
     /// Replaces the wrapping of data key `(tenant, version)` (current or retired, not
-    /// destroyed) if it is wrapped under `old_kek`. Returns whether it was.
+    /// destroyed) if it is wrapped under `old_kek`. Returns whether it was;
+    /// [`BackendErrorKind::StaleKey`] if `new_kek` is older than the registry's newest.
     #[allow(
         clippy::too_many_arguments,
         reason = "one compare-and-swap, all parts needed"
@@ -596,6 +718,28 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
         request: &'a BatchRequest<'a>,
     ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>> {
         (**self).reencrypt_batch(request)
+    }
+
+    fn key_registry(&self) -> BoxFuture<'_, Result<KeyRegistry, BackendError>> {
+        (**self).key_registry()
+    }
+
+    fn register_keys<'a>(
+        &'a self,
+        keys: &'a [KeyIdentity],
+        primary: Option<u32>,
+        at: i64,
+    ) -> BoxFuture<'a, Result<KeyRegistry, BackendError>> {
+        (**self).register_keys(keys, primary, at)
+    }
+
+    fn set_tenant_shredded<'a>(
+        &'a self,
+        id: &'a TenantId,
+        at: i64,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).set_tenant_shredded(id, at, audit)
     }
 }
 

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_throttle.sql"),
     include_str!("migrations/postgres/0003_rotation.sql"),
+    include_str!("migrations/postgres/0004_key_identity.sql"),
 ];
 
 /// How long [`PgBackend::connect`] keeps retrying a server that refuses connections.

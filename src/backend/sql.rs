@@ -12,7 +12,7 @@ use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
 /// The columns of `credvault_tenants`, in [`tenant_from_row`]'s order.
 pub(crate) const TENANT_COLUMNS: &str = "tenant_id, wrapped_dek, dek_version, kek_version, \
-     created_at, dek_created_at, min_dek_version, deleted_at, purge_after";
+     created_at, dek_created_at, min_dek_version, deleted_at, purge_after, shredded_at";
 
 /// The columns of `credvault_secrets`, in [`bind_secret`](sql_backend)'s order.
 pub(crate) const SECRET_COLUMNS: &str = "tenant_id, kind, name, version, sealed, dek_version, \
@@ -65,6 +65,13 @@ pub(crate) struct Queries {
     pub(crate) purge_records: Arc<str>,
     pub(crate) insert_audit: Arc<str>,
     pub(crate) purge_audit: Arc<str>,
+    pub(crate) select_keys: Arc<str>,
+    pub(crate) select_newest_kek: Arc<str>,
+    pub(crate) lock_newest_kek: Arc<str>,
+    pub(crate) insert_key: Arc<str>,
+    pub(crate) raise_newest_kek: Arc<str>,
+    pub(crate) touch_primary: Arc<str>,
+    pub(crate) set_shredded: Arc<str>,
 }
 
 impl Queries {
@@ -99,14 +106,15 @@ impl Queries {
             )),
             insert_tenant: q(format!(
                 "INSERT INTO {p}credvault_tenants ({TENANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id) DO NOTHING"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant_id) DO NOTHING"
             )),
             select_tenant: q(format!(
                 "SELECT {TENANT_COLUMNS} FROM {p}credvault_tenants WHERE tenant_id = $1"
             )),
             set_tenant_deletion: q(format!(
                 "UPDATE {p}credvault_tenants SET deleted_at = $2, purge_after = $3 \
-                 WHERE tenant_id = $1"
+                 WHERE tenant_id = $1 AND shredded_at IS NULL"
             )),
             tenants_due: q(format!(
                 "SELECT tenant_id FROM {p}credvault_tenants WHERE purge_after <= $1 \
@@ -146,6 +154,34 @@ impl Queries {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
             )),
             purge_audit: q(format!("DELETE FROM {p}credvault_audit WHERE at < $1")),
+            select_keys: q(format!(
+                "SELECT role, version, fingerprint, recorded_at, last_primary_at \
+                 FROM {p}credvault_keys ORDER BY role, version"
+            )),
+            select_newest_kek: q(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1"
+            )),
+            // Every write that wraps a data key share-locks this row (PostgreSQL), so raising
+            // the newest version waits for them and no wrap under an older KEK commits after.
+            lock_newest_kek: q(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1{share}"
+            )),
+            insert_key: q(format!(
+                "INSERT INTO {p}credvault_keys \
+                 (role, version, fingerprint, recorded_at, last_primary_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (role, version) DO NOTHING"
+            )),
+            raise_newest_kek: q(format!(
+                "UPDATE {p}credvault_vault SET newest_kek = $1 WHERE id = 1 AND newest_kek < $1"
+            )),
+            touch_primary: q(format!(
+                "UPDATE {p}credvault_keys SET last_primary_at = $2 \
+                 WHERE role = 'kek' AND version = $1"
+            )),
+            set_shredded: q(format!(
+                "UPDATE {p}credvault_tenants SET shredded_at = COALESCE(shredded_at, $2) \
+                 WHERE tenant_id = $1"
+            )),
         }
     }
 
@@ -265,14 +301,6 @@ pub(crate) fn multi_row_insert(head: &str, rows: usize) -> String {
     sql
 }
 
-/// A write sealed with a data key that is no longer the tenant's current one.
-pub(crate) fn stale_key() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::StaleKey,
-        "the tenant's data key was rotated: seal the record again with the current key",
-    )
-}
-
 pub(crate) fn corrupt(message: String) -> BackendError {
     BackendError::new(BackendErrorKind::Corrupt, message)
 }
@@ -339,7 +367,33 @@ pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendErr
         min_dek_version: key_version(&place, row, "min_dek_version")?,
         deleted_at: read(&place, "deleted_at", row.opt_int("deleted_at"))?,
         purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
+        shredded_at: read(&place, "shredded_at", row.opt_int("shredded_at"))?,
     })
+}
+
+/// A `credvault_keys` row.
+pub(crate) fn key_identity_from_row(
+    row: &impl RowExt,
+) -> Result<crate::backend::KeyIdentity, BackendError> {
+    let place = || "credvault_keys row".to_owned();
+    let role = read(&place, "role", row.text("role"))?;
+    let role = crate::backend::KeyRole::from_name(&role)
+        .ok_or_else(|| corrupt(format!("credvault_keys row: unknown role {}", shown(&role))))?;
+    let version = read(&place, "version", row.int("version"))?;
+    Ok(crate::backend::KeyIdentity {
+        role,
+        version: u32::try_from(version)
+            .map_err(|_| corrupt("credvault_keys row: version is out of range".to_owned()))?,
+        fingerprint: read(&place, "fingerprint", row.text("fingerprint"))?,
+        recorded_at: read(&place, "recorded_at", row.int("recorded_at"))?,
+        last_primary_at: read(&place, "last_primary_at", row.opt_int("last_primary_at"))?,
+    })
+}
+
+/// The newest KEK version read from `credvault_vault` (0 if the row is missing).
+pub(crate) fn newest_kek_from(value: Option<i64>) -> Result<u32, BackendError> {
+    u32::try_from(value.unwrap_or(0))
+        .map_err(|_| corrupt("credvault_vault row: newest_kek is out of range".to_owned()))
 }
 
 /// The `(tenant_id, kind, name)` of a `credvault_secrets` row.
@@ -491,6 +545,51 @@ macro_rules! sql_backend {
         $crate::backend::sql_rotation::sql_rotation!($ty, $conn);
 
         impl $ty {
+            /// Refuses (inside the caller's transaction, share-locking the newest KEK version
+            /// on PostgreSQL) a wrap under a KEK version older than the newest one presented.
+            async fn check_kek(
+                &self,
+                conn: &mut $conn,
+                kek: $crate::KeyVersion,
+            ) -> Result<(), $crate::backend::BackendError> {
+                let newest: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(self.queries.lock_newest_kek.clone()))
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(|e| self.err(e, "checking the key-encryption key version"))?;
+                let newest = $crate::backend::sql::newest_kek_from(newest)?;
+                if kek.get() < newest {
+                    return Err($crate::backend::stale_kek(kek, newest));
+                }
+                Ok(())
+            }
+
+            /// The key registry, read on `conn`.
+            async fn read_registry(
+                &self,
+                conn: &mut $conn,
+            ) -> Result<$crate::backend::KeyRegistry, $crate::backend::BackendError> {
+                let context = "reading the key registry";
+                let rows = sqlx::query(sqlx::AssertSqlSafe(self.queries.select_keys.clone()))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| self.err(e, context))?;
+                let newest: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(self.queries.select_newest_kek.clone()))
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                let mut keys = rows
+                    .iter()
+                    .map($crate::backend::sql::key_identity_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                keys.sort_by_key(|k| (k.role, k.version));
+                Ok($crate::backend::KeyRegistry {
+                    keys,
+                    newest_kek: $crate::backend::sql::newest_kek_from(newest)?,
+                })
+            }
+
             /// Writes `rows` to the audit log on `conn` (inside the caller's transaction).
             async fn write_audit(
                 &self,
@@ -561,10 +660,12 @@ macro_rules! sql_backend {
                         .bind(i64::from(row.min_dek_version.get()))
                         .bind(row.deleted_at)
                         .bind(row.purge_after)
+                        .bind(row.shredded_at)
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(e, context))?;
                     let stored = if done.rows_affected() == 1 {
+                        self.check_kek(&mut *tx, row.kek_version).await?;
                         self.write_audit(&mut *tx, audit).await?;
                         row.clone()
                     } else {
@@ -715,7 +816,7 @@ macro_rules! sql_backend {
                     if done.rows_affected() == 0 {
                         let current = self.current_dek_version(&mut *tx, &row.key.tenant).await?;
                         if current.is_some_and(|v| v != row.dek_version) {
-                            return Err($crate::backend::sql::stale_key());
+                            return Err($crate::backend::stale_key());
                         }
                         return Err($crate::backend::BackendError::new(
                             $crate::backend::BackendErrorKind::Conflict,
@@ -755,7 +856,7 @@ macro_rules! sql_backend {
                         .map_err(|e| self.err(e, context))?;
                         if stored == Some(expected_version) {
                             // The version matched: the data key did not.
-                            return Err($crate::backend::sql::stale_key());
+                            return Err($crate::backend::stale_key());
                         }
                         return Ok(false);
                     }
@@ -948,6 +1049,92 @@ macro_rules! sql_backend {
                         .await
                         .map_err(|e| self.err(e, "purging audit rows"))?;
                     Ok(done.rows_affected())
+                })
+            }
+
+            fn key_registry(
+                &self,
+            ) -> $crate::backend::BoxFuture<
+                '_,
+                Result<$crate::backend::KeyRegistry, $crate::backend::BackendError>,
+            > {
+                Box::pin(async move {
+                    let mut conn = self
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| self.err(e, "reading the key registry"))?;
+                    self.read_registry(&mut conn).await
+                })
+            }
+
+            fn register_keys<'a>(
+                &'a self,
+                keys: &'a [$crate::backend::KeyIdentity],
+                primary: Option<u32>,
+                at: i64,
+            ) -> $crate::backend::BoxFuture<
+                'a,
+                Result<$crate::backend::KeyRegistry, $crate::backend::BackendError>,
+            > {
+                Box::pin(async move {
+                    let context = "recording key identities";
+                    let mut tx = self.begin_write().await?;
+                    let mut newest = 0u32;
+                    for key in keys {
+                        sqlx::query(sqlx::AssertSqlSafe(self.queries.insert_key.clone()))
+                            .bind(key.role.as_str())
+                            .bind(i64::from(key.version))
+                            .bind(key.fingerprint.as_str())
+                            .bind(key.recorded_at)
+                            .bind(key.last_primary_at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| self.err(e, context))?;
+                        if key.role == $crate::backend::KeyRole::Kek {
+                            newest = newest.max(key.version);
+                        }
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(self.queries.raise_newest_kek.clone()))
+                        .bind(i64::from(newest))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                    if let Some(v) = primary {
+                        sqlx::query(sqlx::AssertSqlSafe(self.queries.touch_primary.clone()))
+                            .bind(i64::from(v))
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| self.err(e, context))?;
+                    }
+                    let registry = self.read_registry(&mut tx).await?;
+                    tx.commit().await.map_err(|e| self.err(e, context))?;
+                    Ok(registry)
+                })
+            }
+
+            fn set_tenant_shredded<'a>(
+                &'a self,
+                id: &'a $crate::TenantId,
+                at: i64,
+                audit: &'a [$crate::backend::AuditRow],
+            ) -> $crate::backend::BoxFuture<'a, Result<bool, $crate::backend::BackendError>> {
+                Box::pin(async move {
+                    let context = "recording a tenant's shredding";
+                    let mut tx = self.begin_write().await?;
+                    let done = sqlx::query(sqlx::AssertSqlSafe(self.queries.set_shredded.clone()))
+                        .bind(id.as_str())
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, context))?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    self.write_audit(&mut *tx, audit).await?;
+                    tx.commit().await.map_err(|e| self.err(e, context))?;
+                    Ok(true)
                 })
             }
 

@@ -326,6 +326,7 @@ macro_rules! sql_rotation {
                 };
                 let r = &self.queries.rotation;
                 let mut tx = self.begin_write().await?;
+                self.check_kek(&mut *tx, kek_version).await?;
                 let current: Option<i64> =
                     sqlx::query_scalar(sqlx::AssertSqlSafe(r.lock_tenant.clone()))
                         .bind(tenant.as_str())
@@ -370,6 +371,7 @@ macro_rules! sql_rotation {
                 let context = "rewrapping a data key";
                 let r = &self.queries.rotation;
                 let mut tx = self.begin_write().await?;
+                self.check_kek(&mut *tx, new_kek).await?;
                 let mut done = 0;
                 for sql in [&r.rewrap_current, &r.rewrap_retired] {
                     done += sqlx::query(sqlx::AssertSqlSafe(sql.clone()))

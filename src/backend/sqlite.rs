@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_throttle.sql"),
     include_str!("migrations/sqlite/0003_rotation.sql"),
+    include_str!("migrations/sqlite/0004_key_identity.sql"),
 ];
 
 /// How long a connection waits for another writer's lock before failing.

@@ -101,31 +101,27 @@ impl Keyring {
         Self::from_json(&text, &path.display().to_string())
     }
 
-    /// Loads the key file at `path`, or, only if there is no file there, generates a new
-    /// keyring and saves it (mode 0600). A file that exists but does not parse is an error,
-    /// never replaced.
+    /// Generates a new keyring and saves it at `path` (mode 0600), which must not exist: an
+    /// existing file is never loaded nor replaced ([`std::io::ErrorKind::AlreadyExists`]).
+    ///
+    /// To open or create the keys of a local vault, use
+    /// [`Vault::open_or_init_local`](crate::store::Vault::open_or_init_local): it never
+    /// creates a key beside a database that already holds a vault.
     ///
     /// # Errors
     ///
-    /// As [`load`](Self::load) and [`save`](Self::save).
-    pub fn load_or_create(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+    /// [`KeyError::Io`] naming the file (`AlreadyExists` if it exists); RNG failures.
+    pub fn create_new(path: impl AsRef<Path>) -> Result<Self, KeyError> {
         let path = path.as_ref();
-        match Self::load(path) {
-            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                let ring = Self::generate()?;
-                let json = ring.to_json();
-                match write_atomically(path, json.expose_secret().as_bytes(), Replace::No) {
-                    Ok(()) => Ok(ring),
-                    // Another process created it first: use theirs, never two keyrings.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
-                    Err(source) => Err(KeyError::Io {
-                        path: path.to_owned(),
-                        source,
-                    }),
-                }
+        let ring = Self::generate()?;
+        let json = ring.to_json();
+        write_atomically(path, json.expose_secret().as_bytes(), Replace::No).map_err(|source| {
+            KeyError::Io {
+                path: path.to_owned(),
+                source,
             }
-            other => other,
-        }
+        })?;
+        Ok(ring)
     }
 
     /// Loads a keyring from the JSON in environment variable `name`.

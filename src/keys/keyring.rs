@@ -234,6 +234,20 @@ impl Keyring {
         })
     }
 
+    /// A fingerprint of version `version`: the first 16 bytes of
+    /// HMAC-SHA256(key, `"credvault kek fingerprint v1"` || version as u32 BE), in hex. It
+    /// identifies the key (the vault records it, to refuse a different key under the same
+    /// version) and reveals nothing about it. `None` for a destroyed or unknown version.
+    pub fn fingerprint(&self, version: KeyVersion) -> Option<String> {
+        use hmac::{KeyInit as _, Mac as _};
+        let material = self.entries.get(&version)?.material.as_ref()?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(material.raw.as_ref()).ok()?;
+        mac.update(b"credvault kek fingerprint v1");
+        mac.update(&version.get().to_be_bytes());
+        let tag = mac.finalize().into_bytes();
+        Some(tag.iter().take(16).map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Seals `plaintext` with the primary key, bound to `context`.
     ///
     /// # Errors

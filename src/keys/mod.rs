@@ -7,11 +7,14 @@
 //! reading and writing the key file.
 
 pub mod file;
+mod keyfile;
 mod keyring;
 mod provider;
 
 use std::path::PathBuf;
 
+pub use keyfile::KeyFile;
+pub(crate) use keyring::now as now_secs;
 pub use keyring::{KeyInfo, KeyState, Keyring};
 pub use provider::KeyProvider;
 
@@ -57,6 +60,14 @@ pub enum KeyError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A tenant-key store (shred secrets) is missing, empty, foreign or unsafe.
+    #[error("tenant-key store {place}: {problem}")]
+    Store {
+        /// The directory (or other place) of the store.
+        place: String,
+        /// What is wrong.
+        problem: String,
     },
     /// The environment variable is not set or not unicode.
     #[error("environment variable {name} is not set (or not valid unicode)")]

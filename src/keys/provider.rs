@@ -49,6 +49,35 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     fn key_infos(&self) -> Vec<KeyInfo> {
         Vec::new()
     }
+
+    /// A fingerprint of KEK `version` that identifies it without revealing it (a keyed hash,
+    /// never the key), which the vault records and compares so that a different key under the
+    /// same version number is refused. `None` if the provider cannot say (then only a
+    /// data key wrapped under it can show that it is the right one). Default: `None`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the provider reports.
+    fn fingerprint(&self, version: KeyVersion) -> Result<Option<String>, KeyError> {
+        let _ = version;
+        Ok(None)
+    }
+
+    /// Reloads the keys from where they live (a key file that was rotated meanwhile), so a
+    /// running process picks up a new KEK version without a restart. Returns whether anything
+    /// changed. Default: nothing to reload.
+    ///
+    /// # Errors
+    ///
+    /// The keys' source cannot be read or is invalid; the keys in use stay as they were.
+    fn reload(&self) -> Result<bool, KeyError> {
+        Ok(false)
+    }
+
+    /// Where the keys come from, for error messages ("key file /etc/app/keys.json").
+    fn describe(&self) -> String {
+        "the key provider".to_owned()
+    }
 }
 
 impl KeyProvider for Keyring {
@@ -67,6 +96,14 @@ impl KeyProvider for Keyring {
     fn key_infos(&self) -> Vec<KeyInfo> {
         self.infos().collect()
     }
+
+    fn fingerprint(&self, version: KeyVersion) -> Result<Option<String>, KeyError> {
+        Ok(Keyring::fingerprint(self, version))
+    }
+
+    fn describe(&self) -> String {
+        "the keyring".to_owned()
+    }
 }
 
 impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
@@ -84,5 +121,17 @@ impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
 
     fn key_infos(&self) -> Vec<KeyInfo> {
         (**self).key_infos()
+    }
+
+    fn fingerprint(&self, version: KeyVersion) -> Result<Option<String>, KeyError> {
+        (**self).fingerprint(version)
+    }
+
+    fn reload(&self) -> Result<bool, KeyError> {
+        (**self).reload()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }

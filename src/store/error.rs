@@ -103,6 +103,89 @@ pub enum StoreError {
         /// What they are (`tenant data keys`, `records`).
         needed_by: &'static str,
     },
+    /// The key provider holds a different key under a KEK version than the one this vault
+    /// recorded (a mistyped key path, another vault's key file): refused before anything is
+    /// sealed or wrapped with it.
+    #[error(
+        "{provider} holds a different key-encryption key {version} than the one this vault recorded (fingerprint {found} is not {recorded}): wrong key file? nothing was written"
+    )]
+    KeyMismatch {
+        /// Where the keys came from ("key file /etc/app/keys.json").
+        provider: String,
+        /// The KEK version.
+        version: KeyVersion,
+        /// The fingerprint the vault recorded.
+        recorded: String,
+        /// The fingerprint of the presented key.
+        found: String,
+    },
+    /// The key provider cannot open a data key of this vault wrapped under a KEK version it
+    /// claims to have (a vault made before key fingerprints were recorded).
+    #[error(
+        "{provider} cannot unwrap the data key of tenant {tenant} wrapped under key-encryption key {version}: wrong key file? nothing was written"
+    )]
+    KeyCannotUnwrap {
+        /// Where the keys came from.
+        provider: String,
+        /// A tenant whose data key failed to unwrap.
+        tenant: TenantId,
+        /// The KEK version.
+        version: KeyVersion,
+    },
+    /// The tenant-key store is not the one this vault uses (another store's marker, or a
+    /// store that lacks the shred secrets of the vault's tenants).
+    #[error(
+        "tenant-key store {store} is not this vault's: {problem}; pass the directory the vault was created with"
+    )]
+    TenantKeyStoreMismatch {
+        /// The store ("directory /var/lib/app/tenant-keys").
+        store: String,
+        /// What differs.
+        problem: String,
+    },
+    /// The key provider's newest KEK version is older than one another process already
+    /// uses, even after reloading: it would wrap new data keys under a key being retired.
+    #[error(
+        "{provider} is behind: its primary key-encryption key is {primary}, but this vault already uses v{newest}; give this process the rotated key file"
+    )]
+    KekBehind {
+        /// Where the keys came from.
+        provider: String,
+        /// The provider's primary version.
+        primary: KeyVersion,
+        /// The newest version the vault has seen.
+        newest: u32,
+    },
+    /// A KEK version was the primary of a running process too recently to be destroyed.
+    #[error(
+        "key-encryption key {version} was registered as a process's primary {ago} s ago; wait until no process has used it for {quiet} s (processes reload a rotated key file within a minute)"
+    )]
+    KeyRecentlyUsed {
+        /// The version.
+        version: KeyVersion,
+        /// Seconds since a process last registered it as its primary.
+        ago: i64,
+        /// The quiet period the vault requires.
+        quiet: i64,
+    },
+    /// Purge found tenants due whose shred secret is missing although the vault never
+    /// destroyed it: the tenant-key store is not the right one (or lost files). Those tenants
+    /// were left as they are; the rest of the purge ran.
+    #[error(
+        "purge refused for {} tenant(s) whose shred secret is missing from the tenant-key store although this vault never destroyed it ({}): wrong or unmounted store? nothing of theirs was deleted",
+        tenants.len(),
+        tenants.iter().map(TenantId::as_str).collect::<Vec<_>>().join(", ")
+    )]
+    ShredSecretMissing {
+        /// The tenants refused.
+        tenants: Vec<TenantId>,
+        /// What the purge did for the others.
+        report: Box<crate::store::PurgeReport>,
+    },
+    /// The database holds no vault (never initialised): opening an existing vault never
+    /// creates one.
+    #[error("{0} holds no credvault vault: create it with `credvault vault init` (or Vault::init)")]
+    NotInitialised(String),
     /// A key operation was refused: the message says why (`version 3 is the tenant's current
     /// data key`).
     #[error("{0}")]

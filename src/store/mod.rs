@@ -11,6 +11,7 @@ mod disconnect;
 mod error;
 mod export;
 mod import;
+mod keys;
 mod open;
 mod progress;
 mod record;
@@ -46,7 +47,7 @@ pub use tenant::{RecordInfo, Tenant, Versioned};
 
 use crate::backend::{AuditRow, Backend, DekRow, TenantRow};
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
-use crate::keys::KeyProvider;
+use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
 
 /// Seconds in a day.
@@ -78,6 +79,14 @@ pub struct VaultConfig {
     /// before it is read again. A tenant deleted or restored by *another* process is noticed
     /// within this time; this process notices at once. Default: 1 second.
     pub tenant_cache_ttl: std::time::Duration,
+    /// How often a vault handle checks its keys against the vault's records again (and asks
+    /// its key provider to reload a rotated key file, and registers its primary KEK version
+    /// as in use). Default: 60 seconds.
+    pub key_check_interval: std::time::Duration,
+    /// How long a KEK version must have gone unregistered as any process's primary before
+    /// [`Vault::destroy_kek`] destroys it. Keep it well above `key_check_interval`.
+    /// Default: 15 minutes.
+    pub kek_quiet_period: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -92,6 +101,8 @@ impl Default for VaultConfig {
             max_payload: 1 << 20,
             default_actor: "app".to_owned(),
             tenant_cache_ttl: std::time::Duration::from_secs(1),
+            key_check_interval: std::time::Duration::from_secs(60),
+            kek_quiet_period: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -144,6 +155,13 @@ impl VaultBuilder {
         self
     }
 
+    /// How long a KEK version must have gone unregistered as any process's primary before
+    /// [`Vault::destroy_kek`] destroys it (default 15 minutes).
+    pub fn kek_quiet_period(mut self, period: std::time::Duration) -> Self {
+        self.config.kek_quiet_period = period;
+        self
+    }
+
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -162,6 +180,7 @@ impl VaultBuilder {
                 deks: RwLock::new(HashMap::new()),
                 tenants: Mutex::new(HashMap::new()),
                 read_buffer: Mutex::new(Vec::new()),
+                key_check: Mutex::new(None),
             }),
         }
     }
@@ -202,6 +221,8 @@ struct Inner {
     /// Recently read tenant rows, with when they were read.
     tenants: Mutex<HashMap<TenantId, (TenantRow, std::time::Instant)>>,
     read_buffer: Mutex<Vec<AuditRow>>,
+    /// When [`Vault::check_keys`] last succeeded.
+    key_check: Mutex<Option<std::time::Instant>>,
 }
 
 impl fmt::Debug for Vault {
@@ -286,6 +307,7 @@ impl Vault {
 
     /// The tenant's row, refusing unknown and deleted tenants.
     pub(crate) async fn active_tenant(&self, tenant: &TenantId) -> Result<TenantRow, StoreError> {
+        self.keys_ready().await?;
         let row = match self.cached_tenant(tenant) {
             Some(row) => row,
             None => {
@@ -321,22 +343,13 @@ impl Vault {
             other => return other,
         }
         self.inner.tenant_keys.get_or_create(tenant)?;
-        let version = KeyVersion::FIRST;
-        let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
-        let now = self.now();
-        let row = TenantRow {
-            tenant: tenant.clone(),
-            wrapped_dek: wrapped,
-            dek_version: version,
-            kek_version: self.inner.kek.primary_version(),
-            created_at: now,
-            dek_created_at: now,
-            min_dek_version: KeyVersion::FIRST,
-            deleted_at: None,
-            purge_after: None,
+        let stored = match self.insert_tenant(tenant, actor).await {
+            // A newer KEK is in use elsewhere: pick it up (reload, check) and wrap again.
+            Err(e) if keys::is_stale_key(&e) && self.catch_up_kek().await? => {
+                self.insert_tenant(tenant, actor).await?
+            }
+            other => other?,
         };
-        let audit = [self.audit_row(tenant, None, None, "tenant_create", actor, "ok")];
-        let stored = self.inner.backend.insert_tenant(&row, &audit).await?;
         if let Some(purge_after) = stored.purge_after {
             return Err(StoreError::TenantDeleted {
                 tenant: tenant.clone(),
@@ -344,6 +357,31 @@ impl Vault {
             });
         }
         Ok(stored)
+    }
+
+    /// Inserts a new tenant with a new data key wrapped under the primary KEK (or finds the
+    /// one another process inserted first).
+    async fn insert_tenant(&self, tenant: &TenantId, actor: &str) -> Result<TenantRow, StoreError> {
+        let version = KeyVersion::FIRST;
+        let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
+        // The version the wrapped key's header names (a reload may change the primary while
+        // this runs).
+        let kek_version = crate::crypto::format::parse(&wrapped)?.header.key_version;
+        let now = self.now();
+        let row = TenantRow {
+            tenant: tenant.clone(),
+            wrapped_dek: wrapped,
+            dek_version: version,
+            kek_version,
+            created_at: now,
+            dek_created_at: now,
+            min_dek_version: KeyVersion::FIRST,
+            deleted_at: None,
+            purge_after: None,
+            shredded_at: None,
+        };
+        let audit = [self.audit_row(tenant, None, None, "tenant_create", actor, "ok")];
+        Ok(self.inner.backend.insert_tenant(&row, &audit).await?)
     }
 
     /// The ready record key of a tenant's current DEK, from the cache or unwrapped now.
@@ -380,13 +418,21 @@ impl Vault {
             .tenant_keys
             .get(tenant)?
             .ok_or_else(|| StoreError::TenantShredded(tenant.clone()))?;
-        let dek = Arc::new(TenantDek::unwrap(
-            self.inner.kek.as_ref(),
-            &shred,
-            tenant,
-            version,
-            wrapped,
-        )?);
+        let unwrap =
+            || TenantDek::unwrap(self.inner.kek.as_ref(), &shred, tenant, version, wrapped);
+        let dek = Arc::new(match unwrap() {
+            // Wrapped under a KEK version this process does not have yet (rotated elsewhere):
+            // reload the provider once and try again.
+            Err(KeyError::UnknownVersion(_)) if self.inner.kek.reload()? => {
+                // New keys are checked against the vault's record before anything is
+                // wrapped with them: the next operation runs the key check.
+                if let Ok(mut at) = self.inner.key_check.lock() {
+                    *at = None;
+                }
+                unwrap()?
+            }
+            other => other?,
+        });
         if let Ok(mut m) = self.inner.deks.write() {
             m.insert(cache_key, Arc::clone(&dek));
         }

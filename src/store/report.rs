@@ -143,6 +143,7 @@ impl Vault {
     /// Storage errors.
     #[tracing::instrument(name = "credvault.key_report", skip_all, err(Display, level = "debug"))]
     pub async fn key_report(&self, policy: &RotationPolicy) -> Result<KeyReport, StoreError> {
+        self.keys_ready().await?;
         let now = self.now();
         let counts: BTreeMap<(TenantId, KeyVersion), u64> = self
             .backend()

@@ -30,6 +30,7 @@ impl Vault {
     #[tracing::instrument(name = "credvault.delete_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn delete_tenant(&self, tenant: &str, actor: &str) -> Result<i64, StoreError> {
         let id = TenantId::new(tenant)?;
+        self.keys_ready().await?;
         let now = self.now();
         let purge_after = now.saturating_add(self.config().grace_period);
         let audit = [self.audit_row(&id, None, None, "tenant_delete", actor, "ok")];
@@ -48,10 +49,13 @@ impl Vault {
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`] (including a tenant already purged), storage errors.
+    /// [`StoreError::UnknownTenant`] (including a tenant already purged),
+    /// [`StoreError::TenantShredded`] for a tenant whose purge already destroyed its shred
+    /// secret (an interrupted purge: the next one finishes it), storage errors.
     #[tracing::instrument(name = "credvault.restore_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
+        self.keys_ready().await?;
         let audit = [self.audit_row(&id, None, None, "tenant_restore", actor, "ok")];
         self.forget_tenant_row(&id);
         if !self
@@ -59,7 +63,10 @@ impl Vault {
             .set_tenant_deletion(&id, None, None, &audit)
             .await?
         {
-            return Err(StoreError::UnknownTenant(id));
+            return Err(match self.backend().tenant(&id).await? {
+                Some(row) if row.shredded_at.is_some() => StoreError::TenantShredded(id),
+                _ => StoreError::UnknownTenant(id),
+            });
         }
         Ok(())
     }
@@ -71,16 +78,52 @@ impl Vault {
     ///
     /// Run it at least daily (hourly if you promise deletion of derived data within 24 hours).
     ///
+    /// A tenant is shredded in three steps, each safe to interrupt: the vault records that
+    /// its shred secret is being destroyed, destroys it, then deletes its rows. A run killed
+    /// after the first or second step finishes the tenant on the next run. A tenant whose
+    /// shred secret is missing although the vault never recorded destroying it (a wrong,
+    /// empty or unmounted tenant-key store) is not purged and not reported as purged: it is
+    /// audited as refused and the run ends with [`StoreError::ShredSecretMissing`], after the
+    /// rest of the work.
+    ///
     /// # Errors
     ///
-    /// A storage or key-store error; what was done before it stays done.
+    /// [`StoreError::ShredSecretMissing`] (with the report of what was done); a storage or
+    /// key-store error; what was done before it stays done.
     #[tracing::instrument(name = "credvault.purge", skip_all, err(Display, level = "warn"))]
     pub async fn purge(&self) -> Result<PurgeReport, StoreError> {
+        self.keys_ready().await?;
         let now = self.now();
         let mut report = PurgeReport::default();
+        let mut refused = Vec::new();
         for tenant in self.backend().tenants_due_for_purge(now).await? {
-            // The shred secret goes first: once it is gone, no copy of the rows opens, even if
-            // the process dies before the rows are deleted (the next run deletes them).
+            let Some(row) = self.backend().tenant(&tenant).await? else {
+                continue; // purged by another process meanwhile
+            };
+            if row.shredded_at.is_none() {
+                if self.inner.tenant_keys.get(&tenant)?.is_none() {
+                    let audit = [self.audit_row(
+                        &tenant,
+                        None,
+                        None,
+                        "tenant_purge",
+                        PURGE_ACTOR,
+                        "refused: shred secret missing from the tenant-key store",
+                    )];
+                    self.backend().append_audit(&audit).await?;
+                    refused.push(tenant);
+                    continue;
+                }
+                // Recorded first: a run killed after destroying the secret is recognised as
+                // ours by the next one, which finishes the purge.
+                let audit =
+                    [self.audit_row(&tenant, None, None, "tenant_shred", PURGE_ACTOR, "ok")];
+                self.backend()
+                    .set_tenant_shredded(&tenant, now, &audit)
+                    .await?;
+            }
+            // The shred secret goes before the rows: once it is gone, no copy of the rows
+            // opens, even if the process dies before they are deleted.
             self.inner.tenant_keys.destroy(&tenant)?;
             self.forget_tenant(&tenant);
             let audit = [self.audit_row(&tenant, None, None, "tenant_purge", PURGE_ACTOR, "ok")];
@@ -99,8 +142,15 @@ impl Vault {
             tenant_records = report.tenant_records,
             expired_records = report.expired_records,
             audit_rows = report.audit_rows,
+            refused = refused.len(),
             "credvault purge finished"
         );
+        if !refused.is_empty() {
+            return Err(StoreError::ShredSecretMissing {
+                tenants: refused,
+                report: Box::new(report),
+            });
+        }
         Ok(report)
     }
 }

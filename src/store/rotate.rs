@@ -115,6 +115,7 @@ impl Vault {
     #[tracing::instrument(name = "credvault.rotate_dek", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn rotate_dek(&self, tenant: &str) -> Result<KeyVersion, StoreError> {
         let id = TenantId::new(tenant)?;
+        self.keys_ready().await?;
         loop {
             self.forget_tenant_row(&id);
             let row = self
@@ -139,6 +140,7 @@ impl Vault {
         &self,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u64, StoreError> {
+        self.keys_ready().await?;
         let clock = ProgressClock::start(0);
         let mut rotated = 0u64;
         let mut after = None;
@@ -181,6 +183,7 @@ impl Vault {
         &self,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<RewrapReport, StoreError> {
+        self.keys_ready().await?;
         let primary = self.kek().primary_version();
         let clock = ProgressClock::start(0);
         let mut report = RewrapReport::default();
@@ -195,7 +198,7 @@ impl Vault {
                     report.already_current += 1;
                     continue;
                 }
-                match self.rewrap_one(dek, wrapped, primary).await {
+                match self.rewrap_one(dek, wrapped).await {
                     Ok(true) => report.rewrapped += 1,
                     Ok(false) => {} // changed meanwhile (rotated or rewrapped elsewhere)
                     Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e)),
@@ -241,14 +244,19 @@ impl Vault {
     }
 
     /// Destroys KEK `version` in `keyring` if no data key in this vault is wrapped under it
-    /// any more. Save the keyring afterwards, and give it to every process (a process keeps
-    /// the keyring it was built with).
+    /// any more and no process has registered it as its primary within the
+    /// [`kek_quiet_period`](crate::store::VaultConfig::kek_quiet_period). Save the keyring
+    /// afterwards, and give it to every process (processes with a [`KeyFile`] reload it by
+    /// themselves).
+    ///
+    /// [`KeyFile`]: crate::keys::KeyFile
     ///
     /// # Errors
     ///
     /// [`StoreError::KeyInUse`] with the number of data keys that still need it (run
-    /// [`rewrap_deks`](Self::rewrap_deks) first); the keyring's refusal to destroy its
-    /// primary version; storage errors.
+    /// [`rewrap_deks`](Self::rewrap_deks) first); [`StoreError::KeyRecentlyUsed`] while a
+    /// process may still wrap under it; the keyring's refusal to destroy its primary version;
+    /// storage errors.
     pub async fn destroy_kek(
         &self,
         keyring: &mut Keyring,
@@ -263,6 +271,21 @@ impl Vault {
                 needed_by: "tenant data keys",
             });
         }
+        let registry = self.check_keys().await?;
+        let quiet = i64::try_from(self.config().kek_quiet_period.as_secs()).unwrap_or(i64::MAX);
+        if let Some(last) = registry
+            .get(crate::backend::KeyRole::Kek, version.get())
+            .and_then(|k| k.last_primary_at)
+        {
+            let ago = self.now().saturating_sub(last);
+            if ago < quiet {
+                return Err(StoreError::KeyRecentlyUsed {
+                    version,
+                    ago,
+                    quiet,
+                });
+            }
+        }
         keyring.destroy(version)?;
         Ok(())
     }
@@ -276,6 +299,7 @@ impl Vault {
     /// destroyed version; storage errors.
     pub async fn destroy_dek(&self, tenant: &str, version: KeyVersion) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
+        self.keys_ready().await?;
         let audit = [self.dek_audit(&id, "dek_destroy", version)];
         let outcome = self
             .backend()
@@ -382,6 +406,7 @@ impl Vault {
         options: &ReencryptOptions,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<ReencryptReport, StoreError> {
+        self.keys_ready().await?;
         let limit = options.batch_size.max(1);
         let total = self.backend().count_stale().await?;
         let clock = ProgressClock::start(total);
@@ -499,33 +524,36 @@ impl Vault {
             StoreError::KeyRefused(format!("tenant {tenant} has used every data key version"))
         })?;
         // The shred secret is unchanged: purging the tenant still shreds every version.
-        let wrapped = new_dek_material(self.kek(), tenant, next)?;
         let audit = [self.dek_audit(tenant, "dek_rotate", next)];
-        let done = self
-            .backend()
-            .rotate_dek(
-                tenant,
-                current,
-                &wrapped,
-                self.kek().primary_version(),
-                self.now(),
-                &audit,
-            )
-            .await?;
-        self.forget_tenant_row(tenant);
-        Ok(done.then_some(next))
+        let mut retried = false;
+        loop {
+            let wrapped = new_dek_material(self.kek(), tenant, next)?;
+            let kek_version = crate::crypto::format::parse(&wrapped)?.header.key_version;
+            let done = self
+                .backend()
+                .rotate_dek(tenant, current, &wrapped, kek_version, self.now(), &audit)
+                .await;
+            match done {
+                // A newer KEK is in use elsewhere: pick it up and wrap again, once.
+                Err(e) if !retried && e.kind() == crate::backend::BackendErrorKind::StaleKey => {
+                    self.catch_up_kek().await?;
+                    retried = true;
+                }
+                done => {
+                    self.forget_tenant_row(tenant);
+                    return Ok(done?.then_some(next));
+                }
+            }
+        }
     }
 
-    /// Rewraps one data key under KEK `primary`. `Ok(false)` if it changed meanwhile.
-    async fn rewrap_one(
-        &self,
-        dek: &DekRow,
-        wrapped: &[u8],
-        primary: KeyVersion,
-    ) -> Result<bool, StoreError> {
+    /// Rewraps one data key under the primary KEK. `Ok(false)` if it changed meanwhile.
+    async fn rewrap_one(&self, dek: &DekRow, wrapped: &[u8]) -> Result<bool, StoreError> {
         let ctx = Context::wrapped_dek(dek.tenant.as_str(), dek.version)?;
         let material = self.kek().unwrap_key(wrapped, &ctx)?;
         let rewrapped = self.kek().wrap_key(&material, &ctx)?;
+        // The version the new wrapping names (the provider may have reloaded meanwhile).
+        let primary = crate::crypto::format::parse(&rewrapped)?.header.key_version;
         let audit = [self.dek_audit(&dek.tenant, "dek_rewrap", dek.version)];
         let done = self
             .backend()

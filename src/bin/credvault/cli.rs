@@ -18,6 +18,8 @@ pub(crate) const DEFAULT_BATCH_SIZE: u32 = 500;
 pub(crate) const DEFAULT_DEK_MAX_AGE_DAYS: u32 = 90;
 /// The default `vault report --kek-max-age`, in days (the library's default policy).
 pub(crate) const DEFAULT_KEK_MAX_AGE_DAYS: u32 = 365;
+/// Default of `vault destroy-kek --quiet-period`: 15 minutes.
+pub(crate) const DEFAULT_KEK_QUIET_SECONDS: u64 = 15 * 60;
 
 const MAIN_AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a failed check (password mismatch, invalid token, a key report
@@ -474,10 +476,12 @@ Example (cron, daily):
     #[command(
         name = "destroy-kek",
         after_help = "\
-A vault command rather than `credvault key destroy`, because the check needs the database:
+A vault command rather than `credvault key destroy`, because the checks need the database:
 it counts the data keys still wrapped under VERSION and refuses (exit status 1) while any
-are, so run `credvault vault rotate --kek` first. The key file (--keys; not CREDVAULT_KEYS,
-which cannot be rewritten) is then rewritten atomically; give it to every process.
+are, so run `credvault vault rotate --kek` first; and it refuses while a running process
+registered VERSION as its primary key within the quiet period (processes reload a rotated
+key file and register again within a minute). The key file (--keys; not CREDVAULT_KEYS,
+which cannot be rewritten) is then rewritten atomically; processes reload it by themselves.
 
 Example:
   credvault vault destroy-kek 1 --keys credvault-keys.json --yes"
@@ -488,6 +492,10 @@ Example:
         /// Confirm: destroying is irreversible.
         #[arg(long)]
         yes: bool,
+        /// Seconds since any process last registered VERSION as its primary key before it
+        /// may be destroyed.
+        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_KEK_QUIET_SECONDS)]
+        quiet_period: u64,
     },
     /// Refuse to open a tenant's records sealed with a data key version below VERSION.
     #[command(

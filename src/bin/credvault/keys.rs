@@ -70,8 +70,8 @@ fn generate(format: KeyFormat, file: Option<&Path>, out: Output) -> Result<(), C
             if path.exists() {
                 return Err(refuse(path));
             }
-            // Creates only if missing (a file that appears meanwhile is loaded, not replaced).
-            let ring = Keyring::load_or_create(path)?;
+            // Creates only if missing (a file that appears meanwhile is an error, never replaced).
+            let ring = Keyring::create_new(path)?;
             let primary = ring.primary_version();
             out.print(
                 &json!({ "file": path.display().to_string(), "primary": primary.get() }),

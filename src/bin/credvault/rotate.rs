@@ -243,6 +243,10 @@ fn in_use(e: StoreError) -> CliError {
         StoreError::KeyInUse { .. } => CliError::from(e)
             .failed_check()
             .hint("run `credvault vault rotate --kek` first: it rewraps them under the primary"),
+        StoreError::KeyRecentlyUsed { .. } => CliError::from(e).failed_check().hint(
+            "give every process the rotated key file and try again after the quiet period \
+             (--quiet-period SECONDS)",
+        ),
         e => e.into(),
     }
 }

@@ -4,8 +4,10 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use credvault::backend::AuditQuery;
+use std::sync::Arc;
+
 use credvault::envelope::DirTenantKeys;
-use credvault::keys::KeyError;
+use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
     ApiKey, DerivedData, OAuthToken, ReadAudit, RecordInfo, SecretKind, SessionCookies, StoreError,
     Tenant, Vault, VaultConfig,
@@ -131,7 +133,7 @@ async fn command(
             dek_max_age,
             kek_max_age,
         } => crate::report::run(vault, *dek_max_age, *kek_max_age, out).await,
-        VaultCommand::DestroyKek { version, yes } => {
+        VaultCommand::DestroyKek { version, yes, .. } => {
             crate::rotate::destroy_kek(vault, args.keys.as_deref(), *version, *yes, out).await
         }
         VaultCommand::MinDekVersion { tenant: t, version } => {
@@ -140,75 +142,114 @@ async fn command(
     }
 }
 
-/// Opens the vault; `init` creates the key file if missing. Returns where the keys came from.
+/// Opens the vault. Only `init` on a database without a vault creates anything (the key file
+/// if missing, the tenant-key directory); every other command, and `init` on an existing
+/// vault, opens what exists and checks it against the identities the vault recorded. Returns
+/// where the keys came from.
 async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError> {
-    if init {
-        // Before anything is created: a failed init leaves no half-made vault behind.
-        require_database(&args.db, true)?;
-    }
-    let (keyring, keys_from) = load_keyring(args.keys.as_deref(), init)?;
-    if !init {
-        require_dir(&args.tenant_keys)?;
-        require_database(&args.db, false)?;
-    }
-    let tenant_keys = DirTenantKeys::new(&args.tenant_keys)?;
     // A command is a short-lived process: audit each read before printing it.
-    let config = VaultConfig {
+    let mut config = VaultConfig {
         read_audit: ReadAudit::Synchronous,
         default_actor: args.actor.clone(),
         ..VaultConfig::default()
     };
-    let vault = Vault::open_with(&args.db, keyring, tenant_keys, config).await?;
+    if let VaultCommand::DestroyKek { quiet_period, .. } = &args.command {
+        config.kek_quiet_period = std::time::Duration::from_secs(*quiet_period);
+    }
+    if init {
+        // Before anything is created: a failed init leaves no half-made vault behind.
+        require_database(&args.db, true)?;
+        let fresh = !Vault::exists(&args.db).await?;
+        let (kek, keys_from) = key_provider(args.keys.as_deref(), true, fresh)?;
+        let tenant_keys = if fresh {
+            DirTenantKeys::create(&args.tenant_keys)?
+        } else {
+            DirTenantKeys::open_or_adopt(&args.tenant_keys).map_err(store_hint)?
+        };
+        let vault = Vault::init_with(&args.db, kek, tenant_keys, config)
+            .await
+            .map_err(key_hint)?;
+        return Ok((vault, keys_from));
+    }
+    let (kek, keys_from) = key_provider(args.keys.as_deref(), false, false)?;
+    let tenant_keys = DirTenantKeys::open(&args.tenant_keys).map_err(store_hint)?;
+    require_database(&args.db, false)?;
+    let vault = Vault::open_with(&args.db, kek, tenant_keys, config)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotInitialised(_) => {
+                CliError::from(e).hint("run `credvault vault init` first, or check --db")
+            }
+            e => key_hint(e),
+        })?;
     Ok((vault, keys_from))
 }
 
-/// The keyring from `--keys`, else `$CREDVAULT_KEYS`, else the default file; `init` creates
-/// a missing file. Returns it and where it came from.
-fn load_keyring(keys: Option<&Path>, init: bool) -> Result<(Keyring, String), CliError> {
+/// The key provider from `--keys`, else `$CREDVAULT_KEYS`, else the default file; `create`
+/// (init of a new vault) creates a missing file; `init` picks the hint for a missing one. Returns it and where it came from.
+fn key_provider(
+    keys: Option<&Path>,
+    init: bool,
+    create: bool,
+) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
     let env_set = std::env::var_os(credvault::keys::file::ENV_VAR).is_some();
-    let loaded = match (keys, env_set) {
-        (None, true) => (
-            Keyring::from_default_env()?,
+    if keys.is_none() && env_set {
+        return Ok((
+            Arc::new(Keyring::from_default_env()?),
             format!("${}", credvault::keys::file::ENV_VAR),
-        ),
-        (path, _) => {
-            let path = path.map_or_else(|| PathBuf::from(DEFAULT_KEYS), Path::to_path_buf);
-            let ring = if init {
-                Keyring::load_or_create(&path)?
-            } else {
-                Keyring::load(&path).map_err(|e| {
-                    let missing = matches!(&e, KeyError::Io { source, .. }
-                        if source.kind() == io::ErrorKind::NotFound);
-                    let err = CliError::from(e);
-                    if missing {
-                        err.hint(
-                            "run `credvault vault init` first, or pass --keys FILE (or set \
-                             CREDVAULT_KEYS)",
-                        )
-                    } else {
-                        err
-                    }
-                })?
-            };
-            (ring, path.display().to_string())
+        ));
+    }
+    let path = keys.map_or_else(|| PathBuf::from(DEFAULT_KEYS), Path::to_path_buf);
+    if create && !path.exists() {
+        Keyring::create_new(&path)?;
+    }
+    let provider = KeyFile::open(&path).map_err(|e| {
+        let missing = matches!(&e, KeyError::Io { source, .. }
+            if source.kind() == io::ErrorKind::NotFound);
+        let err = CliError::from(e);
+        if missing && init {
+            err.hint(
+                "the database already holds a vault: pass the key file it was created with \
+                 (--keys FILE, or set CREDVAULT_KEYS); init never makes a second key for it",
+            )
+        } else if missing {
+            err.hint(
+                "run `credvault vault init` first, or pass --keys FILE (or set CREDVAULT_KEYS)",
+            )
+        } else {
+            err
         }
-    };
-    Ok(loaded)
+    })?;
+    Ok((Arc::new(provider), path.display().to_string()))
 }
 
-/// A missing tenant key directory would silently make every tenant unreadable.
-fn require_dir(dir: &Path) -> Result<(), CliError> {
-    if dir.is_dir() {
-        return Ok(());
+/// Keys that are not the vault's: say what to pass.
+fn key_hint(e: StoreError) -> CliError {
+    let hint = match &e {
+        StoreError::KeyMismatch { .. } | StoreError::KeyCannotUnwrap { .. } => {
+            "pass the key file this vault was created with (--keys FILE, or CREDVAULT_KEYS)"
+        }
+        StoreError::TenantKeyStoreMismatch { .. } => {
+            "pass --tenant-keys DIR, the directory the vault was created with"
+        }
+        StoreError::KekBehind { .. } => "pass the rotated key file (--keys FILE)",
+        _ => return e.into(),
+    };
+    CliError::from(e).hint(hint)
+}
+
+/// A missing, empty or foreign tenant-key directory: say what to pass.
+fn store_hint(e: KeyError) -> CliError {
+    let store = matches!(e, KeyError::Store { .. });
+    let err = CliError::from(e);
+    if store {
+        err.hint(
+            "pass --tenant-keys DIR, the directory the vault was created with (is its volume \
+             mounted?)",
+        )
+    } else {
+        err
     }
-    Err(CliError::new(format!(
-        "tenant key directory {} does not exist",
-        dir.display()
-    ))
-    .hint(
-        "run `credvault vault init` first, or pass --tenant-keys DIR (the one the vault \
-             was created with)",
-    ))
 }
 
 /// Only `init` creates a database: a mistyped path must not become a new, empty vault. For
@@ -446,7 +487,30 @@ async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), 
 }
 
 async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
-    let report = vault.purge().await?;
+    let report = match vault.purge().await {
+        Ok(report) => report,
+        // Refused tenants are a failed check (exit 1), named in the message; the rest of the
+        // purge ran and is printed on stderr with it.
+        Err(e @ StoreError::ShredSecretMissing { .. }) => {
+            let done = match &e {
+                StoreError::ShredSecretMissing { report, .. } => format!(
+                    "; purged {} other tenants ({} records), {} expired records, {} audit rows",
+                    report.tenants.len(),
+                    report.tenant_records,
+                    report.expired_records,
+                    report.audit_rows
+                ),
+                _ => String::new(),
+            };
+            return Err(CliError::from(e)
+                .failed_check()
+                .context("purge incomplete")
+                .hint(format!(
+                    "pass --tenant-keys DIR, the vault's tenant-key directory{done}"
+                )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let tenants: Vec<&str> = report.tenants.iter().map(TenantId::as_str).collect();
     out.print(
         &json!({

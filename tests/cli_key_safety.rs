@@ -1,0 +1,299 @@
+//! Issue 11 from the command line, as an operator hits it: `vault init` with a mistyped key
+//! path against an existing vault, a purge or a put with an empty or foreign tenant-key
+//! directory, a purge that finds a shred secret missing, and README's rotation steps run
+//! while another process keeps using the vault with the old key file.
+
+#![cfg(all(feature = "cli", feature = "sqlite"))]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap freely"
+)]
+
+#[path = "common/cli.rs"]
+mod cli_common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use credvault::envelope::DirTenantKeys;
+use credvault::keys::KeyFile;
+use credvault::store::{ApiKey, Vault, VaultConfig};
+use tempfile::TempDir;
+
+use cli_common::{fails_with, run, stderr, stdout};
+
+const SECRET: &str = "sk_live_acme000000000000000000000000000";
+
+fn api_key(secret: &str) -> String {
+    format!(r#"{{"provider": "stripe", "key": "{secret}"}}"#)
+}
+
+fn put(dir: &Path, extra: &[&str], tenant: &str, secret: &str) {
+    let args = [
+        &[
+            "vault", "put", "--tenant", tenant, "--kind", "api_key", "--name", "stripe",
+        ][..],
+        extra,
+    ]
+    .concat();
+    run(dir, &args, &api_key(secret)).success();
+}
+
+fn get(dir: &Path, tenant: &str) -> String {
+    let a = run(
+        dir,
+        &[
+            "vault", "get", "--tenant", tenant, "--kind", "api_key", "--name", "stripe",
+        ],
+        "",
+    )
+    .success();
+    stdout(&a)
+}
+
+fn vault_with_acme() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    run(dir.path(), &["vault", "init"], "").success();
+    put(dir.path(), &[], "acme", SECRET);
+    dir
+}
+
+/// Files in a directory, sorted (SQLite's `-wal` and `-shm` files left out).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with("-wal") && !n.ends_with("-shm"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn init_against_an_existing_vault_never_makes_a_second_key() {
+    let vault = vault_with_acme();
+    let dir = vault.path();
+    let before = names(dir);
+    // A typo: init must not generate credvault-key.json and call the vault ready.
+    let err = fails_with(
+        run(dir, &["vault", "init", "--keys", "credvault-key.json"], ""),
+        2,
+        "credvault-key.json",
+    );
+    assert!(err.contains("already holds a vault"), "{err}");
+    assert_eq!(names(dir), before, "nothing created");
+    // Another key file, also "v1": refused by its fingerprint, for init and every command.
+    run(dir, &["key", "generate", "--out", "other.json"], "").success();
+    for args in [
+        &["vault", "init", "--keys", "other.json"][..],
+        &["vault", "list", "--tenant", "acme", "--keys", "other.json"][..],
+        &["vault", "report", "--keys", "other.json"][..],
+    ] {
+        let err = fails_with(
+            run(dir, args, ""),
+            2,
+            "different key-encryption key v1 than the one this vault recorded",
+        );
+        assert!(err.contains("other.json"), "{err}");
+    }
+    let err = fails_with(
+        run(
+            dir,
+            &[
+                "vault",
+                "put",
+                "--tenant",
+                "globex",
+                "--kind",
+                "api_key",
+                "--name",
+                "stripe",
+                "--keys",
+                "other.json",
+            ],
+            &api_key("sk_live_globex"),
+        ),
+        2,
+        "different key-encryption key",
+    );
+    assert!(!err.contains("sk_live_globex"), "{err}");
+    // The right key still reads everything, and globex was never created.
+    assert!(get(dir, "acme").contains(SECRET));
+    let a = run(dir, &["vault", "list", "--tenant", "globex"], "");
+    assert!(!stdout(&a).contains("stripe"), "{}", stdout(&a));
+    // init with the right keys again is a no-op that says the vault is ready.
+    run(dir, &["vault", "init"], "").success();
+}
+
+#[test]
+fn an_empty_or_foreign_tenant_key_directory_is_refused_for_every_command() {
+    let vault = vault_with_acme();
+    let dir = vault.path();
+    std::fs::create_dir(dir.join("mnt")).unwrap(); // an unmounted volume's mount point
+    let other = TempDir::new().unwrap();
+    run(other.path(), &["vault", "init"], "").success(); // another vault's store
+    let foreign = other.path().join("credvault-tenant-keys");
+    let foreign = foreign.to_str().unwrap();
+    for (store, message) in [
+        ("mnt", "not a credvault tenant-key directory"),
+        (foreign, "is not this vault's"),
+    ] {
+        let purge = run(dir, &["vault", "purge", "--tenant-keys", store], "");
+        assert!(!stdout(&purge).contains("purged"), "{}", stdout(&purge));
+        fails_with(purge, 2, message);
+        let err = fails_with(
+            run(
+                dir,
+                &[
+                    "vault",
+                    "put",
+                    "--tenant",
+                    "globex",
+                    "--kind",
+                    "api_key",
+                    "--name",
+                    "stripe",
+                    "--tenant-keys",
+                    store,
+                ],
+                &api_key("sk_live_globex"),
+            ),
+            2,
+            message,
+        );
+        assert!(err.contains("--tenant-keys"), "{err}");
+    }
+    assert!(
+        names(&dir.join("mnt")).is_empty(),
+        "no secret written there"
+    );
+    let audit = stdout(&run(dir, &["vault", "audit", "--json"], "").success());
+    assert!(!audit.contains("tenant_purge"), "{audit}");
+}
+
+#[tokio::test]
+async fn purge_refuses_a_due_tenant_whose_shred_secret_is_missing() {
+    let vault = vault_with_acme();
+    let dir = vault.path();
+    put(dir, &[], "globex", "sk_live_globex");
+    for t in ["acme", "globex"] {
+        run(dir, &["vault", "tenant", "delete", "--tenant", t], "").success();
+    }
+    // Both due now (the grace period is 30 days: move it, as time would).
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("credvault.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("UPDATE credvault_tenants SET purge_after = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // acme's shred secret file is gone (lost, or never in this directory).
+    let store = dir.join("credvault-tenant-keys");
+    let lost: Vec<String> = names(&store)
+        .into_iter()
+        .filter(|n| n.ends_with(".key"))
+        .collect();
+    assert_eq!(lost.len(), 2);
+    let acme_file = {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(b"acme");
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}.key")
+    };
+    std::fs::remove_file(store.join(&acme_file)).unwrap();
+
+    let a = run(dir, &["vault", "purge"], "");
+    let err = fails_with(a, 1, "purge incomplete");
+    assert!(err.contains("acme"), "{err}");
+    assert!(err.contains("purged 1 other tenants"), "{err}");
+    let audit = stdout(&run(dir, &["vault", "audit", "--tenant", "acme", "--json"], "").success());
+    assert!(audit.contains("refused: shred secret missing"), "{audit}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| !(r["action"] == "tenant_purge" && r["outcome"] == "ok")),
+        "{audit}"
+    );
+}
+
+/// README's rotation steps, run by the operator while an application process keeps using the
+/// vault with the key file it loaded before the rotation.
+#[tokio::test]
+async fn readme_rotation_steps_with_a_live_second_process_lose_nothing() {
+    let vault = vault_with_acme();
+    let dir = vault.path();
+    let url = format!("sqlite://{}", dir.join("credvault.db").display());
+    let app = Vault::open_with(
+        &url,
+        KeyFile::open(dir.join("credvault-keys.json")).unwrap(),
+        DirTenantKeys::open(dir.join("credvault-tenant-keys")).unwrap(),
+        VaultConfig {
+            key_check_interval: Duration::from_secs(3600),
+            ..VaultConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut n = 0;
+    let mut write = async |app: &Vault| {
+        n += 1;
+        let tenant = format!("app-{n}");
+        let key = ApiKey {
+            provider: "stripe".into(),
+            key: format!("sk_live_{tenant}").into(),
+            label: None,
+        };
+        app.tenant(&tenant)
+            .unwrap()
+            .put("stripe", &key)
+            .await
+            .unwrap();
+        tenant
+    };
+    let mut tenants = vec![write(&app).await];
+
+    let steps: [&[&str]; 5] = [
+        &["key", "rotate", "--keys", "credvault-keys.json"],
+        &["vault", "rotate", "--kek"],
+        &["vault", "rotate", "--all"],
+        &["vault", "reencrypt", "--batch-size", "500"],
+        &["vault", "report"],
+    ];
+    for step in steps {
+        run(dir, step, "").success();
+        tenants.push(write(&app).await);
+    }
+    // Step 6: refused while the application's v1 registration is recent, then done.
+    fails_with(
+        run(dir, &["vault", "destroy-kek", "1", "--yes"], ""),
+        1,
+        "was registered as a process's primary",
+    );
+    run(
+        dir,
+        &["vault", "destroy-kek", "1", "--yes", "--quiet-period", "0"],
+        "",
+    )
+    .success();
+    tenants.push(write(&app).await);
+    // New tenants' data keys re-encrypted away from nothing: run the job again, then read
+    // everything, from the command line and from the application.
+    run(dir, &["vault", "reencrypt"], "").success();
+    assert!(get(dir, "acme").contains(SECRET));
+    for t in &tenants {
+        assert!(get(dir, t).contains(&format!("sk_live_{t}")), "{t}");
+        let got = app
+            .tenant(t)
+            .unwrap()
+            .get::<ApiKey>("stripe")
+            .await
+            .unwrap();
+        assert_eq!(got.value.key.expose_secret(), format!("sk_live_{t}"));
+    }
+    let report = run(dir, &["vault", "report", "--json"], "");
+    let err = stderr(&report);
+    report.success();
+    assert!(err.is_empty() || !err.contains("error"), "{err}");
+}

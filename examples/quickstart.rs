@@ -1,9 +1,10 @@
 //! The main job on the embedded default: a vault in one SQLite file.
 //!
 //! `cargo run --example quickstart [DIR]` (default: the current directory) creates or opens
-//! the database `DIR/data/credvault.db`, with its key file `DIR/keys/credvault-keys.json` and
-//! shred-secret directory `DIR/keys/tenant-keys/` kept apart from it (back up `data/`, never
-//! `keys/` with it), stores an OAuth token for tenant `acme`, reads it back, refreshes it when
+//! the database `DIR/credvault-data/credvault.db`, with its key file
+//! `DIR/credvault-keys/credvault-keys.json` and shred-secret directory
+//! `DIR/credvault-keys/tenant-keys/` kept apart from it (back up `credvault-data/`, never
+//! `credvault-keys/` with it; these are also the `credvault` command's defaults), stores an OAuth token for tenant `acme`, reads it back, refreshes it when
 //! it is about to expire, lists and exports the tenant, and shows the audit log. Run it twice:
 //! the second run finds the token the first one stored. Once the database holds a vault, the
 //! keys are never created again: a run with the key file missing fails instead of starting a
@@ -20,9 +21,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args_os()
         .nth(1)
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    let (data, keys) = (dir.join("credvault-data"), dir.join("credvault-keys"));
     for d in [&data, &keys] {
-        std::fs::create_dir_all(d)?;
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(builder.recursive(true), 0o700);
+        builder.recursive(true).create(d)?;
     }
     let db = format!("sqlite://{}", data.join("credvault.db").display());
     let vault = Vault::open_or_init_local(

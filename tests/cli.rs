@@ -654,7 +654,12 @@ fn vault_get_still_works_after_a_key_rotation() {
     let dir = vault_with_token();
     run(
         dir.path(),
-        &["key", "rotate", "--keys", "credvault-keys.json"],
+        &[
+            "key",
+            "rotate",
+            "--keys",
+            "credvault-keys/credvault-keys.json",
+        ],
         "",
     )
     .success();
@@ -676,7 +681,7 @@ fn vault_get_still_works_after_a_key_rotation() {
             "destroy",
             "1",
             "--keys",
-            "credvault-keys.json",
+            "credvault-keys/credvault-keys.json",
             "--yes",
         ],
         "",
@@ -694,30 +699,40 @@ fn vault_get_still_works_after_a_key_rotation() {
 fn vault_commands_before_init_exit_2_and_create_nothing() {
     let dir = TempDir::new().unwrap();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
-    fails_with(a, 2, "credvault-keys.json");
+    fails_with(a, 2, "credvault-keys/credvault-keys.json");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    std::fs::create_dir(dir.path().join("credvault-keys")).unwrap();
     run(
         dir.path(),
-        &["key", "generate", "--out", "credvault-keys.json"],
+        &[
+            "key",
+            "generate",
+            "--out",
+            "credvault-keys/credvault-keys.json",
+        ],
         "",
     )
     .success();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
-    let err = fails_with(a, 2, "tenant-key store ./credvault-tenant-keys");
+    let err = fails_with(a, 2, "tenant-key store ./credvault-keys/tenant-keys");
     assert!(err.contains("credvault vault init"), "{err}");
     // An empty directory (an unmounted volume's mount point) is not a tenant-key store.
-    std::fs::create_dir(dir.path().join("credvault-tenant-keys")).unwrap();
+    std::fs::create_dir(dir.path().join("credvault-keys/tenant-keys")).unwrap();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
     fails_with(a, 2, "not a credvault tenant-key directory");
     std::fs::write(
         dir.path()
-            .join("credvault-tenant-keys/credvault-tenant-keys.json"),
+            .join("credvault-keys/tenant-keys/credvault-tenant-keys.json"),
         r#"{"format": "credvault-tenant-keys", "version": 1, "store_id": "x", "created_at": 0}"#,
     )
     .unwrap();
     let a = run(dir.path(), &["vault", "list", "--tenant", "acme"], "");
-    fails_with(a, 2, "database ./credvault.db does not exist");
-    assert!(!dir.path().join("credvault.db").exists());
+    fails_with(
+        a,
+        2,
+        "database ./credvault-data/credvault.db does not exist",
+    );
+    assert!(!dir.path().join("credvault-data/credvault.db").exists());
 }
 
 #[test]
@@ -762,7 +777,7 @@ fn vault_on_a_bad_database_path_or_file_exits_2() {
     // A database path that is a directory.
     let a = run(
         dir.path(),
-        &["vault", "init", "--db", "sqlite:./credvault-tenant-keys"],
+        &["vault", "init", "--db", "sqlite:./credvault-keys"],
         "",
     );
     fails_with(a, 2, "unable to open database file");
@@ -780,7 +795,7 @@ fn vault_on_a_bad_database_path_or_file_exits_2() {
         "",
     );
     fails_with(a, 2, "not a database");
-    let ro = "sqlite:./credvault.db?mode=ro";
+    let ro = "sqlite:./credvault-data/credvault.db?mode=ro";
     let put = [
         "vault", "put", "--tenant", "acme", "--kind", "api_key", "--name", "k", "--db", ro,
     ];
@@ -902,9 +917,10 @@ fn vault_audit_lists_events_without_secrets() {
 #[test]
 fn vault_reads_keys_from_the_credvault_keys_variable() {
     let dir = vault_with_token();
-    let keys = std::fs::read_to_string(dir.path().join("credvault-keys.json")).unwrap();
+    let keys =
+        std::fs::read_to_string(dir.path().join("credvault-keys/credvault-keys.json")).unwrap();
     std::fs::rename(
-        dir.path().join("credvault-keys.json"),
+        dir.path().join("credvault-keys/credvault-keys.json"),
         dir.path().join("moved.json"),
     )
     .unwrap();

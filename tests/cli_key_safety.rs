@@ -132,7 +132,7 @@ fn an_empty_or_foreign_tenant_key_directory_is_refused_for_every_command() {
     std::fs::create_dir(dir.join("mnt")).unwrap(); // an unmounted volume's mount point
     let other = TempDir::new().unwrap();
     run(other.path(), &["vault", "init"], "").success(); // another vault's store
-    let foreign = other.path().join("credvault-tenant-keys");
+    let foreign = other.path().join("credvault-keys/tenant-keys");
     let foreign = foreign.to_str().unwrap();
     for (store, message) in [
         ("mnt", "not a credvault tenant-key directory"),
@@ -180,17 +180,19 @@ async fn purge_refuses_a_due_tenant_whose_shred_secret_is_missing() {
         run(dir, &["vault", "tenant", "delete", "--tenant", t], "").success();
     }
     // Both due now (the grace period is 30 days: move it, as time would).
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("credvault.db").display()))
-            .await
-            .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.join("credvault-data/credvault.db").display()
+    ))
+    .await
+    .unwrap();
     sqlx::query("UPDATE credvault_tenants SET purge_after = 0")
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
     // acme's shred secret file is gone (lost, or never in this directory).
-    let store = dir.join("credvault-tenant-keys");
+    let store = dir.join("credvault-keys/tenant-keys");
     let lost: Vec<String> = names(&store)
         .into_iter()
         .filter(|n| n.ends_with(".key"))
@@ -224,11 +226,14 @@ async fn purge_refuses_a_due_tenant_whose_shred_secret_is_missing() {
 async fn readme_rotation_steps_with_a_live_second_process_lose_nothing() {
     let vault = vault_with_acme();
     let dir = vault.path();
-    let url = format!("sqlite://{}", dir.join("credvault.db").display());
+    let url = format!(
+        "sqlite://{}",
+        dir.join("credvault-data/credvault.db").display()
+    );
     let app = Vault::open_with(
         &url,
-        KeyFile::open(dir.join("credvault-keys.json")).unwrap(),
-        DirTenantKeys::open(dir.join("credvault-tenant-keys")).unwrap(),
+        KeyFile::open(dir.join("credvault-keys/credvault-keys.json")).unwrap(),
+        DirTenantKeys::open(dir.join("credvault-keys/tenant-keys")).unwrap(),
         VaultConfig {
             key_check_interval: Duration::from_secs(3600),
             ..VaultConfig::default()
@@ -255,7 +260,12 @@ async fn readme_rotation_steps_with_a_live_second_process_lose_nothing() {
     let mut tenants = vec![write(&app).await];
 
     let steps: [&[&str]; 5] = [
-        &["key", "rotate", "--keys", "credvault-keys.json"],
+        &[
+            "key",
+            "rotate",
+            "--keys",
+            "credvault-keys/credvault-keys.json",
+        ],
         &["vault", "rotate", "--kek"],
         &["vault", "rotate", "--all"],
         &["vault", "reencrypt", "--batch-size", "500"],

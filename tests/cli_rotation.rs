@@ -128,7 +128,17 @@ fn a_rotation_from_start_to_end_keeps_every_secret_readable() {
     assert_secrets_readable(dir);
 
     // A new KEK: version 1 still wraps both tenants' data keys until the rewrap.
-    run(dir, &["key", "rotate", "--keys", "credvault-keys.json"], "").success();
+    run(
+        dir,
+        &[
+            "key",
+            "rotate",
+            "--keys",
+            "credvault-keys/credvault-keys.json",
+        ],
+        "",
+    )
+    .success();
     let err = fails_with(
         run(dir, &["vault", "destroy-kek", "1", "--yes"], ""),
         1,
@@ -157,7 +167,13 @@ fn a_rotation_from_start_to_end_keeps_every_secret_readable() {
     run(dir, &[&no_wait[..], &["--yes"]].concat(), "").success();
     let keys = json(&run(
         dir,
-        &["key", "list", "--keys", "credvault-keys.json", "--json"],
+        &[
+            "key",
+            "list",
+            "--keys",
+            "credvault-keys/credvault-keys.json",
+            "--json",
+        ],
         "",
     ));
     assert_eq!(keys["keys"][0]["state"], "destroyed", "{keys}");
@@ -234,7 +250,7 @@ fn a_minimum_data_key_version_makes_reencrypt_report_the_records_it_cannot_move(
 fn destroy_kek_will_not_rewrite_keys_from_the_environment() {
     let vault = vault_with_two_tenants();
     let dir = vault.path();
-    let keys = std::fs::read_to_string(dir.join("credvault-keys.json")).unwrap();
+    let keys = std::fs::read_to_string(dir.join("credvault-keys/credvault-keys.json")).unwrap();
     let mut cmd = credvault(dir);
     cmd.env("CREDVAULT_KEYS", keys)
         .args(["vault", "destroy-kek", "1", "--yes"]);

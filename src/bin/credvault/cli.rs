@@ -4,12 +4,20 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-/// The default key file of `vault` commands.
-pub(crate) const DEFAULT_KEYS: &str = "./credvault-keys.json";
-/// The default database of `vault` commands.
-pub(crate) const DEFAULT_DB: &str = "sqlite:./credvault.db";
-/// The default tenant shred-secret directory of `vault` commands.
-pub(crate) const DEFAULT_TENANT_KEYS: &str = "./credvault-tenant-keys";
+/// The default key file of `vault` commands: in `./credvault-keys/`, apart from the
+/// database's directory, so that a backup of the database never holds the keys.
+pub(crate) const DEFAULT_KEYS: &str = "./credvault-keys/credvault-keys.json";
+/// The default database of `vault` commands, alone in its directory (the one to back up).
+pub(crate) const DEFAULT_DB: &str = "sqlite:./credvault-data/credvault.db";
+/// The default tenant shred-secret directory of `vault` commands, beside the key file and
+/// apart from the database (a purged tenant stays unreadable in old database backups only
+/// if this directory is not restored with them).
+pub(crate) const DEFAULT_TENANT_KEYS: &str = "./credvault-keys/tenant-keys";
+/// The directory of [`DEFAULT_DB`], which `vault init` creates when the default is used.
+pub(crate) const DEFAULT_DATA_DIR: &str = "./credvault-data";
+/// The directory of [`DEFAULT_KEYS`] and [`DEFAULT_TENANT_KEYS`], which `vault init` creates
+/// (`0700`) when a default is used.
+pub(crate) const DEFAULT_KEYS_DIR: &str = "./credvault-keys";
 /// The default `--actor` of `vault` commands.
 pub(crate) const DEFAULT_ACTOR: &str = "cli";
 /// The default `vault reencrypt --batch-size` (the library's default).
@@ -30,7 +38,6 @@ Secrets are printed only by the commands whose purpose is to print them: key gen
 fernet decrypt, vault get and vault export.
 
 Example:
-  credvault key generate --out credvault-keys.json
   credvault vault init
   credvault vault put --tenant acme --kind oauth_token --name github < token.json";
 
@@ -256,7 +263,8 @@ pub(crate) struct VaultArgs {
     /// The database: sqlite:PATH, or postgres://... when built with the postgres feature.
     #[arg(long, global = true, value_name = "URL", default_value = DEFAULT_DB)]
     pub(crate) db: String,
-    /// The key file [default: ./credvault-keys.json, unless CREDVAULT_KEYS is set].
+    /// The key file [default: ./credvault-keys/credvault-keys.json, unless CREDVAULT_KEYS
+    /// is set]. Keep it out of the database's directory and backups.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) keys: Option<PathBuf>,
     /// The directory of per-tenant shred secrets (keep it out of database backups).
@@ -272,12 +280,18 @@ pub(crate) struct VaultArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VaultCommand {
-    /// Create the key file (if missing), the tenant key directory and the database schema.
+    /// Create a vault: the key file (if missing), the tenant key directory and the schema.
     #[command(after_help = "\
-An existing key file is loaded, never replaced. Safe to run again.
+Records the key's fingerprint and the tenant key directory's id in the vault, so that every
+later command refuses another key file or directory. An existing key file is loaded, never
+replaced. On a database that already holds a vault, nothing is created: the key file and the
+directory must exist and be the vault's (safe to run again; a mistyped --keys is an error).
+By default the database goes in ./credvault-data/ and the keys in ./credvault-keys/: back up
+the first, never the second with it.
 
 Example:
-  credvault vault init --db sqlite:./credvault.db --keys ./credvault-keys.json")]
+  credvault vault init --db sqlite:/var/lib/app/credvault.db --keys /etc/app/keys.json \\
+    --tenant-keys /var/lib/app-keys/tenant-keys")]
     Init,
     /// Store a record read as JSON from stdin (secrets included).
     #[command(after_help = "\
@@ -419,7 +433,7 @@ the old version. Exit status 1 if some data keys could not be rewrapped.
 Examples:
   credvault vault rotate --tenant acme
   credvault vault rotate --all
-  credvault key rotate --keys credvault-keys.json && credvault vault rotate --kek"
+  credvault key rotate --keys credvault-keys/credvault-keys.json && credvault vault rotate --kek"
     )]
     Rotate {
         /// Rotate this tenant's data key.
@@ -484,7 +498,7 @@ key file and register again within a minute). The key file (--keys; not CREDVAUL
 which cannot be rewritten) is then rewritten atomically; processes reload it by themselves.
 
 Example:
-  credvault vault destroy-kek 1 --keys credvault-keys.json --yes"
+  credvault vault destroy-kek 1 --yes"
     )]
     DestroyKek {
         /// The KEK version to destroy.

@@ -16,7 +16,10 @@ use credvault::{Keyring, TenantId};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{DEFAULT_KEYS, ExportFormat, KindArg, TenantCommand, VaultArgs, VaultCommand};
+use crate::cli::{
+    DEFAULT_DATA_DIR, DEFAULT_DB, DEFAULT_KEYS, DEFAULT_KEYS_DIR, DEFAULT_TENANT_KEYS,
+    ExportFormat, KindArg, TenantCommand, VaultArgs, VaultCommand,
+};
 use crate::error::CliError;
 use crate::output::{self, BlockingWriter, Output};
 
@@ -158,7 +161,15 @@ async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError>
     }
     if init {
         // Before anything is created: a failed init leaves no half-made vault behind.
+        if args.db == DEFAULT_DB {
+            create_private_dir(DEFAULT_DATA_DIR)?;
+        }
         require_database(&args.db, true)?;
+        let default_keys =
+            args.keys.is_none() && std::env::var_os(credvault::keys::file::ENV_VAR).is_none();
+        if default_keys || args.tenant_keys == Path::new(DEFAULT_TENANT_KEYS) {
+            create_private_dir(DEFAULT_KEYS_DIR)?;
+        }
         let fresh = !Vault::exists(&args.db).await?;
         let (kek, keys_from) = key_provider(args.keys.as_deref(), true, fresh)?;
         let tenant_keys = if fresh {
@@ -221,6 +232,20 @@ fn key_provider(
         }
     })?;
     Ok((Arc::new(provider), path.display().to_string()))
+}
+
+/// Creates a default directory (`0700`) for `init`; only the defaults are created (a path
+/// given on the command line must have an existing directory: a typo is an error).
+fn create_private_dir(dir: &str) -> Result<(), CliError> {
+    if Path::new(dir).is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| CliError::new(format!("creating {dir}: {e}")))
 }
 
 /// Keys that are not the vault's: say what to pass.

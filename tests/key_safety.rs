@@ -414,3 +414,49 @@ suite!(sqlite, Some(common::sqlite_made().await));
 
 #[cfg(feature = "postgres")]
 suite!(postgres, common::postgres_made().await);
+
+/// Opening an existing vault on a PostgreSQL database that holds none is an error, and
+/// creates no table (it used to migrate the empty database: a silent fresh start).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn opening_an_empty_postgres_database_creates_nothing() {
+    let Some((pool, name)) = common::postgres_schema().await else {
+        return;
+    };
+    // A database of its own (the URL names a database, not a schema).
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let base = common::postgres_url();
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    assert!(!Vault::exists(&url).await.unwrap());
+    let err = Vault::open(&url, Keyring::generate().unwrap(), MemoryTenantKeys::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotInitialised(_)), "{err:?}");
+    assert!(!err.to_string().contains("postgres@"), "{err}");
+    let check = sqlx::PgPool::connect(&url).await.unwrap();
+    let (tables,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'credvault%'",
+    )
+    .fetch_one(&check)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+    // init creates it, and then open works.
+    let kek = Keyring::generate().unwrap();
+    let store = Arc::new(MemoryTenantKeys::new());
+    Vault::init(&url, kek.clone(), Arc::clone(&store))
+        .await
+        .unwrap();
+    assert!(Vault::exists(&url).await.unwrap());
+    Vault::open(&url, kek, store).await.unwrap();
+    check.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}

@@ -1,7 +1,8 @@
 //! Password hashing at each preset, next to the raw crate call (same group, so one run
-//! gives the ratio), and a table of a tokio timer's latency while both cores verify
-//! bcrypt-12 hashes: through `verify_async` against plain `verify` inside async tasks
-//! (the latter needs `--features tokio`).
+//! gives the ratio); a whole `LoginGuard::login` (throttle check, verify on the blocking
+//! pool, success recorded) next to the plain verify it wraps; and a table of a tokio timer's
+//! latency while both cores verify bcrypt-12 hashes: through `verify_async` against plain
+//! `verify` inside async tasks.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -93,18 +94,43 @@ fn argon2id_owasp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bcrypt12, pbkdf2_600k, argon2id_owasp);
+/// `LoginGuard::login` against the plain `verify` it wraps, bcrypt-12 (the policies' promise):
+/// the guard's own cost (throttle, blocking-pool hop, success record) must stay within 5%.
+fn login_guard(c: &mut Criterion) {
+    use credvault::password::{InMemoryThrottle, LoginGuard, ThrottleConfig};
+    use std::net::{IpAddr, Ipv4Addr};
+    let policy = PasswordPolicy::bcrypt(12).expect("preset");
+    let password = SecretString::from(PASSWORD);
+    let stored = policy.hash(&password).expect("hash");
+    let guard = LoginGuard::new(
+        policy.clone(),
+        InMemoryThrottle::new(ThrottleConfig::default()),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+    let mut group = configure(c, "login-bcrypt-12");
+    group.bench_function("plain verify", |b| {
+        b.iter(|| policy.verify(black_box(&password), &stored))
+    });
+    group.bench_function("LoginGuard::login", |b| {
+        b.iter(|| {
+            rt.block_on(guard.login("alice@example.com", ip, password.clone(), Some(&stored)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bcrypt12, pbkdf2_600k, argon2id_owasp, login_guard);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    #[cfg(feature = "tokio")]
     latency::table();
-    #[cfg(not(feature = "tokio"))]
-    println!("timer latency table skipped: run with --features tokio");
 }
 
-#[cfg(feature = "tokio")]
 mod latency {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};

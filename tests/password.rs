@@ -259,7 +259,6 @@ fn debug_output_of_public_types_never_contains_the_password() {
     }
 }
 
-#[cfg(feature = "tokio")]
 #[test]
 fn async_functions_run_on_the_blocking_pool() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -287,6 +286,137 @@ fn async_functions_run_on_the_blocking_pool() {
                 .is_accepted()
         );
     });
+}
+
+// ---- login guard ----
+
+mod guard {
+    use super::*;
+    use credvault::password::{
+        InMemoryThrottle, LoginError, LoginGuard, LoginOutcome, ThrottleConfig,
+    };
+
+    fn guard(policy: PasswordPolicy) -> LoginGuard<InMemoryThrottle> {
+        LoginGuard::new(policy, InMemoryThrottle::new(ThrottleConfig::default()))
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_right_password_logs_in_and_hands_back_the_upgraded_hash() {
+        let old = weak(BCRYPT4).hash(&pw("right")).unwrap();
+        let g = guard(weak(Scheme::Bcrypt { cost: 5 }));
+        let outcome = rt()
+            .block_on(g.login_at("alice", IP, pw("right"), Some(&old), t(0)))
+            .unwrap();
+        let LoginOutcome::Success {
+            new_hash: Some(new),
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert!(new.starts_with("$2b$05$"), "{new}");
+        let again = rt()
+            .block_on(g.login_at("alice", IP, pw("right"), Some(&new), t(1)))
+            .unwrap();
+        assert_eq!(again, LoginOutcome::Success { new_hash: None });
+    }
+
+    #[test]
+    fn failures_lock_out_and_a_locked_attempt_is_not_verified() {
+        let stored = weak(BCRYPT4).hash(&pw("right")).unwrap();
+        let g = guard(weak(BCRYPT4));
+        let rt = rt();
+        for i in 0..4 {
+            let outcome = rt
+                .block_on(g.login_at("alice", IP, pw("wrong"), Some(&stored), t(i)))
+                .unwrap();
+            assert_eq!(outcome, LoginOutcome::Failure { locked_for: None });
+        }
+        let outcome = rt
+            .block_on(g.login_at("alice", IP, pw("wrong"), Some(&stored), t(4)))
+            .unwrap();
+        assert_eq!(
+            outcome,
+            LoginOutcome::Failure {
+                locked_for: Some(Duration::from_secs(60))
+            }
+        );
+        // Locked: not verified at all (an unreadable hash would be an error if it were),
+        // and the right password does not get through either.
+        for hash in ["not a hash", stored.as_str()] {
+            let outcome = rt
+                .block_on(g.login_at("alice", IP, pw("right"), Some(hash), t(5)))
+                .unwrap();
+            assert_eq!(
+                outcome,
+                LoginOutcome::Locked {
+                    retry_after: Duration::from_secs(59)
+                }
+            );
+        }
+        // After the lockout the right password logs in and clears the count.
+        let outcome = rt
+            .block_on(g.login_at("alice", IP, pw("right"), Some(&stored), t(64)))
+            .unwrap();
+        assert!(outcome.is_success(), "{outcome:?}");
+    }
+
+    #[test]
+    fn an_unknown_account_fails_like_a_wrong_password_and_is_counted() {
+        let g = guard(weak(BCRYPT4));
+        let rt = rt();
+        let mut outcomes = Vec::new();
+        for i in 0..5 {
+            outcomes.push(
+                rt.block_on(g.login_at("nobody", IP, pw("guess"), None, t(i)))
+                    .unwrap(),
+            );
+        }
+        assert_eq!(outcomes[0], LoginOutcome::Failure { locked_for: None });
+        assert_eq!(
+            outcomes[4],
+            LoginOutcome::Failure {
+                locked_for: Some(Duration::from_secs(60))
+            }
+        );
+        // The dummy verify spent a real bcrypt verify's time, not nothing.
+        let start = Instant::now();
+        let _ = rt
+            .block_on(g.login_at("nobody-else", IP, pw("guess"), None, t(10)))
+            .unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_micros(500),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_stored_hash_is_an_error_and_still_counts() {
+        let g = guard(weak(BCRYPT4));
+        let rt = rt();
+        for i in 0..4 {
+            let err = rt
+                .block_on(g.login_at("alice", IP, pw("x"), Some("garbage"), t(i)))
+                .unwrap_err();
+            assert!(matches!(err, LoginError::Password(_)), "{err:?}");
+            assert!(!err.to_string().contains("garbage"), "{err}");
+        }
+        let _ = rt.block_on(g.login_at("alice", IP, pw("x"), Some("garbage"), t(4)));
+        let outcome = rt
+            .block_on(g.login_at("alice", IP, pw("x"), Some("garbage"), t(5)))
+            .unwrap();
+        assert!(
+            matches!(outcome, LoginOutcome::Locked { .. }),
+            "{outcome:?}"
+        );
+    }
 }
 
 // ---- throttle ----

@@ -1,4 +1,4 @@
-//! Async wrappers that run hashing on tokio's blocking pool (cargo feature `tokio`).
+//! Async wrappers that run hashing on tokio's blocking pool.
 //!
 //! A bcrypt-12 hash holds a thread for ~300 ms; on a tokio worker it stalls every other task
 //! scheduled there. These methods move the work to `tokio::task::spawn_blocking`.
@@ -13,7 +13,6 @@ impl PasswordPolicy {
     ///
     /// As [`hash`](Self::hash), or [`PasswordError::TaskFailed`] if the task panicked or the
     /// runtime is shutting down.
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn hash_async(&self, password: SecretString) -> Result<String, PasswordError> {
         let policy = self.clone();
         run(move || policy.hash(&password)).await?
@@ -24,7 +23,6 @@ impl PasswordPolicy {
     /// # Errors
     ///
     /// As [`verify`](Self::verify), or [`PasswordError::TaskFailed`].
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn verify_async(
         &self,
         password: SecretString,
@@ -39,7 +37,6 @@ impl PasswordPolicy {
     /// # Errors
     ///
     /// As [`verify_and_upgrade`](Self::verify_and_upgrade), or [`PasswordError::TaskFailed`].
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn verify_and_upgrade_async(
         &self,
         password: SecretString,
@@ -54,7 +51,6 @@ impl PasswordPolicy {
     /// # Errors
     ///
     /// [`PasswordError::TaskFailed`].
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn verify_dummy_async(
         &self,
         password: SecretString,

@@ -17,20 +17,21 @@
 //!
 //! # Off the async runtime
 //!
-//! Each hash costs 20-300 ms of CPU. In async code use the `_async` methods (cargo feature
-//! `tokio`), which run on tokio's blocking pool, never the hash calls themselves.
+//! Each hash costs 20-300 ms of CPU. In async code use [`LoginGuard`] or the `_async`
+//! methods, which run on tokio's blocking pool, never the hash calls themselves.
 
 mod error;
 mod formats;
+mod guard;
 mod kdf;
 mod policy;
 mod scheme;
 pub mod throttle;
 
-#[cfg(feature = "tokio")]
 mod asynchronous;
 
 pub use error::PasswordError;
+pub use guard::{LoginError, LoginGuard, LoginOutcome};
 pub use policy::PasswordPolicy;
 pub use scheme::{
     ARGON2ID_OWASP_ITERATIONS, ARGON2ID_OWASP_MEMORY_KIB, ARGON2ID_OWASP_PARALLELISM,

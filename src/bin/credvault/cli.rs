@@ -212,16 +212,26 @@ Example:
   printf '%s' \"$PASSWORD\" | credvault password hash --scheme bcrypt --cost 12")]
     Hash(PolicyArgs),
     /// Check a password (stdin or prompt) against a stored hash: exit 0 on match, 1 if not.
-    #[command(after_help = "\
+    #[command(
+        group(ArgGroup::new("stored").required(true).args(["hash", "hash_file"])),
+        after_help = "\
 Reads bcrypt, argon2, PBKDF2, Django and passlib hashes. needs_rehash says the hash is
 weaker than the --scheme/--cost policy (default argon2id).
 
+The stored hash comes from --hash-file FILE, or with --hash-file - from the first line of
+stdin (the password is then the rest of stdin, or a prompt on a terminal). --hash HASH
+works too, but an argument is visible to every local user in `ps` while the command runs.
+
 Example:
-  printf '%s' \"$PASSWORD\" | credvault password verify --hash \"$HASH\" --json")]
+  printf '%s\\n%s' \"$HASH\" \"$PASSWORD\" | credvault password verify --hash-file - --json"
+    )]
     Verify {
-        /// The stored hash (quote it: it contains `$`).
+        /// The stored hash (visible in `ps`: prefer --hash-file).
         #[arg(long, value_name = "HASH")]
-        hash: String,
+        hash: Option<String>,
+        /// A file holding the stored hash (its first line), or `-` for stdin's first line.
+        #[arg(long, value_name = "FILE")]
+        hash_file: Option<PathBuf>,
         #[command(flatten)]
         policy: PolicyArgs,
     },

@@ -81,7 +81,8 @@ Examples:
     },
     /// Add a new primary key version; the previous primary becomes decrypt-only.
     #[command(after_help = "\
-The key file is rewritten atomically. Records and tenant data keys sealed with older
+The key file is rewritten atomically, keeping its owner, group and mode; a symbolic link
+is followed and its target rewritten. Records and tenant data keys sealed with older
 versions keep opening with their (now decrypt-only) version.
 
 Example:

@@ -1,5 +1,6 @@
 //! The key file on disk, through the `credvault` command line: `key rotate` rewrites it without
-//! changing its owner, group or mode and writes through a symbolic link to its target.
+//! changing its owner, group or mode and writes through a symbolic link to its target; the
+//! library's warnings (a key file others can read) reach the operator on stderr.
 
 #![cfg(all(unix, feature = "cli"))]
 #![allow(
@@ -16,7 +17,9 @@ use std::path::Path;
 use credvault::Keyring;
 use tempfile::TempDir;
 
-use cli_common::run;
+use cli_common::{run, stderr};
+
+const WARNING: &str = "key file is accessible by group or others";
 
 /// A directory with a new key file `keys.json` (mode 0600) made by `key generate`.
 fn key_file() -> TempDir {
@@ -98,4 +101,22 @@ fn rotate_keeps_the_key_files_owner_and_group() {
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1, 1));
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn key_file_others_can_read_is_reported_on_stderr() {
+    let dir = key_file();
+    set_mode(&dir.path().join("keys.json"), 0o644);
+    let a = run(dir.path(), &["key", "list", "--keys", "keys.json"], "").success();
+    let err = stderr(&a);
+    assert!(err.contains(WARNING), "{err:?}");
+    assert!(err.contains("keys.json"), "{err:?}");
+    assert!(err.contains("WARN"), "{err:?}");
+}
+
+#[test]
+fn owner_only_key_file_prints_nothing_on_stderr() {
+    let dir = key_file();
+    let a = run(dir.path(), &["key", "list", "--keys", "keys.json"], "").success();
+    assert_eq!(stderr(&a), "");
 }

@@ -39,6 +39,10 @@ pub(crate) struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Log more on stderr: -v info, -vv debug, -vvv trace (warnings are always shown).
+    /// RUST_LOG directives apply after it (for example RUST_LOG=sqlx=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

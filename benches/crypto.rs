@@ -135,6 +135,108 @@ fn gcm(c: &mut Criterion) {
     }
 }
 
+/// The cost of one 12-byte draw from each source `credvault::crypto`'s randomness could use
+/// (see `src/crypto/rng.rs`): `rand::rng()` (fast but repeats across `fork()`), the OS per draw
+/// (`getrandom`), `std::process::id()` alone (a `getpid` call: glibc does not cache it), and a
+/// thread-local ChaCha12 generator checked against the process id on every draw (what the
+/// crate uses). `chacha_atfork_counter` prices the alternative that needs `unsafe` FFI (the
+/// crate forbids it): the same generator checked against a counter a `pthread_atfork` child
+/// handler bumps, so no system call per draw.
+fn rng(c: &mut Criterion) {
+    use std::cell::RefCell;
+
+    use rand::rngs::{StdRng, SysRng};
+    use rand::{SeedableRng as _, TryRng as _};
+
+    thread_local! {
+        static STATE: RefCell<Option<(u32, StdRng)>> = const { RefCell::new(None) };
+    }
+    fn pid_checked(buf: &mut [u8]) {
+        let pid = std::process::id();
+        STATE.with_borrow_mut(|state| {
+            if !matches!(state, Some((p, _)) if *p == pid) {
+                *state = Some((pid, StdRng::try_from_rng(&mut SysRng).unwrap()));
+            }
+            if let Some((_, rng)) = state {
+                rng.fill_bytes(buf);
+            }
+        });
+    }
+
+    let mut g = c.benchmark_group("rng_12_bytes");
+    g.bench_function("thread_rng", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            rand::rng().fill_bytes(&mut nonce);
+            black_box(nonce)
+        });
+    });
+    g.bench_function("os_getrandom", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            SysRng.try_fill_bytes(&mut nonce).unwrap();
+            black_box(nonce)
+        });
+    });
+    g.bench_function("getpid", |b| b.iter(|| black_box(std::process::id())));
+    g.bench_function("chacha_pid_checked", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            pid_checked(&mut nonce);
+            black_box(nonce)
+        });
+    });
+    #[cfg(unix)]
+    g.bench_function("chacha_atfork_counter", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            atfork::fill(&mut nonce);
+            black_box(nonce)
+        });
+    });
+    g.finish();
+}
+
+/// The `pthread_atfork` alternative of `rng`, for its price only.
+#[cfg(unix)]
+mod atfork {
+    use std::cell::RefCell;
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use rand::rngs::{StdRng, SysRng};
+    use rand::{Rng as _, SeedableRng as _};
+
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+    static REGISTER: Once = Once::new();
+
+    thread_local! {
+        static STATE: RefCell<Option<(u64, StdRng)>> = const { RefCell::new(None) };
+    }
+
+    extern "C" fn child() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn fill(buf: &mut [u8]) {
+        REGISTER.call_once(|| {
+            #[allow(unsafe_code, reason = "a bench-only prototype of the FFI alternative")]
+            // SAFETY: registers a handler that only bumps an atomic.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+            assert_eq!(rc, 0);
+        });
+        let forks = FORKS.load(Ordering::Relaxed);
+        STATE.with_borrow_mut(|state| {
+            if !matches!(state, Some((f, _)) if *f == forks) {
+                *state = Some((forks, StdRng::try_from_rng(&mut SysRng).unwrap()));
+            }
+            if let Some((_, rng)) = state {
+                rng.fill_bytes(buf);
+            }
+        });
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -145,6 +247,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = fernet_encrypt, fernet_decrypt, gcm
+    targets = fernet_encrypt, fernet_decrypt, gcm, rng
 }
 criterion_main!(benches);

@@ -112,6 +112,9 @@ impl SqliteBackend {
     /// path, with the settings of [`options`](Self::options) (see the module docs on
     /// durability). Changes no schema: call [`migrate`](crate::backend::Backend::migrate).
     ///
+    /// On Unix a new database file is created with mode 0600, and SQLite gives its `-wal` and
+    /// `-shm` files the same mode; an existing file keeps its mode.
+    ///
     /// # Errors
     ///
     /// [`BackendErrorKind::Unavailable`] if the file cannot be opened or created,
@@ -122,12 +125,15 @@ impl SqliteBackend {
     }
 
     /// Opens a database with exactly the given options (nothing is added: start from
-    /// [`options`](Self::options) to keep WAL and the busy timeout).
+    /// [`options`](Self::options) to keep WAL and the busy timeout). With `create_if_missing`,
+    /// a missing database file is created with mode 0600 on Unix, as in
+    /// [`connect`](Self::connect).
     ///
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, BackendError> {
+        create_private_if_missing(&options);
         let mut pool = SqlitePoolOptions::new();
         if options.get_filename().as_os_str() == ":memory:" {
             // Each connection to `:memory:` is its own database: keep exactly one, forever.
@@ -286,6 +292,46 @@ impl fmt::Debug for SqliteBackend {
 sql_backend!(SqliteBackend, sqlx::SqliteConnection);
 
 /// Maps SQLite's (extended) result codes.
+/// When `options` may create the database file and it does not exist yet, creates it empty
+/// with mode 0600 (`O_CREAT | O_EXCL`) before SQLite opens it, so that the database is never
+/// readable by others, whatever the umask; SQLite then creates `-wal` and `-shm` with the
+/// database file's mode. An existing file is left as its operator made it.
+///
+/// Errors are ignored: SQLite's own open of the same path meets the same condition (a missing
+/// directory, no permission) and reports it; `AlreadyExists` means another process won the
+/// race and created it.
+#[cfg(unix)]
+fn create_private_if_missing(options: &SqliteConnectOptions) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !creates_a_file(options) {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(options.get_filename());
+}
+
+#[cfg(not(unix))]
+fn create_private_if_missing(_options: &SqliteConnectOptions) {}
+
+/// Whether SQLite would create a file at `options.get_filename()`: an on-disk database (not
+/// `:memory:`, not a `file:` URI, which SQLite parses itself) opened with `create_if_missing`.
+///
+/// sqlx 0.9 has no getter for `create_if_missing` or `in_memory`; its derived `Debug` shows
+/// both (tests/sqlite_on_disk.rs fails if that changes). The text may hold pragma values
+/// (SQLCipher's `key`), so it is zeroed once read.
+#[cfg(unix)]
+fn creates_a_file(options: &SqliteConnectOptions) -> bool {
+    let name = options.get_filename().as_os_str();
+    if name.is_empty() || name == ":memory:" || name.as_encoded_bytes().starts_with(b"file:") {
+        return false;
+    }
+    let debug = zeroize::Zeroizing::new(format!("{options:?}"));
+    debug.contains("create_if_missing: true") && debug.contains("in_memory: false")
+}
+
 fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
     let code: i64 = err.code()?.parse().ok()?;
     match code {

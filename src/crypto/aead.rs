@@ -5,7 +5,6 @@ use std::fmt;
 
 use aes_gcm::aead::{AeadInOut as _, KeyInit as _};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use rand::Rng as _;
 use zeroize::Zeroizing;
 
 use crate::KeyVersion;
@@ -58,11 +57,13 @@ impl AeadKey {
 }
 
 /// Seals `plaintext` under `key`, writing `key_version` into the header and binding the record
-/// to `context`. A fresh random nonce is drawn for every call.
+/// to `context`. A fresh random nonce is drawn for every call, unique across `fork()` (see
+/// SECURITY.md, "Randomness across fork()").
 ///
 /// # Errors
 ///
-/// [`CryptoError::PlaintextTooLong`] past [`MAX_PLAINTEXT_LEN`].
+/// [`CryptoError::PlaintextTooLong`] past [`MAX_PLAINTEXT_LEN`];
+/// [`CryptoError::RandomnessUnavailable`] if the OS RNG fails.
 ///
 /// ```
 /// use credvault::KeyVersion;
@@ -83,7 +84,7 @@ pub fn seal(
     context: &Context,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rng().fill_bytes(&mut nonce);
+    crate::crypto::rng::try_fill_nonce(&mut nonce)?;
     danger_seal_with_nonce(key, key_version, plaintext, context, nonce)
 }
 

@@ -24,7 +24,6 @@ use base64::engine::general_purpose::URL_SAFE;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, InnerIvInit as _, KeyInit as _};
 use hmac::{Hmac, Mac as _};
-use rand::Rng as _;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -196,14 +195,24 @@ impl Fernet {
     }
 
     /// Encrypts `data` stamped with the current time.
+    ///
+    /// # Panics
+    ///
+    /// As [`encrypt_at_time`](Self::encrypt_at_time).
     pub fn encrypt(&self, data: &[u8]) -> String {
         self.encrypt_at_time(data, now())
     }
 
-    /// Encrypts `data` stamped with `current_time` (seconds since the Unix epoch).
+    /// Encrypts `data` stamped with `current_time` (seconds since the Unix epoch). The IV is
+    /// random and unique across `fork()` (see SECURITY.md, "Randomness across fork()").
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails while seeding the IV
+    /// generator, which leaves nothing safe to do.
     pub fn encrypt_at_time(&self, data: &[u8], current_time: u64) -> String {
         let mut iv = [0u8; IV_LEN];
-        rand::rng().fill_bytes(&mut iv);
+        crate::crypto::rng::fill_nonce(&mut iv);
         self.danger_encrypt_with_iv(data, current_time, iv)
     }
 

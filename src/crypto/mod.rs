@@ -7,10 +7,12 @@ pub mod aead;
 pub mod context;
 pub mod fernet;
 pub mod format;
+pub(crate) mod rng;
 
 pub use aead::AeadKey;
 pub use context::Context;
 pub use fernet::{Fernet, InvalidToken, MultiFernet};
+pub(crate) use rng::{fill_from_os_rng, try_fill_from_os_rng};
 
 /// Errors of the sealed-record layer. Decryption failures are deliberately one opaque variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,24 +57,4 @@ pub enum CryptoError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     RandomnessUnavailable,
-}
-
-/// Fills `buf` from the operating system's RNG (for keys; nonces and IVs use `rand::rng()`,
-/// a CSPRNG seeded from the OS).
-///
-/// # Panics
-///
-/// If the OS RNG fails; callers that can report it use [`try_fill_from_os_rng`].
-pub(crate) fn fill_from_os_rng(buf: &mut [u8]) {
-    if try_fill_from_os_rng(buf).is_err() {
-        panic!("the operating system's random number generator failed");
-    }
-}
-
-/// Fills `buf` from the operating system's RNG.
-pub(crate) fn try_fill_from_os_rng(buf: &mut [u8]) -> Result<(), CryptoError> {
-    use rand::TryRng as _;
-    rand::rngs::SysRng
-        .try_fill_bytes(buf)
-        .map_err(|_| CryptoError::RandomnessUnavailable)
 }

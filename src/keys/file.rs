@@ -18,7 +18,8 @@
 //!
 //! Saving is atomic: the JSON goes to a new temporary file beside the target (created `0600`
 //! on Unix), which is flushed to disk and renamed over the target; the directory is then
-//! synced. Loading warns (through `tracing`) when the file is readable by group or others. A
+//! synced. A file that is replaced keeps its owner, group and mode, and a symbolic link is
+//! followed: its target is replaced and the link stays. Loading warns (through `tracing`) when the file is readable by group or others. A
 //! corrupt, truncated or inconsistent file is an error naming the file and the problem, never
 //! the key bytes, and never a silently generated new key.
 
@@ -202,11 +203,14 @@ impl Keyring {
     }
 
     /// Saves the keyring to `path` atomically (temporary file, fsync, rename, directory
-    /// fsync). On Unix the file is created with mode `0600`.
+    /// fsync). On Unix a new file is created with mode `0600`; a file that is replaced keeps
+    /// its owner, group and mode. If `path` is a symbolic link, its target is replaced and the
+    /// link stays.
     ///
     /// # Errors
     ///
-    /// [`KeyError::Io`] naming the file. On error the previous file, if any, is untouched.
+    /// [`KeyError::Io`] naming the file, also when the replaced file's owner cannot be kept
+    /// (changing it needs root). On error the previous file, if any, is untouched.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
         let path = path.as_ref();
         let json = self.to_json();

@@ -223,7 +223,7 @@ impl PasswordPolicy {
             });
         }
         let mut salt = [0u8; 16];
-        rand::fill(&mut salt[..]);
+        crate::crypto::rng::fill_nonce(&mut salt);
         let digest = kdf::bcrypt_truncating(cost, salt, password);
         let mcf = formats::bcrypt::encode(cost, &salt, &digest);
         Ok(match self.encoding {
@@ -519,7 +519,7 @@ fn cap(parameter: &'static str, value: u32, limit: u32) -> Result<(), PasswordEr
 
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0; len];
-    rand::fill(&mut bytes[..]);
+    crate::crypto::rng::fill_nonce(&mut bytes);
     bytes
 }
 
@@ -529,7 +529,7 @@ fn random_alphanumeric(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let mut byte = [0u8; 1];
-        rand::fill(&mut byte[..]);
+        crate::crypto::rng::fill_nonce(&mut byte);
         // 248 = 4 x 62: bytes at or above it would bias the first characters.
         if byte[0] < 248 {
             out.push(ALPHABET[usize::from(byte[0] % 62)]);

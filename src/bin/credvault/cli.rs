@@ -48,6 +48,10 @@ pub(crate) struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Log more on stderr: -v info, -vv debug, -vvv trace (warnings are always shown).
+    /// RUST_LOG directives apply after it (for example RUST_LOG=sqlx=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -90,7 +94,8 @@ Examples:
     },
     /// Add a new primary key version; the previous primary becomes decrypt-only.
     #[command(after_help = "\
-The key file is rewritten atomically. Records and tenant data keys sealed with older
+The key file is rewritten atomically, keeping its owner, group and mode; a symbolic link
+is followed and its target rewritten. Records and tenant data keys sealed with older
 versions keep opening with their (now decrypt-only) version.
 
 Example:

@@ -18,6 +18,8 @@ mod vault;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -25,6 +27,7 @@ use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -46,4 +49,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("starting the async runtime: {e}")))?
             .block_on(vault::run(args, out)),
     }
+}
+
+/// Sends the library's `tracing` events (a key file others can read, a failed audit flush) to
+/// stderr, where the operator sees them: warnings and errors by default, more with each `-v`,
+/// then the directives of `RUST_LOG` (a bare level there replaces the one `-v` chose).
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_default();
+    let filter = EnvFilter::builder().parse_lossy(format!("{level},{rust_log}"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
 }

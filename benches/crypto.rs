@@ -137,11 +137,11 @@ fn gcm(c: &mut Criterion) {
 
 /// The cost of one 12-byte draw from each source `credvault::crypto`'s randomness could use
 /// (see `src/crypto/rng.rs`): `rand::rng()` (fast but repeats across `fork()`), the OS per draw
-/// (`getrandom`), `std::process::id()` alone (a `getpid` call: glibc does not cache it), and a
-/// thread-local ChaCha12 generator checked against the process id on every draw (what the
-/// crate uses). `chacha_atfork_counter` prices the alternative that needs `unsafe` FFI (the
-/// crate forbids it): the same generator checked against a counter a `pthread_atfork` child
-/// handler bumps, so no system call per draw.
+/// (`getrandom`), `std::process::id()` alone (a `getpid` call: glibc does not cache it), a
+/// thread-local ChaCha12 generator checked against the process id on every draw, and
+/// `chacha_atfork_counter`, the same generator checked against a counter a `pthread_atfork`
+/// child handler bumps, so no system call per draw: what the crate uses (through the
+/// `forkguard` crate, which holds the one `unsafe` call).
 fn rng(c: &mut Criterion) {
     use std::cell::RefCell;
 

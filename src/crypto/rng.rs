@@ -3,47 +3,44 @@
 //!
 //! # Nonces, IVs and salts: [`fill_nonce`]
 //!
-//! A per-thread ChaCha12 generator ([`StdRng`]) seeded from the operating system, which checks
-//! the process id **on every draw, before using its state**, and reseeds from the OS when it
-//! differs from the id it was seeded in (and after [`RESEED_AFTER`] bytes).
+//! A per-thread ChaCha12 generator ([`StdRng`]) seeded from the operating system, which asks
+//! a fork detector **on every draw, before using its state**, and reseeds from the OS in a
+//! forked child (and after [`RESEED_AFTER`] bytes). The detector is `forkguard`'s
+//! `pthread_atfork` counter: the C library bumps it in the child of every `fork()`, and
+//! reading it is one relaxed atomic load. If registering the handler fails, the process id is
+//! compared instead (one `getpid` system call per draw).
 //!
 //! `rand::rng()` (rand 0.10's `ThreadRng`) is not used: it is not reseeded after `fork()`, so a
 //! process that sealed once and then forks draws the same bytes in parent and child, and two
 //! AES-GCM seals under one key with one nonce give away the XOR of the plaintexts and the
 //! authentication key (tests/fork.rs shows it: 128 of 128 nonces and IVs repeated).
 //!
-//! Two fork-safe options were measured side by side (benches/crypto.rs, groups `rng_12_bytes`
-//! and `gcm_seal`, on the project's 2-core VM, Linux 6.18, glibc 2.36 which neither caches
+//! The options, measured side by side (benches/crypto.rs, groups `rng_12_bytes` and
+//! `gcm_seal`, on the project's 2-core VM, Linux 6.18, glibc 2.36, which neither caches
 //! `getpid` nor has a vDSO `getrandom`):
 //!
-//! | 12-byte draw                                   | cost    |
-//! |------------------------------------------------|---------|
-//! | `rand::rng()` (not fork-safe, the old way)     | ~11 ns  |
-//! | `std::process::id()` alone (`getpid` syscall)  | ~150 ns |
-//! | (b) this module: ChaCha12 + pid check          | ~150 ns |
-//! | (a) the OS per draw (`getrandom`, `SysRng`)    | ~385 ns |
-//! | ChaCha12 + `pthread_atfork` counter (`unsafe`) | ~13 ns  |
+//! | 12-byte draw                                          | cost    |
+//! |-------------------------------------------------------|---------|
+//! | `rand::rng()` (not fork-safe, the old way)            | ~11 ns  |
+//! | (c) this module: ChaCha12 + `pthread_atfork` counter  | ~13 ns  |
+//! | (b) ChaCha12 + process-id check (`getpid` per draw)   | ~150 ns |
+//! | (a) the OS per draw (`getrandom`, `SysRng`)           | ~385 ns |
 //!
 //! | seal / raw `aes-gcm` with the same AAD | 32 B  | 256 B | 4 KiB |
 //! |----------------------------------------|-------|-------|-------|
 //! | `rand::rng()` (not fork-safe)          | 0.93x | 1.06x | 0.90x |
-//! | (b) ChaCha12 + pid check (chosen)      | 1.52x | 1.35x | 1.07x |
+//! | (b) ChaCha12 + pid check               | 1.52x | 1.35x | 1.07x |
 //! | (a) `getrandom` per draw               | 2.7x  | 1.6x  | ~1.0x |
 //!
 //! (`cargo bench --bench crypto -- 'rng_12|gcm_seal/(credvault-aead|aes-gcm-same-aad)/'
-//! --measurement-time 2 --warm-up-time 1`, one build per option; the machine is shared and
-//! noisy, a later run of (b) gave 1.42x, 1.37x and 0.94x.) Fernet encryption, which also
-//! draws one IV, stays far below the `fernet` crate's (0.1x at 32 B, 0.5x at 4 KiB).
+//! --measurement-time 2 --warm-up-time 1`, one build per option.) Both options the issue
+//! named cost a system call per draw, half of a small seal here: (c) is chosen, which keeps a
+//! seal within 1.10x of raw `aes-gcm` (see the closing note of issue 11 for the figures of
+//! the chosen build).
 //!
-//! (b) is the faster and is chosen. Both cost one system call per draw, which on this machine
-//! is about half of a small seal: without `unsafe` (the crate forbids it) there is no cheaper
-//! way to notice a fork. A check that needs no system call (a counter bumped by a
-//! `pthread_atfork` handler, or a `MADV_WIPEONFORK` page) needs `unsafe` FFI.
-//!
-//! Limit of the process-id check: a process that inherited a seeded generator and never drew
-//! from it, and that forks a child which is given (after the pid space wrapped) the pid of the
-//! long-gone process the generator was seeded in, gives that child the dead process's stream.
-//! The OS per draw has no such limit; it costs 2.5x more per draw.
+//! Limit: a child made without the C library's `fork()` (a raw `clone` system call) runs no
+//! fork handlers and is not noticed; `posix_spawn`, `vfork` + `exec`, Python's `os.fork` and
+//! every pre-fork server go through `fork()` or start a new program.
 //!
 //! # Keys: [`try_fill_from_os_rng`]
 //!
@@ -60,9 +57,36 @@ use crate::crypto::CryptoError;
 /// Bytes one seed serves before the generator is reseeded from the OS (as `ThreadRng` does).
 pub(crate) const RESEED_AFTER: usize = 64 * 1024;
 
-/// A generator and the process it was seeded in.
+/// Notices that this process is a forked child of the one that made it.
+enum ForkDetector {
+    /// `pthread_atfork` counter: an atomic load.
+    #[cfg(unix)]
+    Atfork(forkguard::atfork::Guard),
+    /// The process id, compared on every draw (if the handler could not be registered).
+    Pid(forkguard::pid::Guard),
+}
+
+impl ForkDetector {
+    fn new() -> Self {
+        #[cfg(unix)]
+        if let Ok(guard) = forkguard::atfork::Guard::try_new() {
+            return Self::Atfork(guard);
+        }
+        Self::Pid(forkguard::pid::Guard::default())
+    }
+
+    fn forked(&mut self) -> bool {
+        match self {
+            #[cfg(unix)]
+            Self::Atfork(guard) => guard.detected_fork(),
+            Self::Pid(guard) => guard.detected_fork(),
+        }
+    }
+}
+
+/// A generator, with how much it has served and whether the process forked since seeding.
 struct Seeded {
-    pid: u32,
+    detector: ForkDetector,
     drawn: usize,
     rng: StdRng,
 }
@@ -78,16 +102,22 @@ thread_local! {
 ///
 /// [`CryptoError::RandomnessUnavailable`] if the OS RNG fails when (re)seeding.
 pub(crate) fn try_fill_nonce(buf: &mut [u8]) -> Result<(), CryptoError> {
-    // Read on every draw: a child of `fork()` starts with a copy of its parent's state.
-    let pid = std::process::id();
     STATE
         .try_with(|state| {
             let mut state = state.borrow_mut();
-            let fresh = matches!(&*state, Some(s) if s.pid == pid && s.drawn < RESEED_AFTER);
+            // Asked on every draw: a child of `fork()` starts with a copy of its parent's state.
+            let fresh = match state.as_mut() {
+                Some(s) => !s.detector.forked() && s.drawn < RESEED_AFTER,
+                None => false,
+            };
             if !fresh {
                 let rng = StdRng::try_from_rng(&mut SysRng)
                     .map_err(|_| CryptoError::RandomnessUnavailable)?;
-                *state = Some(Seeded { pid, drawn: 0, rng });
+                *state = Some(Seeded {
+                    detector: ForkDetector::new(),
+                    drawn: 0,
+                    rng,
+                });
             }
             if let Some(seeded) = state.as_mut() {
                 seeded.rng.fill_bytes(buf);

@@ -124,7 +124,7 @@ fn every_scheme_verifies_as_the_library_that_made_it_decides() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} hashes disagree:\n{}",
+        "{} verdicts (of {} hashes) disagree:\n{}",
         failures.len(),
         entries.len(),
         failures.join("\n")
@@ -250,5 +250,38 @@ fn errors_about_new_formats_never_name_the_hash() {
         let err = policy.verify(&pw("s3cr3t-password"), &hash).unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(!text.contains("s3cr3t"), "{text}");
+    }
+}
+
+mod mutated_seeds {
+    use proptest::prelude::*;
+
+    /// The committed fuzz seeds (`fuzz/corpus/password_hash`), one per format.
+    fn seeds() -> Vec<Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/password_hash");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .expect("seed corpus")
+            .map(|e| std::fs::read(e.expect("seed").path()).expect("seed bytes"))
+            .collect();
+        seeds.sort();
+        seeds
+    }
+
+    proptest! {
+        /// What the fuzz target asserts, on mutations of every seed: parsing never panics
+        /// (debug builds catch overflow), and what parses re-encodes to the same hash.
+        #[test]
+        fn mutated_hashes_never_panic_and_round_trip(
+            index in 0usize..64,
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..4),
+        ) {
+            let seeds = seeds();
+            let mut bytes = seeds[index % seeds.len()].clone();
+            for (at, byte) in edits {
+                let at = usize::from(at) % bytes.len();
+                bytes[at] = byte;
+            }
+            credvault::password::fuzz_parse_hash(&bytes);
+        }
     }
 }

@@ -378,6 +378,34 @@ mod tests {
         assert_eq!(parse_canonical_decimal("0"), Some(0));
     }
 
+    /// One hash of each newer format, made by Django 5.2 or passlib 1.7.4 (password "");
+    /// the fuzz target's assertion holds for each (the seeds in `fuzz/corpus/password_hash`).
+    #[test]
+    fn new_formats_round_trip_as_the_fuzz_target_checks() {
+        for hash in [
+            "scrypt$16$LSQ6b1cGIlUAE8lQj4XiD7$8$1$XYHMoG+iczuQiLV7z1fFYZp8RDieYa+emCTq65cTv/P13XgYaRcJotP2Devne+Teoa81td3Qv/0ugtuAgD1ksw==",
+            "md5$Q2KLLkhWfVHA9DfpxSXYgv$86cf5dbb75e26e5c4966437bcebb7ca4",
+            "sha1$K5NhVO4xRYVd$01e757e0ea9e069309cce4a1d5efff5fb3c621d0",
+            "sha1$$da39a3ee5e6b4b0d3255bfef95601890afd80709",
+            "md5$$d41d8cd98f00b204e9800998ecf8427e",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "$scrypt$ln=4,r=8,p=1$SimF8H5PSQlBaG1NCWHsHQ$ysiHJLmPmwPDA2fMC6NuiLPLU5chBTZ6K/X+ljgDtxk",
+            "$5$rounds=1000$S0TKcwIjFzGV0nfs$zsK0QqMe23Rpnku4nPHxN9qOrFnYkCqZtxoCIJ.OaHA",
+            "$6$rounds=1000$8zRm.qGYQTKsMaIL$OEKFacbLQB3tWF.85E4uSIqA7AVIHCH.iE7NB2Jx8Nt4rG6SxHt8gO2Qun9wdIE2mReIpLUm4zRJxu/yHJ4XU.",
+            "{MD5}1B2M2Y8AsgTpgAmY7PhCfg==",
+            "{SHA}2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
+            "{SMD5}tQDi3xYixqSP55Wj8/hQILQWolQ=",
+            "{SSHA}LaI990JadLOe93SNcX3pfmluCdBozTlH",
+            "{SSHA256}ea2R5xzYZYG1muv6xLO1A0FekiqPO12oKggpXeeqwhW4t9Y6",
+            "{SSHA512}37xtFxnvzBQyMO22GEupaybI2UWimf9V8hoArM6xyJrcOPcZJ21G6YxcVavRqyqLpdXL7dneRB06+g1dVUpx1AdAKAU=",
+            "{CRYPT}$2b$04$FtM2gsoc8TXkLWy4dsEpiOqKbZlIl6813cj.rsHnSL7jJoJtCAheC",
+            "{CRYPT}$5$rounds=1000$uVRzxSN67/1hcOx2$naUpgVE3fV3I9aU8uaECEqVltwySb7aMxKLMD9PhuP2",
+        ] {
+            assert!(parse(hash).is_ok(), "{hash}");
+            fuzz_round_trip(hash.as_bytes());
+        }
+    }
+
     #[test]
     fn hex_is_lowercase_and_exact() {
         assert_eq!(decode_lower_hex("00ff", 2), Some(vec![0, 255]));

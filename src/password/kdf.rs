@@ -1,14 +1,19 @@
-//! The computations behind each parsed hash: thin calls into `bcrypt`, `pbkdf2`, `argon2`.
+//! The computations behind each parsed hash: thin calls into `bcrypt`, `pbkdf2`, `argon2`,
+//! `scrypt`, `sha-crypt` and the plain digests.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use base64ct::Encoding as _;
 use hmac::{KeyInit as _, Mac as _};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::error::PasswordError;
-use super::formats::{Argon2Hash, Argon2Variant, BcryptHash, BcryptPrehash, ParsedHash, Prf};
+use super::formats::{
+    Argon2Hash, Argon2Variant, BcryptHash, BcryptPrehash, DigestAlgorithm, DigestHash, DigestSalt,
+    ParsedHash, Prf, ScryptHash, ShaCryptHash, ShaCryptVariant,
+};
 
 /// bcrypt reads at most this many bytes of key.
 pub(crate) const BCRYPT_MAX_KEY_LEN: usize = 72;
@@ -24,6 +29,9 @@ pub(crate) fn matches(parsed: &ParsedHash, password: &[u8]) -> Result<bool, Pass
         ParsedHash::Bcrypt(h) => &h.digest,
         ParsedHash::Pbkdf2(h) => &h.digest,
         ParsedHash::Argon2(h) => &h.digest,
+        ParsedHash::Scrypt(h) => &h.digest,
+        ParsedHash::ShaCrypt(h) => h.checksum.as_bytes(),
+        ParsedHash::Digest(h) => &h.digest,
     };
     Ok(computed.ct_eq(expected).into())
 }
@@ -47,6 +55,13 @@ fn compute(parsed: &ParsedHash, password: &[u8]) -> Result<Zeroizing<Vec<u8>>, P
             argon2(h, password, &mut out)?;
             Ok(out)
         }
+        ParsedHash::Scrypt(h) => {
+            let mut out = Zeroizing::new(vec![0; h.digest.len()]);
+            scrypt(h, password, &mut out)?;
+            Ok(out)
+        }
+        ParsedHash::ShaCrypt(h) => sha_crypt_checksum(h, password),
+        ParsedHash::Digest(h) => Ok(plain_digest(h, password)),
     }
 }
 
@@ -121,4 +136,78 @@ pub(crate) fn argon2(h: &Argon2Hash, password: &[u8], out: &mut [u8]) -> Result<
     argon2::Argon2::new(algorithm, version, params)
         .hash_password_into(password, &h.salt, out)
         .map_err(refused)
+}
+
+/// scrypt with the hash's parameters, filling `out`. The policy has capped N, r and p
+/// (`scrypt::Params::new` multiplies r by p unchecked).
+pub(crate) fn scrypt(h: &ScryptHash, password: &[u8], out: &mut [u8]) -> Result<(), PasswordError> {
+    let refused = PasswordError::MalformedHash {
+        format: "scrypt",
+        problem: "parameters are out of scrypt's range",
+    };
+    let params = scrypt::Params::new(h.log_n, h.r, h.p).map_err(|_| refused.clone())?;
+    scrypt::scrypt(password, &h.salt, &params, out).map_err(|_| refused)
+}
+
+/// The SHA-crypt checksum text for `password`: the digest's bytes reordered as the
+/// specification's final step lists them, then crypt base64.
+fn sha_crypt_checksum(
+    h: &ShaCryptHash,
+    password: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
+    let params = sha_crypt::Params::new(h.rounds).map_err(|_| PasswordError::MalformedHash {
+        format: "sha-crypt",
+        problem: "rounds are out of range",
+    })?;
+    let salt = h.salt.as_bytes();
+    let reordered: Zeroizing<Vec<u8>> = match h.variant {
+        ShaCryptVariant::Sha256 => {
+            let raw = Zeroizing::new(sha_crypt::sha256_crypt(password, salt, params));
+            Zeroizing::new(SHA256_CRYPT_ORDER.iter().map(|&i| raw[i]).collect())
+        }
+        ShaCryptVariant::Sha512 => {
+            let raw = Zeroizing::new(sha_crypt::sha512_crypt(password, salt, params));
+            Zeroizing::new(SHA512_CRYPT_ORDER.iter().map(|&i| raw[i]).collect())
+        }
+    };
+    Ok(Zeroizing::new(
+        base64ct::Base64ShaCrypt::encode_string(&reordered).into_bytes(),
+    ))
+}
+
+/// The byte order of SHA-256-crypt's encoded checksum (Drepper's specification, step 22e;
+/// the same table as RustCrypto's `sha-crypt` keeps in its `mcf` module).
+const SHA256_CRYPT_ORDER: [usize; 32] = [
+    20, 10, 0, 11, 1, 21, 2, 22, 12, 23, 13, 3, 14, 4, 24, 5, 25, 15, 26, 16, 6, 17, 7, 27, 8, 28,
+    18, 29, 19, 9, 30, 31,
+];
+
+/// The byte order of SHA-512-crypt's encoded checksum (step 22f).
+const SHA512_CRYPT_ORDER: [usize; 64] = [
+    42, 21, 0, 1, 43, 22, 23, 2, 44, 45, 24, 3, 4, 46, 25, 26, 5, 47, 48, 27, 6, 7, 49, 28, 29, 8,
+    50, 51, 30, 9, 10, 52, 31, 32, 11, 53, 54, 33, 12, 13, 55, 34, 35, 14, 56, 57, 36, 15, 16, 58,
+    37, 38, 17, 59, 60, 39, 18, 19, 61, 40, 41, 20, 62, 63,
+];
+
+/// One digest over the salt and password, in the order the format puts them.
+fn plain_digest(h: &DigestHash, password: &[u8]) -> Zeroizing<Vec<u8>> {
+    let (prefix, suffix): (&[u8], &[u8]) = match &h.salt {
+        DigestSalt::None => (&[], &[]),
+        DigestSalt::Prefix(salt) => (salt.as_bytes(), &[]),
+        DigestSalt::Suffix(salt) => (&[], salt),
+    };
+    match h.algorithm {
+        DigestAlgorithm::Md5 => digest_of::<md5::Md5>(prefix, password, suffix),
+        DigestAlgorithm::Sha1 => digest_of::<sha1::Sha1>(prefix, password, suffix),
+        DigestAlgorithm::Sha256 => digest_of::<Sha256>(prefix, password, suffix),
+        DigestAlgorithm::Sha512 => digest_of::<sha2::Sha512>(prefix, password, suffix),
+    }
+}
+
+fn digest_of<D: Digest>(prefix: &[u8], password: &[u8], suffix: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut hasher = D::new();
+    hasher.update(prefix);
+    hasher.update(password);
+    hasher.update(suffix);
+    Zeroizing::new(hasher.finalize().to_vec())
 }

@@ -261,7 +261,9 @@ impl PasswordPolicy {
     /// is not a hash we read, [`PasswordError::UnsupportedVariant`],
     /// [`PasswordError::SchemeNotAccepted`], and [`PasswordError::ExcessiveCost`] for a hash
     /// above the [`CostLimits`]. A wrong password is not an error but
-    /// [`Verification::Rejected`].
+    /// [`Verification::Rejected`]; so is Django's unusable-password marker (a hash starting
+    /// with `!`, from `set_unusable_password()`), which takes the time of
+    /// [`verify_dummy`](Self::verify_dummy), as Django's `check_password` does.
     pub fn verify(
         &self,
         password: &SecretString,
@@ -276,6 +278,9 @@ impl PasswordPolicy {
     ///
     /// As [`verify`](Self::verify).
     pub fn verify_bytes(&self, password: &[u8], hash: &str) -> Result<Verification, PasswordError> {
+        if formats::django::is_unusable(hash) {
+            return Ok(self.verify_dummy_bytes(password));
+        }
         let parsed = self.parse_checked(hash)?;
         if kdf::matches(&parsed, password)? {
             Ok(Verification::Accepted {
@@ -338,12 +343,16 @@ impl PasswordPolicy {
     }
 
     /// Whether a stored hash should be replaced (weaker family or lower parameters than the
-    /// policy's scheme), without a password: passlib's `needs_update`.
+    /// policy's scheme), without a password: passlib's `needs_update`. Django's
+    /// unusable-password marker needs none (no password can be checked against it).
     ///
     /// # Errors
     ///
     /// As [`verify`](Self::verify), for the hash string.
     pub fn needs_rehash(&self, hash: &str) -> Result<bool, PasswordError> {
+        if formats::django::is_unusable(hash) {
+            return Ok(false);
+        }
         Ok(self.is_weaker(&self.parse_checked(hash)?))
     }
 
@@ -385,9 +394,11 @@ impl PasswordPolicy {
         Ok(parsed)
     }
 
-    /// Upgrade rule: another family, or the same family with any cost below the policy's.
+    /// Upgrade rule: a legacy family, another family, or the same family with any cost
+    /// below the policy's.
     fn is_weaker(&self, parsed: &ParsedHash) -> bool {
-        if SchemeFamily::of(parsed) != self.scheme.family() {
+        let family = SchemeFamily::of(parsed);
+        if family.is_legacy() || family != self.scheme.family() {
             return true;
         }
         match (self.scheme, parsed) {
@@ -497,7 +508,29 @@ fn check_caps(parsed: &ParsedHash, limits: &CostLimits) -> Result<(), PasswordEr
             limits.max_pbkdf2_iterations,
         ),
         ParsedHash::Argon2(h) => cap_argon2(h.m_cost, h.t_cost, h.p_cost, limits),
+        ParsedHash::Scrypt(h) => cap_scrypt(h.log_n, h.r, h.p, limits),
+        ParsedHash::ShaCrypt(h) => cap("sha-crypt rounds", h.rounds, limits.max_sha_crypt_rounds),
+        ParsedHash::Digest(_) => Ok(()),
     }
+}
+
+/// scrypt needs 128 x r x N bytes and p passes over them.
+fn cap_scrypt(log_n: u8, r: u32, p: u32, limits: &CostLimits) -> Result<(), PasswordError> {
+    cap("scrypt parallelism", p, limits.max_scrypt_parallelism)?;
+    let limit = u64::from(limits.max_scrypt_memory_kib);
+    // 128 x r x 2^log_n bytes = r x 2^log_n / 8 KiB; saturate rather than overflow.
+    let kib = 1u64
+        .checked_shl(u32::from(log_n))
+        .and_then(|n| n.checked_mul(u64::from(r)))
+        .map_or(u64::MAX, |blocks| blocks / 8);
+    if kib > limit {
+        return Err(PasswordError::ExcessiveCost {
+            parameter: "scrypt memory (KiB)",
+            value: kib,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 fn cap_argon2(m: u32, t: u32, p: u32, limits: &CostLimits) -> Result<(), PasswordError> {

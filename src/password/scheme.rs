@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use super::formats::{Argon2Variant, BcryptPrehash, ParsedHash, Prf};
+use super::formats::{
+    Argon2Variant, BcryptPrehash, DigestAlgorithm, ParsedHash, Prf, ShaCryptVariant,
+};
 
 /// The bcrypt cost privacy policies promise ("bcrypt-hashed, cost 12").
 pub const BCRYPT_PROMISED_COST: u32 = 12;
@@ -42,11 +44,27 @@ pub enum SchemeFamily {
     Argon2i,
     /// argon2d.
     Argon2d,
+    /// scrypt (Django `scrypt$`, passlib `$scrypt$`).
+    Scrypt,
+    /// SHA-256-crypt (`$5$`, `{CRYPT}$5$`). Legacy: always upgraded.
+    Sha256Crypt,
+    /// SHA-512-crypt (`$6$`, `{CRYPT}$6$`). Legacy: always upgraded.
+    Sha512Crypt,
+    /// One MD5 over salt and password, or the password alone: Django `md5$`, `md5$$`, bare
+    /// 32-character hex; LDAP `{MD5}`, `{SMD5}`. Legacy: always upgraded.
+    Md5Digest,
+    /// One SHA-1 over salt and password, or the password alone: Django `sha1$`, `sha1$$`;
+    /// LDAP `{SHA}`, `{SSHA}`. Legacy: always upgraded.
+    Sha1Digest,
+    /// LDAP `{SSHA256}`: one SHA-256 over password and salt. Legacy: always upgraded.
+    Sha256Digest,
+    /// LDAP `{SSHA512}`: one SHA-512 over password and salt. Legacy: always upgraded.
+    Sha512Digest,
 }
 
 impl SchemeFamily {
     /// Every family this crate can verify.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 15] = [
         Self::Bcrypt,
         Self::BcryptSha256,
         Self::Pbkdf2Sha1,
@@ -55,7 +73,30 @@ impl SchemeFamily {
         Self::Argon2id,
         Self::Argon2i,
         Self::Argon2d,
+        Self::Scrypt,
+        Self::Sha256Crypt,
+        Self::Sha512Crypt,
+        Self::Md5Digest,
+        Self::Sha1Digest,
+        Self::Sha256Digest,
+        Self::Sha512Digest,
     ];
+
+    /// Families a hash of which is always upgraded when it verifies, whatever the policy:
+    /// single fast digests (minutes on a GPU for a whole table) and SHA-crypt and
+    /// PBKDF2-SHA1, which no policy hashes with.
+    pub fn is_legacy(self) -> bool {
+        matches!(
+            self,
+            Self::Pbkdf2Sha1
+                | Self::Sha256Crypt
+                | Self::Sha512Crypt
+                | Self::Md5Digest
+                | Self::Sha1Digest
+                | Self::Sha256Digest
+                | Self::Sha512Digest
+        )
+    }
 
     pub(crate) fn of(parsed: &ParsedHash) -> Self {
         match parsed {
@@ -70,6 +111,17 @@ impl SchemeFamily {
                 Argon2Variant::Id => Self::Argon2id,
                 Argon2Variant::I => Self::Argon2i,
                 Argon2Variant::D => Self::Argon2d,
+            },
+            ParsedHash::Scrypt(_) => Self::Scrypt,
+            ParsedHash::ShaCrypt(h) => match h.variant {
+                ShaCryptVariant::Sha256 => Self::Sha256Crypt,
+                ShaCryptVariant::Sha512 => Self::Sha512Crypt,
+            },
+            ParsedHash::Digest(h) => match h.algorithm {
+                DigestAlgorithm::Md5 => Self::Md5Digest,
+                DigestAlgorithm::Sha1 => Self::Sha1Digest,
+                DigestAlgorithm::Sha256 => Self::Sha256Digest,
+                DigestAlgorithm::Sha512 => Self::Sha512Digest,
             },
         }
     }
@@ -86,6 +138,13 @@ impl fmt::Display for SchemeFamily {
             Self::Argon2id => "argon2id",
             Self::Argon2i => "argon2i",
             Self::Argon2d => "argon2d",
+            Self::Scrypt => "scrypt",
+            Self::Sha256Crypt => "sha256-crypt",
+            Self::Sha512Crypt => "sha512-crypt",
+            Self::Md5Digest => "md5",
+            Self::Sha1Digest => "sha1",
+            Self::Sha256Digest => "salted sha256",
+            Self::Sha512Digest => "salted sha512",
         })
     }
 }
@@ -156,6 +215,15 @@ pub struct CostLimits {
     pub max_argon2_iterations: u32,
     /// Most argon2 lanes (default 16).
     pub max_argon2_parallelism: u32,
+    /// Most scrypt memory, 128 x r x N bytes, in KiB (default 262 144, 256 MiB; Django 5.2
+    /// writes 16 MiB, passlib 64 MiB).
+    pub max_scrypt_memory_kib: u32,
+    /// Most scrypt parallelism p, each a full pass over that memory (default 16; Django
+    /// writes 5, passlib 1).
+    pub max_scrypt_parallelism: u32,
+    /// Most SHA-crypt rounds (default 10 000 000: passlib writes 535 000 for SHA-256-crypt
+    /// and 656 000 for SHA-512-crypt, glibc 5 000; the format allows 999 999 999, minutes).
+    pub max_sha_crypt_rounds: u32,
 }
 
 impl Default for CostLimits {
@@ -166,6 +234,9 @@ impl Default for CostLimits {
             max_argon2_memory_kib: 262_144,
             max_argon2_iterations: 16,
             max_argon2_parallelism: 16,
+            max_scrypt_memory_kib: 262_144,
+            max_scrypt_parallelism: 16,
+            max_sha_crypt_rounds: 10_000_000,
         }
     }
 }

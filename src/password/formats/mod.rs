@@ -6,8 +6,10 @@
 
 pub(crate) mod bcrypt;
 pub(crate) mod django;
+pub(crate) mod ldap;
 pub(crate) mod passlib;
 pub(crate) mod phc;
+pub(crate) mod shacrypt;
 
 use crate::password::PasswordPolicy;
 
@@ -34,6 +36,100 @@ pub(crate) enum ParsedHash {
     Pbkdf2(Pbkdf2Hash),
     /// argon2d, argon2i or argon2id.
     Argon2(Argon2Hash),
+    /// scrypt (Django's `scrypt$`, passlib's `$scrypt$`).
+    Scrypt(ScryptHash),
+    /// SHA-256-crypt or SHA-512-crypt (`$5$`, `$6$`).
+    ShaCrypt(ShaCryptHash),
+    /// One plain digest over the password and a salt: Django's `md5$`/`sha1$` and their
+    /// unsalted forms, RFC 2307's `{MD5}`, `{SHA}`, `{SMD5}`, `{SSHA}`, `{SSHA256}`, `{SSHA512}`.
+    Digest(DigestHash),
+}
+
+/// A parsed scrypt hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScryptHash {
+    /// log2 of N, the CPU/memory cost.
+    pub(crate) log_n: u8,
+    /// Block size.
+    pub(crate) r: u32,
+    /// Parallelism.
+    pub(crate) p: u32,
+    /// Salt bytes as fed to scrypt.
+    pub(crate) salt: Vec<u8>,
+    /// Expected output (64 bytes from Django, 32 from passlib).
+    pub(crate) digest: Vec<u8>,
+}
+
+/// Which SHA-crypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShaCryptVariant {
+    /// `$5$`, SHA-256-crypt.
+    Sha256,
+    /// `$6$`, SHA-512-crypt.
+    Sha512,
+}
+
+/// A parsed SHA-crypt hash. The checksum stays text: passlib compares the re-encoded
+/// checksum as a string, and so do we.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShaCryptHash {
+    /// Variant.
+    pub(crate) variant: ShaCryptVariant,
+    /// Rounds (5000 when the string names none).
+    pub(crate) rounds: u32,
+    /// Whether the string wrote `rounds=` (kept for re-encoding).
+    pub(crate) rounds_written: bool,
+    /// The salt text, 0-16 characters of `./0-9A-Za-z`.
+    pub(crate) salt: String,
+    /// The checksum text (43 or 86 characters).
+    pub(crate) checksum: String,
+}
+
+/// The digest of a [`DigestHash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DigestAlgorithm {
+    /// MD5.
+    Md5,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+/// Where a [`DigestHash`] puts its salt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DigestSalt {
+    /// No salt: `digest(password)`.
+    None,
+    /// Django's `md5$`/`sha1$`: `digest(salt || password)`, the salt as its UTF-8 text.
+    Prefix(String),
+    /// RFC 2307's salted forms: `digest(password || salt)`.
+    Suffix(Vec<u8>),
+}
+
+/// A parsed plain-digest hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DigestHash {
+    /// The digest function.
+    pub(crate) algorithm: DigestAlgorithm,
+    /// The salt and its place.
+    pub(crate) salt: DigestSalt,
+    /// Expected output (the digest function's full length).
+    pub(crate) digest: Vec<u8>,
+}
+
+impl DigestAlgorithm {
+    /// Output length in bytes.
+    pub(crate) fn output_len(self) -> usize {
+        match self {
+            Self::Md5 => 16,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
 }
 
 /// How the password is turned into the bcrypt key.
@@ -144,6 +240,15 @@ pub(crate) fn parse(hash: &str) -> Result<ParsedHash, PasswordError> {
         }
         .map(ParsedHash::Pbkdf2);
     }
+    if hash.starts_with("$scrypt$") {
+        return passlib::parse_scrypt(hash).map(ParsedHash::Scrypt);
+    }
+    if hash.starts_with("$5$") || hash.starts_with("$6$") {
+        return shacrypt::parse(hash).map(ParsedHash::ShaCrypt);
+    }
+    if let Some(parsed) = ldap::parse(hash) {
+        return parsed;
+    }
     if let Some(parsed) = django::parse(hash) {
         return parsed;
     }
@@ -164,6 +269,15 @@ pub(crate) fn fuzz_round_trip(data: &[u8]) {
         }
         ParsedHash::Pbkdf2(h) => phc::encode_pbkdf2(h),
         ParsedHash::Argon2(h) => phc::encode_argon2(h),
+        ParsedHash::Scrypt(h) if h.digest.len() == django::SCRYPT_DIGEST_LEN => {
+            django::encode_scrypt(h)
+        }
+        ParsedHash::Scrypt(h) => passlib::encode_scrypt(h),
+        ParsedHash::ShaCrypt(h) => shacrypt::encode(h),
+        ParsedHash::Digest(h) => match &h.salt {
+            DigestSalt::Prefix(_) => django::encode_digest(h),
+            DigestSalt::None | DigestSalt::Suffix(_) => ldap::encode(h),
+        },
         ParsedHash::Bcrypt(_) => return,
     };
     assert_eq!(
@@ -179,6 +293,36 @@ pub(crate) fn parse_decimal(text: &str) -> Option<u32> {
         return None;
     }
     text.parse().ok()
+}
+
+/// A decimal number written as Python's `%d` writes it: no sign, no leading zero.
+/// Django and passlib re-encode and compare, so a zero-padded number never verifies there.
+pub(crate) fn parse_canonical_decimal(text: &str) -> Option<u32> {
+    if text.len() > 1 && text.starts_with('0') {
+        return None;
+    }
+    parse_decimal(text)
+}
+
+/// Lowercase hex of exactly `len` bytes, as Python's `hexdigest()` writes it.
+pub(crate) fn decode_lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
+    if text.len() != len.checked_mul(2)? {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
+/// Lowercase hex.
+pub(crate) fn encode_lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// PHC's "B64": standard alphabet, no padding (trailing bits tolerated on input).
@@ -219,7 +363,7 @@ mod tests {
 
     #[test]
     fn unknown_prefix_is_unknown_format() {
-        for s in ["", "plain", "$1$abc$def", "md5$x$y", "$", "$$$"] {
+        for s in ["", "plain", "$1$abc$def", "md5x$y", "$", "$$$", "{SSHA512"] {
             assert_eq!(parse(s), Err(PasswordError::UnknownFormat), "{s}");
         }
     }
@@ -230,5 +374,44 @@ mod tests {
         assert_eq!(parse_decimal("+12"), None);
         assert_eq!(parse_decimal(""), None);
         assert_eq!(parse_decimal("4294967296"), None);
+        assert_eq!(parse_canonical_decimal("012"), None);
+        assert_eq!(parse_canonical_decimal("0"), Some(0));
+    }
+
+    /// One hash of each newer format, made by Django 5.2 or passlib 1.7.4 (password "");
+    /// the fuzz target's assertion holds for each (the seeds in `fuzz/corpus/password_hash`).
+    #[test]
+    fn new_formats_round_trip_as_the_fuzz_target_checks() {
+        for hash in [
+            "scrypt$16$LSQ6b1cGIlUAE8lQj4XiD7$8$1$XYHMoG+iczuQiLV7z1fFYZp8RDieYa+emCTq65cTv/P13XgYaRcJotP2Devne+Teoa81td3Qv/0ugtuAgD1ksw==",
+            "md5$Q2KLLkhWfVHA9DfpxSXYgv$86cf5dbb75e26e5c4966437bcebb7ca4",
+            "sha1$K5NhVO4xRYVd$01e757e0ea9e069309cce4a1d5efff5fb3c621d0",
+            "sha1$$da39a3ee5e6b4b0d3255bfef95601890afd80709",
+            "md5$$d41d8cd98f00b204e9800998ecf8427e",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "$scrypt$ln=4,r=8,p=1$SimF8H5PSQlBaG1NCWHsHQ$ysiHJLmPmwPDA2fMC6NuiLPLU5chBTZ6K/X+ljgDtxk",
+            "$5$rounds=1000$S0TKcwIjFzGV0nfs$zsK0QqMe23Rpnku4nPHxN9qOrFnYkCqZtxoCIJ.OaHA",
+            "$6$rounds=1000$8zRm.qGYQTKsMaIL$OEKFacbLQB3tWF.85E4uSIqA7AVIHCH.iE7NB2Jx8Nt4rG6SxHt8gO2Qun9wdIE2mReIpLUm4zRJxu/yHJ4XU.",
+            "{MD5}1B2M2Y8AsgTpgAmY7PhCfg==",
+            "{SHA}2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
+            "{SMD5}tQDi3xYixqSP55Wj8/hQILQWolQ=",
+            "{SSHA}LaI990JadLOe93SNcX3pfmluCdBozTlH",
+            "{SSHA256}ea2R5xzYZYG1muv6xLO1A0FekiqPO12oKggpXeeqwhW4t9Y6",
+            "{SSHA512}37xtFxnvzBQyMO22GEupaybI2UWimf9V8hoArM6xyJrcOPcZJ21G6YxcVavRqyqLpdXL7dneRB06+g1dVUpx1AdAKAU=",
+            "{CRYPT}$2b$04$FtM2gsoc8TXkLWy4dsEpiOqKbZlIl6813cj.rsHnSL7jJoJtCAheC",
+            "{CRYPT}$5$rounds=1000$uVRzxSN67/1hcOx2$naUpgVE3fV3I9aU8uaECEqVltwySb7aMxKLMD9PhuP2",
+        ] {
+            assert!(parse(hash).is_ok(), "{hash}");
+            fuzz_round_trip(hash.as_bytes());
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_exact() {
+        assert_eq!(decode_lower_hex("00ff", 2), Some(vec![0, 255]));
+        assert_eq!(decode_lower_hex("00FF", 2), None);
+        assert_eq!(decode_lower_hex("00f", 2), None);
+        assert_eq!(decode_lower_hex("é0", 1), None);
+        assert_eq!(encode_lower_hex(&[0, 255]), "00ff");
     }
 }

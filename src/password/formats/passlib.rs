@@ -5,17 +5,25 @@
 //! of `+` and no padding. `$bcrypt-sha256$` is bcrypt over standard base64 of SHA-256 of the
 //! password (v1, `$bcrypt-sha256$2b,12$...`) or of HMAC-SHA256 keyed by the salt text
 //! (v2, `$bcrypt-sha256$v=2,t=2b,r=12$...`), per passlib 1.7.4 `handlers/bcrypt.py`.
+//!
+//! `$scrypt$ln=<log2 N>,r=<r>,p=<p>$<salt>$<hash>` is passlib's scrypt (`handlers/scrypt.py`):
+//! salt and a 32-byte hash in standard base64 without padding. (Its `$7$` form is not read.)
 
 use base64::Engine as _;
 
 use super::{
     B64, BcryptHash, BcryptPrehash, MAX_DIGEST_LEN, MAX_SALT_LEN, MIN_DIGEST_LEN, Pbkdf2Hash, Prf,
-    bcrypt, decode_b64_field, parse_decimal,
+    ScryptHash, bcrypt, decode_b64_field, parse_canonical_decimal, parse_decimal,
 };
 use crate::password::error::PasswordError;
 
 const PBKDF2: &str = "passlib pbkdf2";
 const BCRYPT_SHA256: &str = "passlib bcrypt-sha256";
+const SCRYPT: &str = "passlib scrypt";
+/// passlib's scrypt always derives 32 bytes (`scrypt.checksum_size`).
+const SCRYPT_DIGEST_LEN: usize = 32;
+/// passlib's largest `ln` (`scrypt.max_rounds`).
+const SCRYPT_MAX_LOG_N: u32 = 31;
 
 /// Parses `$pbkdf2[-sha256|-sha512]$rounds$salt$hash`.
 pub(crate) fn parse_pbkdf2(hash: &str) -> Result<Pbkdf2Hash, PasswordError> {
@@ -119,6 +127,66 @@ pub(crate) fn parse_bcrypt_sha256(hash: &str) -> Result<BcryptHash, PasswordErro
     bcrypt::parse_salt_and_digest(&format!("{salt}{digest}"), prehash, cost)
 }
 
+/// Parses `$scrypt$ln=..,r=..,p=..$salt$hash`.
+pub(crate) fn parse_scrypt(hash: &str) -> Result<ScryptHash, PasswordError> {
+    let malformed = |problem| PasswordError::MalformedHash {
+        format: SCRYPT,
+        problem,
+    };
+    let fields: Vec<&str> = hash.split('$').collect();
+    let ["", "scrypt", params, salt, digest] = fields[..] else {
+        return Err(malformed("wrong number of fields"));
+    };
+    let params: Vec<&str> = params.split(',').collect();
+    let [ln, r, p] = params[..] else {
+        return Err(malformed("parameters are not ln=,r=,p="));
+    };
+    let number = |text: &str, key: &str| {
+        text.strip_prefix(key)
+            .and_then(parse_canonical_decimal)
+            .filter(|&v| v > 0)
+    };
+    let log_n = number(ln, "ln=")
+        .filter(|&v| v <= SCRYPT_MAX_LOG_N)
+        .and_then(|v| u8::try_from(v).ok())
+        .ok_or(malformed("ln is not a number from 1 to 31"))?;
+    let r = number(r, "r=").ok_or(malformed("r is not a positive number"))?;
+    let p = number(p, "p=").ok_or(malformed("p is not a positive number"))?;
+    let salt = decode_b64_field(
+        &B64,
+        salt,
+        SCRYPT,
+        "salt is not valid b64 of 0-128 bytes",
+        (0, MAX_SALT_LEN),
+    )?;
+    let digest = decode_b64_field(
+        &B64,
+        digest,
+        SCRYPT,
+        "hash is not valid b64 of 32 bytes",
+        (SCRYPT_DIGEST_LEN, SCRYPT_DIGEST_LEN),
+    )?;
+    Ok(ScryptHash {
+        log_n,
+        r,
+        p,
+        salt,
+        digest,
+    })
+}
+
+/// Writes `$scrypt$ln=..,r=..,p=..$salt$hash`.
+pub(crate) fn encode_scrypt(h: &ScryptHash) -> String {
+    format!(
+        "$scrypt$ln={},r={},p={}${}${}",
+        h.log_n,
+        h.r,
+        h.p,
+        B64.encode(&h.salt),
+        B64.encode(&h.digest)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +210,25 @@ mod tests {
         let v1 = parse_bcrypt_sha256(&format!("$bcrypt-sha256$2a,5${tail}")).unwrap();
         assert_eq!((v1.prehash, v1.cost), (BcryptPrehash::PasslibSha256V1, 5));
         assert!(parse_bcrypt_sha256(&format!("$bcrypt-sha256$v=3,t=2b,r=12${tail}")).is_err());
+    }
+
+    #[test]
+    fn scrypt_round_trips_and_refuses_odd_params() {
+        // passlib.hash.scrypt.using(rounds=4).hash("")
+        let s = "$scrypt$ln=4,r=8,p=1$07o3prRWyllL6d3b+///fw$U+YZa3773Vw5ewr7ryIKHn6qrX+LseUNN2NDoKzWnTg";
+        let h = parse_scrypt(s).unwrap();
+        assert_eq!((h.log_n, h.r, h.p, h.salt.len()), (4, 8, 1, 16));
+        assert_eq!(encode_scrypt(&h), s);
+        for bad in [
+            s.replace("ln=4", "ln=0"),
+            s.replace("ln=4", "ln=32"),
+            s.replace("ln=4", "ln=04"),
+            s.replace("r=8,p=1", "p=1,r=8"),
+            s.replace("p=1", "p=0"),
+            s.replace("$U+YZ", "$U+Y"),
+            s.replace("$scrypt$", "$scrypt$x$"),
+        ] {
+            assert!(parse_scrypt(&bad).is_err(), "{bad}");
+        }
     }
 }

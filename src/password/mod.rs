@@ -10,6 +10,10 @@
 //! | bcrypt over SHA-256 | Django `bcrypt_sha256$`; passlib `$bcrypt-sha256$` v1 (`2b,12`) and v2 (`v=2,t=2b,r=12`) |
 //! | PBKDF2 | PHC `$pbkdf2-sha256$i=..`, `$pbkdf2-sha512$i=..`; passlib `$pbkdf2-sha256$<rounds>$`, `$pbkdf2-sha512$`, `$pbkdf2$` (SHA-1); Django `pbkdf2_sha256$`, `pbkdf2_sha1$` |
 //! | argon2 | PHC `$argon2id$`, `$argon2i$`, `$argon2d$` (versions 16 and 19, outputs of 4-128 bytes); Django `argon2$` |
+//! | scrypt | Django `scrypt$`; passlib `$scrypt$ln=..,r=..,p=..$` |
+//! | SHA-crypt | `$5$`, `$6$` (with or without `rounds=`) |
+//! | digests (legacy) | Django `md5$`, `sha1$`, unsalted `md5$$`, `sha1$$`, bare 32-hex MD5; LDAP `{MD5}`, `{SHA}`, `{SMD5}`, `{SSHA}`, `{SSHA256}`, `{SSHA512}`, `{CRYPT}` |
+//! | Django's unusable marker | `!...`: always [`Verification::Rejected`], after a dummy verify |
 //!
 //! bcrypt `$2x$` is refused ([`PasswordError::UnsupportedVariant`]). bcrypt hashes are
 //! verified as the libraries that wrote them computed them: a password over 72 bytes is cut

@@ -75,12 +75,7 @@ impl Vault {
         if backend.schema_version().await?.is_none() {
             return Err(StoreError::NotInitialised(describe_url(url)));
         }
-        let vault = Vault::builder(backend, kek, tenant_keys)
-            .config(config)
-            .build();
-        vault.migrate().await?;
-        vault.check_keys().await?;
-        Ok(vault)
+        ready(backend, kek, tenant_keys, config).await
     }
 
     /// Creates the vault on the database at `url` (the SQLite file is created if missing, in
@@ -111,13 +106,7 @@ impl Vault {
         tenant_keys: impl TenantKeyStore + 'static,
         config: VaultConfig,
     ) -> Result<Self, StoreError> {
-        let backend = connect(url, true).await?;
-        let vault = Vault::builder(backend, kek, tenant_keys)
-            .config(config)
-            .build();
-        vault.migrate().await?;
-        vault.check_keys().await?;
-        Ok(vault)
+        ready(connect(url, true).await?, kek, tenant_keys, config).await
     }
 
     /// The embedded default in one call: the vault at `url` with its key file at `key_file`
@@ -197,6 +186,22 @@ impl Vault {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The vault on `backend`, its schema created or upgraded and its keys checked (and recorded
+/// if new).
+async fn ready(
+    backend: Arc<dyn Backend>,
+    kek: impl KeyProvider + 'static,
+    tenant_keys: impl TenantKeyStore + 'static,
+    config: VaultConfig,
+) -> Result<Vault, StoreError> {
+    let vault = Vault::builder(backend, kek, tenant_keys)
+        .config(config)
+        .build();
+    vault.migrate().await?;
+    vault.check_keys().await?;
+    Ok(vault)
 }
 
 /// The URL without anything that may be a password: its scheme and, for SQLite, the path.

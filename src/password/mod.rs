@@ -29,6 +29,9 @@ mod formats;
 mod guard;
 mod kdf;
 mod policy;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod scheme;
 pub mod throttle;
 
@@ -37,6 +40,8 @@ mod asynchronous;
 pub use error::PasswordError;
 pub use guard::{LoginError, LoginGuard, LoginOutcome};
 pub use policy::PasswordPolicy;
+#[cfg(feature = "redis")]
+pub use redis::{RedisThrottle, RedisThrottleError};
 pub use scheme::{
     ARGON2ID_OWASP_ITERATIONS, ARGON2ID_OWASP_MEMORY_KIB, ARGON2ID_OWASP_PARALLELISM,
     BCRYPT_PROMISED_COST, CostLimits, HashEncoding, MIN_ARGON2_MEMORY_KIB,

@@ -1,0 +1,343 @@
+//! [`RedisThrottle`]: the login throttle of [`crate::password::throttle`] with its counts in
+//! Redis, where most fleets already keep their rate limits (feature `redis`).
+//!
+//! The rules are not re-implemented in a script: each failure reads the attempt's keys under
+//! `WATCH`, applies the same function [`InMemoryThrottle`](crate::password::InMemoryThrottle)
+//! uses, and writes them back in `MULTI`/`EXEC`; if another server changed a key meanwhile,
+//! `EXEC` does nothing and the failure is counted again from the new state (optimistic
+//! concurrency: no failure is lost, none counted twice). Every key expires on its own once
+//! forgetting it changes no decision (the rule `SqlThrottle::prune` applies in SQL).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::{AsyncConnectionConfig, Client, Value};
+
+use crate::password::throttle::{Forget, Key, KeyState, count_failure, decide, keys};
+use crate::password::{Decision, LoginThrottle, ThrottleConfig};
+
+/// How often a failure is retried when other servers keep changing its keys.
+const MAX_TRIES: u32 = 16;
+
+/// The default prefix of the throttle's Redis keys.
+pub const DEFAULT_PREFIX: &str = "credvault:throttle:";
+
+/// A [`RedisThrottle`] failure. Never holds a password; Redis' own messages name commands,
+/// not values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisThrottleError {
+    /// Redis could not be reached or refused a command.
+    #[error("redis login throttle: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored state is not what this build writes (another program uses the prefix?).
+    #[error("redis login throttle: a stored state is not valid ({0})")]
+    Corrupt(&'static str),
+    /// Other servers changed the same keys on every one of many tries.
+    #[error("redis login throttle: too many concurrent updates of one login's keys; try again")]
+    Contention,
+}
+
+/// A [`LoginThrottle`] whose counts live in Redis, shared by every server that uses the same
+/// Redis and prefix. Same rules and decisions as
+/// [`InMemoryThrottle`](crate::password::InMemoryThrottle) (times are stored to the
+/// millisecond); nothing to prune: keys expire by themselves.
+///
+/// ```no_run
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::time::SystemTime;
+/// use credvault::password::{Decision, LoginThrottle, RedisThrottle, ThrottleConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let throttle = RedisThrottle::open("redis://127.0.0.1:6379/", ThrottleConfig::default())?;
+/// let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+/// if let Decision::Deny { retry_after } = throttle.check("alice", ip, SystemTime::now()).await? {
+///     println!("locked for {retry_after:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisThrottle {
+    client: Client,
+    config: ThrottleConfig,
+    prefix: String,
+}
+
+impl fmt::Debug for RedisThrottle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: only the prefix and the settings.
+        f.debug_struct("RedisThrottle")
+            .field("prefix", &self.prefix)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisThrottle {
+    /// A throttle on the Redis at `url` (`redis://[:password@]host:port/db`), keys under
+    /// [`DEFAULT_PREFIX`]. Connects lazily, on the first call.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisThrottleError::Redis`] for a URL that does not parse.
+    pub fn open(url: &str, config: ThrottleConfig) -> Result<Self, RedisThrottleError> {
+        Ok(Self {
+            client: Client::open(url)?,
+            config,
+            prefix: DEFAULT_PREFIX.to_owned(),
+        })
+    }
+
+    /// The same throttle with its keys under `prefix` (to share one Redis between
+    /// applications, or tests).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// A connection of this call's own: `WATCH` belongs to a connection, so a connection
+    /// shared with other tasks would mix their transactions.
+    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, RedisThrottleError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(3)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    fn name(&self, key: &Key) -> String {
+        format!("{}{}", self.prefix, storage_key(key))
+    }
+
+    async fn read(
+        conn: &mut redis::aio::MultiplexedConnection,
+        names: &[String],
+    ) -> Result<Vec<Option<KeyState>>, RedisThrottleError> {
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(names).query_async(conn).await?;
+        values
+            .iter()
+            .map(|v| v.as_deref().map(decode).transpose())
+            .collect()
+    }
+
+    async fn check_impl(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, RedisThrottleError> {
+        let now = truncate(now);
+        let names: Vec<String> = keys(account, address)
+            .iter()
+            .map(|k| self.name(k))
+            .collect();
+        let mut conn = self.connection().await?;
+        let states = Self::read(&mut conn, &names).await?;
+        Ok(decide(
+            states.iter().map(|s| s.and_then(|s| s.remaining(now))),
+        ))
+    }
+
+    async fn record_failure_impl(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, RedisThrottleError> {
+        let now = truncate(now);
+        let keys = keys(account, address);
+        let names: Vec<String> = keys.iter().map(|k| self.name(k)).collect();
+        let mut conn = self.connection().await?;
+        for _ in 0..MAX_TRIES {
+            redis::cmd("WATCH")
+                .arg(&names)
+                .query_async::<()>(&mut conn)
+                .await?;
+            let states = Self::read(&mut conn, &names).await?;
+            let mut waits = Vec::with_capacity(keys.len());
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for ((key, name), state) in keys.iter().zip(&names).zip(states) {
+                let mut state = state.unwrap_or(KeyState::new(now));
+                waits.push(count_failure(
+                    &self.config,
+                    &mut state,
+                    key.threshold(&self.config),
+                    now,
+                ));
+                pipe.cmd("SET")
+                    .arg(name)
+                    .arg(encode(&state))
+                    .arg("PX")
+                    .arg(expiry_ms(&self.config, &state, now))
+                    .ignore();
+            }
+            // EXEC answers nil when a watched key changed: nothing was written, try again.
+            let done: Value = pipe.query_async(&mut conn).await?;
+            if !matches!(done, Value::Nil) {
+                return Ok(decide(waits));
+            }
+        }
+        Err(RedisThrottleError::Contention)
+    }
+
+    async fn record_success_impl(
+        &self,
+        account: &str,
+        address: IpAddr,
+    ) -> Result<(), RedisThrottleError> {
+        if account.is_empty() {
+            return Ok(());
+        }
+        let name = self.name(&Key::Pair(account.to_owned(), address));
+        let mut conn = self.connection().await?;
+        redis::cmd("DEL")
+            .arg(name)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl LoginThrottle for RedisThrottle {
+    type Error = RedisThrottleError;
+
+    /// # Errors
+    ///
+    /// [`RedisThrottleError::Redis`] if Redis cannot be reached (3 s timeouts);
+    /// [`RedisThrottleError::Corrupt`] for a stored state this build did not write.
+    async fn check(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, RedisThrottleError> {
+        self.check_impl(account, address, now).await
+    }
+
+    /// # Errors
+    ///
+    /// As [`check`](Self::check); [`RedisThrottleError::Contention`] if other servers changed
+    /// the keys on each of 16 tries. Nothing is counted when it fails.
+    async fn record_failure(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> Result<Decision, RedisThrottleError> {
+        self.record_failure_impl(account, address, now).await
+    }
+
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    async fn record_success(
+        &self,
+        account: &str,
+        address: IpAddr,
+        _now: SystemTime,
+    ) -> Result<(), RedisThrottleError> {
+        self.record_success_impl(account, address).await
+    }
+}
+
+/// The key's name under the prefix: `pair:<address>/<account>` or `addr:<address>` (an IPv6
+/// /64 as `addr:<prefix>::/64`), as in the SQL throttle.
+fn storage_key(key: &Key) -> String {
+    match key {
+        Key::Pair(account, address) => format!("pair:{address}/{account}"),
+        Key::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
+        Key::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
+    }
+}
+
+/// `failures,window_start,lockouts,locked_until,last_seen`, times in ms since the epoch,
+/// `locked_until` empty when never locked.
+fn encode(s: &KeyState) -> String {
+    let locked = s.locked_until.map(|t| millis(t).to_string());
+    format!(
+        "{},{},{},{},{}",
+        s.failures,
+        millis(s.window_start),
+        s.lockouts,
+        locked.unwrap_or_default(),
+        millis(s.last_seen)
+    )
+}
+
+fn decode(text: &str) -> Result<KeyState, RedisThrottleError> {
+    let bad = RedisThrottleError::Corrupt("expected five comma-separated fields");
+    let mut parts = text.split(',');
+    let mut next = || {
+        parts
+            .next()
+            .ok_or(RedisThrottleError::Corrupt("too few fields"))
+    };
+    let int = |s: &str| {
+        s.parse::<u64>()
+            .ok()
+            .and_then(time)
+            .ok_or(RedisThrottleError::Corrupt("not a time"))
+    };
+    let count = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| RedisThrottleError::Corrupt("not a count"))
+    };
+    let failures = count(next()?)?;
+    let window_start = int(next()?)?;
+    let lockouts = count(next()?)?;
+    let locked = next()?;
+    let locked_until = if locked.is_empty() {
+        None
+    } else {
+        Some(int(locked)?)
+    };
+    let last_seen = int(next()?)?;
+    if parts.next().is_some() {
+        return Err(bad);
+    }
+    Ok(KeyState {
+        failures,
+        window_start,
+        lockouts,
+        locked_until,
+        last_seen,
+    })
+}
+
+/// How long the key must live: until forgetting it changes no decision (its window is over
+/// and its last lockout ended `max_lockout + window` ago), at least one millisecond.
+fn expiry_ms(config: &ThrottleConfig, s: &KeyState, now: SystemTime) -> u64 {
+    let forget = Forget::new(config);
+    let after =
+        |t: SystemTime, d: Duration| t.duration_since(now).unwrap_or_default().saturating_add(d);
+    let mut left = after(s.window_start, forget.window_after);
+    if let Some(locked) = s.locked_until {
+        left = left.max(after(locked, forget.lockout_after));
+    }
+    u64::try_from(left.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+fn time(ms: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+/// `now` to the millisecond, as stored.
+fn truncate(now: SystemTime) -> SystemTime {
+    time(millis(now)).unwrap_or(now)
+}

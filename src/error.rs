@@ -55,6 +55,49 @@ pub enum Error {
     Password(#[from] PasswordError),
 }
 
+impl Error {
+    /// Whether the thing asked for does not exist ([`StoreError::is_not_found`]): HTTP 404.
+    ///
+    /// With [`is_conflict`](Self::is_conflict) and [`is_unavailable`](Self::is_unavailable),
+    /// mapping to HTTP is one `match`:
+    ///
+    /// ```
+    /// fn status(e: &credvault::Error) -> u16 {
+    ///     match e {
+    ///         e if e.is_not_found() => 404,
+    ///         e if e.is_conflict() => 409,
+    ///         e if e.is_unavailable() => 503,
+    ///         _ => 500,
+    ///     }
+    /// }
+    /// # let _ = status;
+    /// ```
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_not_found())
+    }
+
+    /// Whether the request conflicts with the stored state ([`StoreError::is_conflict`]):
+    /// HTTP 409.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_conflict(),
+            Self::Backend(e) => e.kind() == crate::backend::BackendErrorKind::Conflict,
+            _ => false,
+        }
+    }
+
+    /// Whether the storage could not serve the request now ([`StoreError::is_unavailable`]):
+    /// HTTP 503, retry later.
+    pub fn is_unavailable(&self) -> bool {
+        use crate::backend::BackendErrorKind::{ReadOnly, Unavailable};
+        match self {
+            Self::Store(e) => e.is_unavailable(),
+            Self::Backend(e) => matches!(e.kind(), Unavailable | ReadOnly),
+            _ => false,
+        }
+    }
+}
+
 impl From<ImportError> for Error {
     fn from(e: ImportError) -> Self {
         Self::Import(Box::new(e))

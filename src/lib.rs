@@ -20,3 +20,8 @@ pub use ids::{IdError, KeyVersion, RecordKind, RecordName, TenantId};
 pub use keys::{KeyProvider, Keyring};
 pub use password::{PasswordError, PasswordPolicy, Verification};
 pub use secret::{SecretBytes, SecretString};
+/// The `sqlx` this build uses, so an application can name the exact pool types
+/// (`credvault::sqlx::SqlitePool`) that `SqliteBackend::from_pool` / `PgBackend::from_pool`
+/// take, without a version mismatch.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;

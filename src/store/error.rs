@@ -240,3 +240,32 @@ pub enum StoreError {
     #[error(transparent)]
     Id(#[from] IdError),
 }
+
+impl StoreError {
+    /// Whether the thing asked for does not exist: no such record, or a tenant that never
+    /// stored anything (or was purged). HTTP 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::UnknownTenant(_))
+    }
+
+    /// Whether the request conflicts with the stored state: the record exists already, it
+    /// changed since it was read (compare-and-swap), or the tenant is being deleted. HTTP 409.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::TenantDeleted { .. } => true,
+            Self::Backend(e) => e.kind() == crate::backend::BackendErrorKind::Conflict,
+            _ => false,
+        }
+    }
+
+    /// Whether the storage could not serve the request now (down, busy, read-only, or a
+    /// concurrent refresh that did not finish): worth retrying later. HTTP 503.
+    pub fn is_unavailable(&self) -> bool {
+        use crate::backend::BackendErrorKind::{ReadOnly, Unavailable};
+        match self {
+            Self::RefreshTimedOut { .. } => true,
+            Self::Backend(e) => matches!(e.kind(), Unavailable | ReadOnly),
+            _ => false,
+        }
+    }
+}

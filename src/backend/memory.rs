@@ -7,7 +7,8 @@ use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, stale_kek, stale_key,
+    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, schema_too_new, stale_kek,
+    stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -641,13 +642,4 @@ fn is_stale(s: &State, r: &SecretRow) -> bool {
     s.tenants
         .get(&r.key.tenant)
         .is_some_and(|t| t.dek_version != r.dek_version)
-}
-
-pub(crate) fn schema_too_new(found: u32) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::SchemaTooNew,
-        format!(
-            "the database schema is version {found}; this build of credvault knows up to {SCHEMA_VERSION}: upgrade credvault"
-        ),
-    )
 }

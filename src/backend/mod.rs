@@ -13,7 +13,13 @@ mod rotation;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_backend;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_queries;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_rotation;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -30,6 +36,9 @@ pub use postgres::PgBackend;
 pub use rotation::{
     BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealFn, Resealed, StaleRecord,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::SqlBackend;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteBackend;
@@ -285,6 +294,17 @@ pub(crate) fn stale_kek(kek: KeyVersion, newest: u32) -> BackendError {
         format!(
             "key-encryption key {kek} is older than v{newest}, which another process already \
              uses: nothing was written; reload the key file (it was rotated)"
+        ),
+    )
+}
+
+/// The schema in the database is newer than this build.
+pub(crate) fn schema_too_new(found: u32) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::SchemaTooNew,
+        format!(
+            "the database schema is version {found}; this build of credvault knows up to \
+             {SCHEMA_VERSION}: upgrade credvault"
         ),
     )
 }

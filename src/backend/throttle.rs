@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::AssertSqlSafe;
 use sqlx::error::DatabaseError;
 
-use crate::backend::sql::{RowExt, map_err};
+use crate::backend::sql_rows::{RowExt, map_err};
 use crate::backend::{BackendError, BackendErrorKind};
 use crate::password::throttle::{Forget, Key, KeyState, count_failure, decide, keys};
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};

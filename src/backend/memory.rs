@@ -7,8 +7,8 @@ use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, schema_too_new, stale_kek,
-    stale_key,
+    RecordKey, ResealFailure, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, schema_too_new,
+    stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -613,7 +613,10 @@ impl Backend for MemoryBackend {
                             written.push(&stale.key);
                         }
                     }
-                    Err(reason) => out.failed.push((stale.key.clone(), reason)),
+                    Err(error) => out.failed.push(ResealFailure {
+                        key: stale.key.clone(),
+                        error,
+                    }),
                 }
             }
             out.resealed = u64::try_from(written.len()).unwrap_or(u64::MAX);

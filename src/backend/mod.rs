@@ -35,7 +35,8 @@ pub use memory::MemoryBackend;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PgBackend;
 pub use rotation::{
-    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealFn, Resealed, StaleRecord,
+    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealError, ResealFailure,
+    ResealFn, Resealed, StaleRecord,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]

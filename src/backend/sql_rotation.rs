@@ -16,7 +16,8 @@ use crate::backend::sql_rows::{
     RowExt, dek_from_row, key_from_row, stale_from_row, tenant_from_row,
 };
 use crate::backend::{
-    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, Resealed, StaleRecord, TenantRow,
+    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, ResealFailure, Resealed,
+    StaleRecord, TenantRow,
 };
 
 /// A write session of a SQL backend.
@@ -43,7 +44,10 @@ impl<D: Driver> SqlBackend<D> {
         for stale in &claimed {
             match (request.reseal)(stale) {
                 Ok(new) => resealed.push((stale, new)),
-                Err(reason) => out.failed.push((stale.key.clone(), reason)),
+                Err(error) => out.failed.push(ResealFailure {
+                    key: stale.key.clone(),
+                    error,
+                }),
             }
         }
         let mut written = Vec::with_capacity(resealed.len());

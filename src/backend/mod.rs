@@ -248,10 +248,26 @@ pub enum BackendErrorKind {
     Other,
 }
 
+/// In words, for messages: `unavailable`, `read-only`, `conflict`, `stale key`, `corrupt`,
+/// `schema too new`, `error`.
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Unavailable => "unavailable",
+            Self::ReadOnly => "read-only",
+            Self::Conflict => "conflict",
+            Self::StaleKey => "stale key",
+            Self::Corrupt => "corrupt",
+            Self::SchemaTooNew => "schema too new",
+            Self::Other => "error",
+        })
+    }
+}
+
 /// A backend failure. Wraps the driver's error without exposing its type; never holds secret
 /// bytes (drivers see only ciphertext).
 #[derive(Debug, thiserror::Error)]
-#[error("storage {kind:?}: {message}")]
+#[error("storage {kind}: {message}")]
 pub struct BackendError {
     kind: BackendErrorKind,
     message: String,
@@ -586,4 +602,22 @@ pub struct ListQuery {
     pub after: Option<(RecordKind, RecordName)>,
     /// At most this many rows.
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BackendError, BackendErrorKind};
+
+    #[test]
+    fn backend_error_says_its_kind_in_words() {
+        let cases = [
+            (BackendErrorKind::Unavailable, "storage unavailable: m"),
+            (BackendErrorKind::ReadOnly, "storage read-only: m"),
+            (BackendErrorKind::SchemaTooNew, "storage schema too new: m"),
+            (BackendErrorKind::Other, "storage error: m"),
+        ];
+        for (kind, shown) in cases {
+            assert_eq!(BackendError::new(kind, "m").to_string(), shown);
+        }
+    }
 }

@@ -7,8 +7,8 @@ use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, ResealFailure, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, schema_too_new,
-    stale_kek, stale_key,
+    RecordKey, ResealFailure, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow,
+    purged_record_audit, schema_too_new, stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -296,15 +296,7 @@ impl Backend for MemoryBackend {
                 .collect();
             for k in &due {
                 s.secrets.remove(k);
-                s.audit.push(AuditRow {
-                    at: now,
-                    tenant: Some(k.tenant.clone()),
-                    kind: Some(k.kind.to_string()),
-                    name: Some(k.name.to_string()),
-                    action: "purge".to_owned(),
-                    actor: actor.clone(),
-                    outcome: "ok".to_owned(),
-                });
+                s.audit.push(purged_record_audit(k, now, &actor));
             }
             Ok(due)
         })

@@ -20,6 +20,8 @@ mod sql_queries;
 mod sql_rotation;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_session;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -314,6 +316,20 @@ pub(crate) fn stale_kek(kek: KeyVersion, newest: u32) -> BackendError {
              uses: nothing was written; reload the key file (it was rotated)"
         ),
     )
+}
+
+/// The audit row of a record deleted by [`Backend::purge_records`] (action `purge`, outcome
+/// `ok`).
+pub(crate) fn purged_record_audit(key: &RecordKey, now: i64, actor: &str) -> AuditRow {
+    AuditRow {
+        at: now,
+        tenant: Some(key.tenant.clone()),
+        kind: Some(key.kind.to_string()),
+        name: Some(key.name.to_string()),
+        action: "purge".to_owned(),
+        actor: actor.to_owned(),
+        outcome: "ok".to_owned(),
+    }
 }
 
 /// The schema in the database is newer than this build.

@@ -24,6 +24,7 @@
 //! it explicitly; the pool's `search_path` is never changed. Durability is the server's
 //! (`synchronous_commit`): a committed change is on the server's disk.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -122,13 +123,14 @@ impl PgBackend {
     /// once and share it (a cheap `Clone` handle); call [`SqlThrottle::prune`] now and then.
     /// See `SqliteBackend::login_throttle` for its use at login.
     pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::postgres(self.pool.clone(), &self.queries.prefix, config, classify)
+        SqlThrottle::new(Arc::new(self.clone()), config)
     }
 }
 
 impl Dialect for Postgres {
     const BACKEND: &'static str = "PgBackend";
     const NAMED_SCHEMAS: bool = true;
+    const DRIVER: &'static str = "postgres";
     const LOG_NAME: &'static str = "postgresql";
     const BEGIN_CONTEXT: &'static str = "starting a transaction";
     const SHARE_LOCK: &'static str = " FOR SHARE";

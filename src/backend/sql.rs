@@ -1,26 +1,22 @@
 //! What the SQL backends share: [`SqlBackend`], one implementation of
 //! [`Backend`](crate::backend::Backend) for SQLite and PostgreSQL, generic over the
 //! [`Dialect`] that says how they differ (how a write transaction begins and locks, the lock
-//! clauses, error codes, the migration lock). Every statement goes through a [`Session`]: a
+//! clauses, error codes, the migration lock). Every statement goes through a `Session`: a
 //! write is `begin`, statements, `commit` with its audit rows, errors mapped in one place.
 //!
 //! Never holds a key: the rows are ciphertext and clear metadata only.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::DerefMut;
 use std::sync::Arc;
 
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
-use crate::backend::sql_queries::{AUDIT_CHUNK, Queries};
-use crate::backend::sql_rows::{RowExt, key_identity_from_row, map_err, newest_kek_from};
-use crate::backend::{
-    AuditRow, BackendError, BackendErrorKind, BoxFuture, KeyRegistry, SCHEMA_VERSION,
-    schema_too_new, stale_kek,
-};
+use crate::backend::sql_queries::Queries;
+use crate::backend::sql_rows::{RowExt, map_err};
+use crate::backend::sql_session::Session;
+use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SCHEMA_VERSION, schema_too_new};
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
 /// What differs between SQLite and PostgreSQL, implemented for `sqlx::Sqlite` (in `sqlite.rs`)
@@ -30,6 +26,8 @@ pub(crate) trait Dialect: sqlx::Database {
     const BACKEND: &'static str;
     /// Whether the tables may be placed in a named schema (shown by `Debug`).
     const NAMED_SCHEMAS: bool;
+    /// The driver's name, for a throttle's `Debug`.
+    const DRIVER: &'static str;
     /// The database's name in log lines.
     const LOG_NAME: &'static str;
     /// What a failure to begin a write transaction says it was doing.
@@ -291,7 +289,7 @@ impl<D: Dialect> fmt::Debug for SqlBackend<D> {
 
 #[expect(
     private_bounds,
-    reason = "crate-internal methods; the dialect traits are sealed"
+    reason = "crate-internal methods, bounded by the crate-internal dialect traits"
 )]
 impl<D: Dialect> SqlBackend<D> {
     /// A backend over `pool`, tables in `schema` (PostgreSQL) or unqualified.
@@ -309,17 +307,34 @@ impl<D: Dialect> SqlBackend<D> {
 
 #[expect(
     private_bounds,
-    reason = "crate-internal methods; the dialect traits are sealed"
+    reason = "crate-internal methods, bounded by the crate-internal dialect traits"
 )]
 impl<D: Driver> SqlBackend<D> {
-    /// A write transaction; `context` names the operation in its errors.
+    /// A write transaction; `context` names the operation in its errors (a failure to begin
+    /// says it was starting a transaction).
     pub(crate) async fn begin(
         &self,
         context: &'static str,
     ) -> Result<Session<'_, D, Transaction<'static, D>>, BackendError> {
+        self.start(D::BEGIN_CONTEXT, context).await
+    }
+
+    /// [`begin`](Self::begin), a failure to begin naming the operation too.
+    pub(crate) async fn begin_as(
+        &self,
+        context: &'static str,
+    ) -> Result<Session<'_, D, Transaction<'static, D>>, BackendError> {
+        self.start(context, context).await
+    }
+
+    async fn start(
+        &self,
+        begin_context: &'static str,
+        context: &'static str,
+    ) -> Result<Session<'_, D, Transaction<'static, D>>, BackendError> {
         let tx = D::begin_write(&self.pool)
             .await
-            .map_err(|e| map_err(e, D::BEGIN_CONTEXT, D::classify))?;
+            .map_err(|e| map_err(e, begin_context, D::classify))?;
         Ok(Session::new(tx, &self.queries, context))
     }
 
@@ -384,205 +399,5 @@ impl<D: Driver> SqlBackend<D> {
             return Ok(None);
         }
         conn.schema_version().await
-    }
-}
-
-/// A connection (`C`: pooled, or a transaction) with the backend's statements, running one
-/// operation: every failure is mapped to a [`BackendError`] naming `context`.
-pub(crate) struct Session<'b, D: Driver, C> {
-    pub(crate) conn: C,
-    pub(crate) queries: &'b Queries,
-    context: &'static str,
-    driver: PhantomData<fn() -> D>,
-}
-
-impl<'b, D, C> Session<'b, D, C>
-where
-    D: Driver,
-    C: DerefMut<Target = D::Connection> + Send,
-{
-    fn new(conn: C, queries: &'b Queries, context: &'static str) -> Self {
-        Self {
-            conn,
-            queries,
-            context,
-            driver: PhantomData,
-        }
-    }
-
-    /// The driver's error, mapped and naming what this session is doing.
-    pub(crate) fn err(&self, err: sqlx::Error) -> BackendError {
-        map_err(err, self.context, D::classify)
-    }
-
-    /// Names what the session does from now on (in errors); returns the previous name.
-    pub(crate) fn doing(&mut self, context: &'static str) -> &'static str {
-        std::mem::replace(&mut self.context, context)
-    }
-
-    /// Runs a statement; returns the rows changed.
-    pub(crate) async fn execute(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<u64, BackendError> {
-        let done = D::execute(&mut self.conn, sql, params).await;
-        done.map_err(|e| self.err(e))
-    }
-
-    /// Runs a query; returns every row.
-    pub(crate) async fn fetch_all(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<Vec<D::Row>, BackendError> {
-        let rows = D::fetch_all(&mut self.conn, sql, params).await;
-        rows.map_err(|e| self.err(e))
-    }
-
-    /// Runs a query; returns its first row, if any.
-    pub(crate) async fn fetch_optional(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<Option<D::Row>, BackendError> {
-        let row = D::fetch_optional(&mut self.conn, sql, params).await;
-        row.map_err(|e| self.err(e))
-    }
-
-    /// Runs a query; returns its first row (none is an error).
-    pub(crate) async fn fetch_one(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<D::Row, BackendError> {
-        let row = self.fetch_optional(sql, params).await?;
-        row.ok_or_else(|| self.err(sqlx::Error::RowNotFound))
-    }
-
-    /// The integer in the first column of the first row, if there is a row.
-    pub(crate) async fn scalar(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<Option<i64>, BackendError> {
-        let row = self.fetch_optional(sql, params).await?;
-        row.map(|r| r.int_at(0).map_err(|e| self.err(e)))
-            .transpose()
-    }
-
-    /// A count: the integer in the first column of the only row.
-    pub(crate) async fn count(
-        &mut self,
-        sql: &Arc<str>,
-        params: &[Param<'_>],
-    ) -> Result<i64, BackendError> {
-        let row = self.fetch_one(sql, params).await?;
-        row.int_at(0).map_err(|e| self.err(e))
-    }
-
-    /// Runs a script (a migration file).
-    async fn script(&mut self, sql: &'static str) -> Result<(), BackendError> {
-        let done = D::script(&mut self.conn, sql).await;
-        done.map_err(|e| self.err(e))
-    }
-
-    /// The schema version read from `credvault_schema`, checked to fit a u32.
-    async fn schema_version(&mut self) -> Result<Option<u32>, BackendError> {
-        let outer = self.doing("reading the schema version");
-        let q = self.queries;
-        let version = self.scalar(&q.read_version, params![]).await?;
-        self.doing(outer);
-        version
-            .map(|v| {
-                u32::try_from(v).map_err(|_| {
-                    BackendError::new(
-                        BackendErrorKind::Corrupt,
-                        "credvault_schema row: version is out of range",
-                    )
-                })
-            })
-            .transpose()
-    }
-
-    /// The key registry.
-    pub(crate) async fn key_registry(&mut self) -> Result<KeyRegistry, BackendError> {
-        let outer = self.doing("reading the key registry");
-        let q = self.queries;
-        let rows = self.fetch_all(&q.select_keys, params![]).await?;
-        let newest = self.scalar(&q.select_newest_kek, params![]).await?;
-        self.doing(outer);
-        let mut keys = rows
-            .iter()
-            .map(key_identity_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        keys.sort_by_key(|k| (k.role, k.version));
-        Ok(KeyRegistry {
-            keys,
-            newest_kek: newest_kek_from(newest)?,
-        })
-    }
-
-    /// Refuses a wrap under a KEK version older than the newest one presented (share-locking
-    /// the newest version, where the dialect has row locks, until this transaction ends).
-    pub(crate) async fn check_kek(&mut self, kek: KeyVersion) -> Result<(), BackendError> {
-        let outer = self.doing("checking the key-encryption key version");
-        let q = self.queries;
-        let newest = self.scalar(&q.lock_newest_kek, params![]).await?;
-        self.doing(outer);
-        let newest = newest_kek_from(newest)?;
-        if kek.get() < newest {
-            return Err(stale_kek(kek, newest));
-        }
-        Ok(())
-    }
-
-    /// The tenant's current data key version.
-    pub(crate) async fn current_dek_version(
-        &mut self,
-        tenant: &TenantId,
-    ) -> Result<Option<KeyVersion>, BackendError> {
-        let outer = self.doing("reading a tenant's data key version");
-        let q = self.queries;
-        let v = self.scalar(&q.current_dek, params![tenant]).await?;
-        self.doing(outer);
-        Ok(v.and_then(|v| u32::try_from(v).ok()).map(KeyVersion::new))
-    }
-
-    /// Writes `rows` to the audit log, one multi-row `INSERT` per chunk.
-    async fn write_audit(&mut self, rows: &[AuditRow]) -> Result<(), BackendError> {
-        let outer = self.doing("writing audit rows");
-        for chunk in rows.chunks(AUDIT_CHUNK) {
-            let sql = Arc::from(self.queries.insert_audit(chunk.len()));
-            let params: Vec<Param<'_>> = chunk
-                .iter()
-                .flat_map(|r| {
-                    [
-                        Param::from(r.at),
-                        Param::from(r.tenant.as_ref().map(TenantId::as_str)),
-                        Param::from(r.kind.as_deref()),
-                        Param::from(r.name.as_deref()),
-                        Param::from(r.action.as_str()),
-                        Param::from(r.actor.as_str()),
-                        Param::from(r.outcome.as_str()),
-                    ]
-                })
-                .collect();
-            self.execute(&sql, &params).await?;
-        }
-        self.doing(outer);
-        Ok(())
-    }
-}
-
-impl<D: Driver> Session<'_, D, Transaction<'static, D>> {
-    /// Writes `audit` and commits: the end of every write.
-    pub(crate) async fn commit(mut self, audit: &[AuditRow]) -> Result<(), BackendError> {
-        self.write_audit(audit).await?;
-        let context = self.context;
-        self.conn
-            .commit()
-            .await
-            .map_err(|e| map_err(e, context, D::classify))
     }
 }

@@ -2,7 +2,7 @@
 //! key rotation's batch in `sql_rotation.rs`. Each write is one [`Session`]: begin, its
 //! statements, then `commit` with its audit rows; an early `return` rolls back.
 //!
-//! [`Session`]: crate::backend::sql::Session
+//! [`Session`]: crate::backend::sql_session::Session
 
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
@@ -12,7 +12,7 @@ use crate::backend::sql_rows::{
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SecretRow, TenantRow, stale_key,
+    RecordKey, SecretRow, TenantRow, purged_record_audit, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -275,15 +275,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             keys.sort();
             let audit: Vec<AuditRow> = keys
                 .iter()
-                .map(|k| AuditRow {
-                    at: now,
-                    tenant: Some(k.tenant.clone()),
-                    kind: Some(k.kind.to_string()),
-                    name: Some(k.name.to_string()),
-                    action: "purge".to_owned(),
-                    actor: actor.clone(),
-                    outcome: "ok".to_owned(),
-                })
+                .map(|k| purged_record_audit(k, now, &actor))
                 .collect();
             tx.commit(&audit).await?;
             Ok(keys)

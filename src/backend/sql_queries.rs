@@ -22,6 +22,9 @@ pub(crate) const AUDIT_COLUMNS: &str = "at, tenant_id, kind, name, action, actor
 const DEK_COLUMNS: &str =
     "tenant_id, dek_version, wrapped_dek, kek_version, created_at, retired_at, destroyed_at";
 
+/// The columns of a `credvault_throttle` row, in `state_from_row`'s order.
+const THROTTLE_COLUMNS: &str = "failures, window_start, lockouts, locked_until, last_seen";
+
 /// Parameters per row of the multi-row reseal `UPDATE`.
 const RESEAL_PARAMS: usize = 8;
 
@@ -84,6 +87,13 @@ pub(crate) struct Queries {
     pub(crate) select_versions: Arc<str>,
     pub(crate) claim_first: Arc<str>,
     pub(crate) claim_after: Arc<str>,
+    // The login throttle (schema version 2).
+    pub(crate) throttle_select: Arc<str>,
+    pub(crate) throttle_insert: Arc<str>,
+    pub(crate) throttle_lock: Arc<str>,
+    pub(crate) throttle_update: Arc<str>,
+    pub(crate) throttle_delete: Arc<str>,
+    pub(crate) throttle_prune: Arc<str>,
 }
 
 impl Queries {
@@ -277,6 +287,28 @@ impl Queries {
             claim_after: q(claim(
                 " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
                 "$4",
+            )),
+            throttle_select: q(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
+                 WHERE throttle_key = $1 OR throttle_key = $2"
+            )),
+            throttle_insert: q(format!(
+                "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
+                 VALUES ($1, 0, $2, 0, NULL, $3) ON CONFLICT (throttle_key) DO NOTHING"
+            )),
+            throttle_lock: q(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle WHERE throttle_key = $1{lock}"
+            )),
+            throttle_update: q(format!(
+                "UPDATE {p}credvault_throttle SET failures = $2, window_start = $3, \
+                 lockouts = $4, locked_until = $5, last_seen = $6 WHERE throttle_key = $1"
+            )),
+            throttle_delete: q(format!(
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key = $1"
+            )),
+            throttle_prune: q(format!(
+                "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
+                 AND (locked_until IS NULL OR locked_until < $3)"
             )),
         }
     }

@@ -10,11 +10,12 @@ use sqlx::Transaction;
 
 use crate::TenantId;
 use crate::backend::rotation::reencrypt_audit;
-use crate::backend::sql::{Driver, Param, Session, SqlBackend, params};
+use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_queries::RESEAL_CHUNK;
 use crate::backend::sql_rows::{
     RowExt, dek_from_row, key_from_row, stale_from_row, tenant_from_row,
 };
+use crate::backend::sql_session::Session;
 use crate::backend::{
     BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, ResealFailure, Resealed,
     StaleRecord, TenantRow,

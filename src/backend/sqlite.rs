@@ -26,6 +26,7 @@
 //! [`SqliteBackend::connect_with`] (each commit then costs about 10x more on a typical disk).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
@@ -176,13 +177,14 @@ impl SqliteBackend {
     /// # }
     /// ```
     pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::sqlite(self.pool.clone(), config, classify)
+        SqlThrottle::new(Arc::new(self.clone()), config)
     }
 }
 
 impl Dialect for Sqlite {
     const BACKEND: &'static str = "SqliteBackend";
     const NAMED_SCHEMAS: bool = false;
+    const DRIVER: &'static str = "sqlite";
     const LOG_NAME: &'static str = "sqlite";
     const BEGIN_CONTEXT: &'static str = "starting a write transaction";
     // One writer at a time: a write transaction holds the database's write lock.

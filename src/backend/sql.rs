@@ -362,7 +362,7 @@ impl<D: Driver> SqlBackend<D> {
         let mut tx = self.begin("migrating the schema").await?;
         let schema = self.schema.as_deref();
         D::lock_migrations(&mut tx.conn, schema).await?;
-        tx.execute(&self.queries.create_schema_table, params![])
+        tx.execute(&self.queries.schema.create_table, params![])
             .await?;
         let current = tx.schema_version().await?.unwrap_or(0);
         if current > SCHEMA_VERSION {
@@ -377,7 +377,7 @@ impl<D: Driver> SqlBackend<D> {
             tx.script(sql).await?;
         }
         tx.execute(
-            &self.queries.write_version,
+            &self.queries.schema.write_version,
             params![i64::from(SCHEMA_VERSION)],
         )
         .await?;

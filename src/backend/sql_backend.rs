@@ -35,7 +35,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let mut tx = self.begin("inserting a tenant").await?;
             let inserted = tx
                 .execute(
-                    &q.insert_tenant,
+                    &q.tenants.insert,
                     params![
                         &row.tenant,
                         &row.wrapped_dek,
@@ -55,7 +55,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 tx.commit(audit).await?;
                 return Ok(row.clone());
             }
-            let found = tx.fetch_one(&q.select_tenant, params![&row.tenant]).await?;
+            let found = tx
+                .fetch_one(&q.tenants.select, params![&row.tenant])
+                .await?;
             let found = tenant_from_row(&found)?;
             tx.commit(&[]).await?;
             Ok(found)
@@ -69,7 +71,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut conn = self.read("reading a tenant").await?;
             let row = conn
-                .fetch_optional(&self.queries.select_tenant, params![id])
+                .fetch_optional(&self.queries.tenants.select, params![id])
                 .await?;
             row.as_ref().map(tenant_from_row).transpose()
         })
@@ -83,7 +85,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.set_tenant_deletion;
+            let sql = &self.queries.tenants.set_deletion;
             let mut tx = self.begin("setting a tenant's deletion state").await?;
             if tx
                 .execute(sql, params![id, deleted_at, purge_after])
@@ -104,7 +106,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut conn = self.read("listing tenants due for purge").await?;
             let rows = conn
-                .fetch_all(&self.queries.tenants_due, params![now])
+                .fetch_all(&self.queries.tenants.due, params![now])
                 .await?;
             rows.iter().map(tenant_from_id_row).collect()
         })
@@ -118,9 +120,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let q = &*self.queries;
             let mut tx = self.begin("purging a tenant").await?;
-            let records = tx.execute(&q.delete_tenant_secrets, params![id]).await?;
-            tx.execute(&q.delete_tenant, params![id]).await?;
-            tx.execute(&q.delete_tenant_deks, params![id]).await?;
+            let records = tx.execute(&q.records.delete_tenant, params![id]).await?;
+            tx.execute(&q.tenants.delete, params![id]).await?;
+            tx.execute(&q.deks.delete_tenant, params![id]).await?;
             tx.commit(audit).await?;
             Ok(records)
         })
@@ -134,7 +136,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let mut conn = self.read("reading a record").await?;
             let row = conn
                 .fetch_optional(
-                    &self.queries.select_secret,
+                    &self.queries.records.select,
                     params![&key.tenant, &key.kind, &key.name],
                 )
                 .await?;
@@ -149,7 +151,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut tx = self.begin("inserting a record").await?;
-            let sql = &self.queries.insert_secret;
+            let sql = &self.queries.records.insert;
             if tx.execute(sql, &secret_params(row)).await? == 0 {
                 let current = tx.current_dek_version(&row.key.tenant).await?;
                 if current.is_some_and(|v| v != row.dek_version) {
@@ -175,11 +177,11 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let mut tx = self.begin("updating a record").await?;
             let mut params = secret_params(row).to_vec();
             params.push(expected_version.into());
-            if tx.execute(&q.update_secret, &params).await? != 1 {
+            if tx.execute(&q.records.update, &params).await? != 1 {
                 let k = &row.key;
                 let stored = tx
                     .scalar(
-                        &q.select_secret_version,
+                        &q.records.select_version,
                         params![&k.tenant, &k.kind, &k.name],
                     )
                     .await?;
@@ -200,7 +202,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.delete_secret;
+            let sql = &self.queries.records.delete;
             let mut tx = self.begin("deleting records").await?;
             let mut deleted = 0u64;
             for k in keys {
@@ -243,7 +245,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.set_purge_after;
+            let sql = &self.queries.records.set_purge_after;
             let mut tx = self.begin("setting records' purge time").await?;
             let mut changed = 0u64;
             for k in keys {
@@ -265,7 +267,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut tx = self.begin("purging records").await?;
             let rows = tx
-                .fetch_all(&self.queries.purge_records, params![now])
+                .fetch_all(&self.queries.records.purge, params![now])
                 .await?;
             let mut keys = rows
                 .iter()
@@ -342,15 +344,15 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     key.recorded_at,
                     key.last_primary_at,
                 ];
-                tx.execute(&q.insert_key, row).await?;
+                tx.execute(&q.keys.insert, row).await?;
                 if key.role == KeyRole::Kek {
                     newest = newest.max(key.version);
                 }
             }
-            tx.execute(&q.raise_newest_kek, params![i64::from(newest)])
+            tx.execute(&q.keys.raise_newest_kek, params![i64::from(newest)])
                 .await?;
             if let Some(v) = primary {
-                tx.execute(&q.touch_primary, params![i64::from(v), at])
+                tx.execute(&q.keys.touch_primary, params![i64::from(v), at])
                     .await?;
             }
             let registry = tx.key_registry().await?;
@@ -368,7 +370,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut tx = self.begin("recording a tenant's shredding").await?;
             if tx
-                .execute(&self.queries.set_shredded, params![id, at])
+                .execute(&self.queries.tenants.set_shredded, params![id, at])
                 .await?
                 == 0
             {
@@ -386,7 +388,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut conn = self.read("reading retired data keys").await?;
             let rows = conn
-                .fetch_all(&self.queries.retired_deks, params![tenant])
+                .fetch_all(&self.queries.deks.retired, params![tenant])
                 .await?;
             rows.iter().map(dek_from_row).collect()
         })
@@ -403,7 +405,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let mut conn = self.read("listing data keys").await?;
             let rows = conn
                 .fetch_all(
-                    &self.queries.deks_page,
+                    &self.queries.deks.page,
                     params![tenant, version, i64::from(limit)],
                 )
                 .await?;
@@ -427,14 +429,14 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let q = &*self.queries;
             let mut tx = self.begin("rotating a data key").await?;
             tx.check_kek(kek_version).await?;
-            let current = tx.scalar(&q.lock_tenant, params![tenant]).await?;
+            let current = tx.scalar(&q.tenants.lock, params![tenant]).await?;
             if current != Some(i64::from(expected.get())) {
                 return Ok(false);
             }
-            tx.execute(&q.retire_current, params![tenant, expected, now])
+            tx.execute(&q.deks.retire_current, params![tenant, expected, now])
                 .await?;
             let install = params![tenant, expected, wrapped, next, kek_version, now];
-            tx.execute(&q.install_dek, install).await?;
+            tx.execute(&q.deks.install, install).await?;
             tx.commit(audit).await?;
             Ok(true)
         })
@@ -454,9 +456,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let mut tx = self.begin("rewrapping a data key").await?;
             tx.check_kek(new_kek).await?;
             let rewrap = params![tenant, version, old_kek, wrapped, new_kek];
-            let mut done = tx.execute(&q.rewrap_current, rewrap).await?;
+            let mut done = tx.execute(&q.deks.rewrap_current, rewrap).await?;
             if done == 0 {
-                done = tx.execute(&q.rewrap_retired, rewrap).await?;
+                done = tx.execute(&q.deks.rewrap_retired, rewrap).await?;
             }
             if done == 0 {
                 return Ok(false);
@@ -478,25 +480,25 @@ impl<D: Driver> Backend for SqlBackend<D> {
             // The tenant's row is locked (the write lock on SQLite): no write can seal under
             // this key between the count and the erasure.
             let mut tx = self.begin("destroying a data key").await?;
-            match tx.scalar(&q.lock_tenant, params![tenant]).await? {
+            match tx.scalar(&q.tenants.lock, params![tenant]).await? {
                 None => return Ok(DestroyDek::Missing),
                 Some(c) if c == i64::from(version.get()) => return Ok(DestroyDek::Current),
                 Some(_) => {}
             }
             if tx
-                .count(&q.retired_exists, params![tenant, version])
+                .count(&q.deks.retired_exists, params![tenant, version])
                 .await?
                 == 0
             {
                 return Ok(DestroyDek::Missing);
             }
             let in_use = tx
-                .count(&q.count_sealed_with, params![tenant, version])
+                .count(&q.deks.count_sealed_with, params![tenant, version])
                 .await?;
             if in_use > 0 {
                 return Ok(DestroyDek::InUse(count(in_use)));
             }
-            tx.execute(&q.erase_dek, params![tenant, version, now])
+            tx.execute(&q.deks.erase, params![tenant, version, now])
                 .await?;
             tx.commit(audit).await?;
             Ok(DestroyDek::Destroyed)
@@ -510,7 +512,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.set_min;
+            let sql = &self.queries.tenants.set_min_dek;
             let mut tx = self
                 .begin("setting a tenant's minimum data key version")
                 .await?;
@@ -526,7 +528,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut conn = self.read("counting records per data key").await?;
             let rows = conn
-                .fetch_all(&self.queries.record_counts, params![])
+                .fetch_all(&self.queries.records.counts, params![])
                 .await?;
             rows.iter().map(count_from_row).collect()
         })
@@ -535,7 +537,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("counting records to re-encrypt").await?;
-            let n = conn.count(&self.queries.count_stale, params![]).await?;
+            let n = conn
+                .count(&self.queries.records.count_stale, params![])
+                .await?;
             Ok(count(n))
         })
     }

@@ -39,277 +39,35 @@ const AUDIT_PARAMS: usize = 7;
 pub(crate) const AUDIT_CHUNK: usize = 16;
 
 /// Every statement the backends run, with the table names qualified by `prefix` (empty, or a
-/// quoted PostgreSQL schema and a dot). Built once per backend, by [`Queries::new`]; the few
-/// whose text depends on their arguments by the methods.
+/// quoted PostgreSQL schema and a dot), grouped by what they serve. Built once per backend,
+/// by [`Queries::new`]; the few whose text depends on their arguments by the methods.
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) prefix: String,
-    pub(crate) select_secret_version: Arc<str>,
-    pub(crate) create_schema_table: Arc<str>,
-    pub(crate) read_version: Arc<str>,
-    pub(crate) write_version: Arc<str>,
-    pub(crate) insert_tenant: Arc<str>,
-    pub(crate) select_tenant: Arc<str>,
-    pub(crate) set_tenant_deletion: Arc<str>,
-    pub(crate) tenants_due: Arc<str>,
-    pub(crate) delete_tenant_secrets: Arc<str>,
-    pub(crate) delete_tenant: Arc<str>,
-    pub(crate) select_secret: Arc<str>,
-    pub(crate) insert_secret: Arc<str>,
-    pub(crate) update_secret: Arc<str>,
-    pub(crate) delete_secret: Arc<str>,
-    pub(crate) set_purge_after: Arc<str>,
-    pub(crate) purge_records: Arc<str>,
+    pub(crate) schema: SchemaSql,
+    pub(crate) tenants: TenantSql,
+    pub(crate) records: RecordSql,
+    pub(crate) keys: KeySql,
+    pub(crate) deks: DekSql,
+    pub(crate) batch: BatchSql,
+    pub(crate) throttle: ThrottleSql,
     pub(crate) purge_audit: Arc<str>,
-    pub(crate) select_keys: Arc<str>,
-    pub(crate) select_newest_kek: Arc<str>,
-    pub(crate) lock_newest_kek: Arc<str>,
-    pub(crate) insert_key: Arc<str>,
-    pub(crate) raise_newest_kek: Arc<str>,
-    pub(crate) touch_primary: Arc<str>,
-    pub(crate) set_shredded: Arc<str>,
-    // Key rotation (schema version 3).
-    pub(crate) delete_tenant_deks: Arc<str>,
-    pub(crate) current_dek: Arc<str>,
-    pub(crate) lock_tenant: Arc<str>,
-    pub(crate) retired_deks: Arc<str>,
-    pub(crate) deks_page: Arc<str>,
-    pub(crate) retire_current: Arc<str>,
-    pub(crate) install_dek: Arc<str>,
-    pub(crate) rewrap_current: Arc<str>,
-    pub(crate) rewrap_retired: Arc<str>,
-    pub(crate) count_sealed_with: Arc<str>,
-    pub(crate) erase_dek: Arc<str>,
-    pub(crate) retired_exists: Arc<str>,
-    pub(crate) set_min: Arc<str>,
-    pub(crate) record_counts: Arc<str>,
-    pub(crate) count_stale: Arc<str>,
-    pub(crate) select_versions: Arc<str>,
-    pub(crate) claim_first: Arc<str>,
-    pub(crate) claim_after: Arc<str>,
-    // The login throttle (schema version 2).
-    pub(crate) throttle_select: Arc<str>,
-    pub(crate) throttle_insert: Arc<str>,
-    pub(crate) throttle_lock: Arc<str>,
-    pub(crate) throttle_update: Arc<str>,
-    pub(crate) throttle_delete: Arc<str>,
-    pub(crate) throttle_prune: Arc<str>,
 }
 
 impl Queries {
     /// The statements for tables named `{prefix}credvault_*`.
     pub(crate) fn new<D: Dialect>(prefix: &str) -> Self {
         let p = prefix;
-        let q = |s: String| Arc::<str>::from(s);
-        let pk = "tenant_id = $1 AND kind = $2 AND name = $3";
-        let share = D::SHARE_LOCK;
-        let lock = D::ROW_LOCK;
-        let claim_lock = D::CLAIM_LOCK;
-        // A write must seal with the tenant's current data key (or, for an update, keep the
-        // stored one): the tenant's row is share-locked so a rotation waits for the write.
-        let current_dek = format!(
-            "COALESCE((SELECT t.dek_version FROM {p}credvault_tenants t \
-             WHERE t.tenant_id = $1{share}), $6) = $6"
-        );
-        // Only what resealing needs: every column read costs on SQLite, per row (the batch's
-        // tenants and data keys are read once each, after the claim).
-        let secret_cols = "s.tenant_id AS tenant_id, s.kind AS kind, s.name AS name, \
-             s.version AS version, s.sealed AS sealed, s.dek_version AS dek_version";
-        let claim = |after: &str, limit: &str| {
-            format!(
-                "SELECT {secret_cols} FROM {p}credvault_secrets s \
-                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
-                 WHERE s.dek_version <> t.dek_version{after} \
-                 ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
-            )
-        };
         Self {
             prefix: p.to_owned(),
-            select_secret_version: q(format!(
-                "SELECT version FROM {p}credvault_secrets WHERE {pk}"
-            )),
-            create_schema_table: q(format!(
-                "CREATE TABLE IF NOT EXISTS {p}credvault_schema (\
-                 id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)"
-            )),
-            read_version: q(format!(
-                "SELECT version FROM {p}credvault_schema WHERE id = 1"
-            )),
-            write_version: q(format!(
-                "INSERT INTO {p}credvault_schema (id, version) VALUES (1, $1) \
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version"
-            )),
-            insert_tenant: q(format!(
-                "INSERT INTO {p}credvault_tenants ({TENANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (tenant_id) DO NOTHING"
-            )),
-            select_tenant: q(format!(
-                "SELECT {TENANT_COLUMNS} FROM {p}credvault_tenants WHERE tenant_id = $1"
-            )),
-            set_tenant_deletion: q(format!(
-                "UPDATE {p}credvault_tenants SET deleted_at = $2, purge_after = $3 \
-                 WHERE tenant_id = $1 AND shredded_at IS NULL"
-            )),
-            tenants_due: q(format!(
-                "SELECT tenant_id FROM {p}credvault_tenants WHERE purge_after <= $1 \
-                 ORDER BY tenant_id"
-            )),
-            delete_tenant_secrets: q(format!(
-                "DELETE FROM {p}credvault_secrets WHERE tenant_id = $1"
-            )),
-            delete_tenant: q(format!(
-                "DELETE FROM {p}credvault_tenants WHERE tenant_id = $1"
-            )),
-            select_secret: q(format!(
-                "SELECT {SECRET_COLUMNS} FROM {p}credvault_secrets WHERE {pk}"
-            )),
-            insert_secret: q(format!(
-                "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) SELECT \
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
-                 WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO NOTHING"
-            )),
-            update_secret: q(format!(
-                "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \
-                 kek_version = $7, metadata = $8, provider = $9, \
-                 created_at = COALESCE(created_at, $10), updated_at = $11, expires_at = $12, \
-                 purge_after = COALESCE(purge_after, $13), lease_until = $14 \
-                 WHERE {pk} AND version = $15 AND (dek_version = $6 OR {current_dek})"
-            )),
-            delete_secret: q(format!("DELETE FROM {p}credvault_secrets WHERE {pk}")),
-            set_purge_after: q(format!(
-                "UPDATE {p}credvault_secrets SET purge_after = $4 WHERE {pk}"
-            )),
-            purge_records: q(format!(
-                "DELETE FROM {p}credvault_secrets WHERE purge_after <= $1 \
-                 RETURNING tenant_id, kind, name"
-            )),
-            purge_audit: q(format!("DELETE FROM {p}credvault_audit WHERE at < $1")),
-            select_keys: q(format!(
-                "SELECT role, version, fingerprint, recorded_at, last_primary_at \
-                 FROM {p}credvault_keys ORDER BY role, version"
-            )),
-            select_newest_kek: q(format!(
-                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1"
-            )),
-            // Every write that wraps a data key share-locks this row (PostgreSQL), so raising
-            // the newest version waits for them and no wrap under an older KEK commits after.
-            lock_newest_kek: q(format!(
-                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1{share}"
-            )),
-            insert_key: q(format!(
-                "INSERT INTO {p}credvault_keys \
-                 (role, version, fingerprint, recorded_at, last_primary_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (role, version) DO NOTHING"
-            )),
-            raise_newest_kek: q(format!(
-                "UPDATE {p}credvault_vault SET newest_kek = $1 WHERE id = 1 AND newest_kek < $1"
-            )),
-            touch_primary: q(format!(
-                "UPDATE {p}credvault_keys SET last_primary_at = $2 \
-                 WHERE role = 'kek' AND version = $1"
-            )),
-            set_shredded: q(format!(
-                "UPDATE {p}credvault_tenants SET shredded_at = COALESCE(shredded_at, $2) \
-                 WHERE tenant_id = $1"
-            )),
-            delete_tenant_deks: q(format!(
-                "DELETE FROM {p}credvault_tenant_deks WHERE tenant_id = $1"
-            )),
-            current_dek: q(format!(
-                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1"
-            )),
-            lock_tenant: q(format!(
-                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1{lock}"
-            )),
-            retired_deks: q(format!(
-                "SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks WHERE tenant_id = $1 \
-                 ORDER BY dek_version"
-            )),
-            deks_page: q(format!(
-                "SELECT {DEK_COLUMNS} FROM (\
-                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
-                 COALESCE(dek_created_at, created_at) AS created_at, \
-                 CAST(NULL AS BIGINT) AS retired_at, CAST(NULL AS BIGINT) AS destroyed_at \
-                 FROM {p}credvault_tenants UNION ALL \
-                 SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks) k \
-                 WHERE (tenant_id, dek_version) > ($1, $2) \
-                 ORDER BY tenant_id, dek_version LIMIT $3"
-            )),
-            retire_current: q(format!(
-                "INSERT INTO {p}credvault_tenant_deks ({DEK_COLUMNS}) \
-                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
-                 COALESCE(dek_created_at, created_at), $3, NULL \
-                 FROM {p}credvault_tenants WHERE tenant_id = $1 AND dek_version = $2"
-            )),
-            install_dek: q(format!(
-                "UPDATE {p}credvault_tenants SET wrapped_dek = $3, dek_version = $4, \
-                 kek_version = $5, dek_created_at = $6 WHERE tenant_id = $1 AND dek_version = $2"
-            )),
-            rewrap_current: q(format!(
-                "UPDATE {p}credvault_tenants SET wrapped_dek = $4, kek_version = $5 \
-                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3"
-            )),
-            rewrap_retired: q(format!(
-                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = $4, kek_version = $5 \
-                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3 \
-                 AND wrapped_dek IS NOT NULL"
-            )),
-            count_sealed_with: q(format!(
-                "SELECT COUNT(*) FROM {p}credvault_secrets WHERE tenant_id = $1 AND dek_version = $2"
-            )),
-            erase_dek: q(format!(
-                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = NULL, destroyed_at = $3 \
-                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
-            )),
-            retired_exists: q(format!(
-                "SELECT COUNT(*) FROM {p}credvault_tenant_deks \
-                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
-            )),
-            set_min: q(format!(
-                "UPDATE {p}credvault_tenants SET min_dek_version = $2 \
-                 WHERE tenant_id = $1 AND dek_version >= $2"
-            )),
-            record_counts: q(format!(
-                "SELECT tenant_id, dek_version, COUNT(*) AS records FROM {p}credvault_secrets \
-                 GROUP BY tenant_id, dek_version ORDER BY tenant_id, dek_version"
-            )),
-            count_stale: q(format!(
-                "SELECT COUNT(*) FROM {p}credvault_secrets s \
-                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
-                 WHERE s.dek_version <> t.dek_version"
-            )),
-            select_versions: q(format!(
-                "SELECT version, dek_version FROM {p}credvault_secrets \
-                 WHERE tenant_id = $1 AND kind = $2 AND name = $3"
-            )),
-            claim_first: q(claim("", "$1")),
-            claim_after: q(claim(
-                " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
-                "$4",
-            )),
-            throttle_select: q(format!(
-                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
-                 WHERE throttle_key = $1 OR throttle_key = $2"
-            )),
-            throttle_insert: q(format!(
-                "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
-                 VALUES ($1, 0, $2, 0, NULL, $3) ON CONFLICT (throttle_key) DO NOTHING"
-            )),
-            throttle_lock: q(format!(
-                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle WHERE throttle_key = $1{lock}"
-            )),
-            throttle_update: q(format!(
-                "UPDATE {p}credvault_throttle SET failures = $2, window_start = $3, \
-                 lockouts = $4, locked_until = $5, last_seen = $6 WHERE throttle_key = $1"
-            )),
-            throttle_delete: q(format!(
-                "DELETE FROM {p}credvault_throttle WHERE throttle_key = $1"
-            )),
-            throttle_prune: q(format!(
-                "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
-                 AND (locked_until IS NULL OR locked_until < $3)"
-            )),
+            schema: SchemaSql::new(p),
+            tenants: TenantSql::new::<D>(p),
+            records: RecordSql::new::<D>(p),
+            keys: KeySql::new::<D>(p),
+            deks: DekSql::new(p),
+            batch: BatchSql::new::<D>(p),
+            throttle: ThrottleSql::new::<D>(p),
+            purge_audit: stmt(format!("DELETE FROM {p}credvault_audit WHERE at < $1")),
         }
     }
 
@@ -397,4 +155,348 @@ fn placeholder_rows(rows: usize, width: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// A statement's text, shared by every use.
+fn stmt(text: String) -> Arc<str> {
+    Arc::from(text)
+}
+
+/// The schema version (`credvault_schema`).
+#[derive(Debug)]
+pub(crate) struct SchemaSql {
+    pub(crate) create_table: Arc<str>,
+    pub(crate) read_version: Arc<str>,
+    pub(crate) write_version: Arc<str>,
+}
+
+impl SchemaSql {
+    fn new(p: &str) -> Self {
+        Self {
+            create_table: stmt(format!(
+                "CREATE TABLE IF NOT EXISTS {p}credvault_schema (\
+                 id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)"
+            )),
+            read_version: stmt(format!(
+                "SELECT version FROM {p}credvault_schema WHERE id = 1"
+            )),
+            write_version: stmt(format!(
+                "INSERT INTO {p}credvault_schema (id, version) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+            )),
+        }
+    }
+}
+
+/// Tenants: their row, deletion state and current data key version (`credvault_tenants`).
+#[derive(Debug)]
+pub(crate) struct TenantSql {
+    pub(crate) insert: Arc<str>,
+    pub(crate) select: Arc<str>,
+    pub(crate) set_deletion: Arc<str>,
+    pub(crate) due: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) set_shredded: Arc<str>,
+    pub(crate) current_dek: Arc<str>,
+    pub(crate) lock: Arc<str>,
+    pub(crate) set_min_dek: Arc<str>,
+}
+
+impl TenantSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let lock = D::ROW_LOCK;
+        Self {
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_tenants ({TENANT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant_id) DO NOTHING"
+            )),
+            select: stmt(format!(
+                "SELECT {TENANT_COLUMNS} FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            set_deletion: stmt(format!(
+                "UPDATE {p}credvault_tenants SET deleted_at = $2, purge_after = $3 \
+                 WHERE tenant_id = $1 AND shredded_at IS NULL"
+            )),
+            due: stmt(format!(
+                "SELECT tenant_id FROM {p}credvault_tenants WHERE purge_after <= $1 \
+                 ORDER BY tenant_id"
+            )),
+            delete: stmt(format!(
+                "DELETE FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            set_shredded: stmt(format!(
+                "UPDATE {p}credvault_tenants SET shredded_at = COALESCE(shredded_at, $2) \
+                 WHERE tenant_id = $1"
+            )),
+            current_dek: stmt(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            lock: stmt(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1{lock}"
+            )),
+            set_min_dek: stmt(format!(
+                "UPDATE {p}credvault_tenants SET min_dek_version = $2 \
+                 WHERE tenant_id = $1 AND dek_version >= $2"
+            )),
+        }
+    }
+}
+
+/// Sealed records (`credvault_secrets`).
+#[derive(Debug)]
+pub(crate) struct RecordSql {
+    pub(crate) select: Arc<str>,
+    pub(crate) select_version: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) update: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) delete_tenant: Arc<str>,
+    pub(crate) set_purge_after: Arc<str>,
+    pub(crate) purge: Arc<str>,
+    pub(crate) counts: Arc<str>,
+    pub(crate) count_stale: Arc<str>,
+}
+
+impl RecordSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let pk = "tenant_id = $1 AND kind = $2 AND name = $3";
+        let share = D::SHARE_LOCK;
+        // A write must seal with the tenant's current data key (or, for an update, keep the
+        // stored one): the tenant's row is share-locked so a rotation waits for the write.
+        let current_dek = format!(
+            "COALESCE((SELECT t.dek_version FROM {p}credvault_tenants t \
+             WHERE t.tenant_id = $1{share}), $6) = $6"
+        );
+        Self {
+            select: stmt(format!(
+                "SELECT {SECRET_COLUMNS} FROM {p}credvault_secrets WHERE {pk}"
+            )),
+            select_version: stmt(format!(
+                "SELECT version FROM {p}credvault_secrets WHERE {pk}"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) SELECT \
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO NOTHING"
+            )),
+            update: stmt(format!(
+                "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \
+                 kek_version = $7, metadata = $8, provider = $9, \
+                 created_at = COALESCE(created_at, $10), updated_at = $11, expires_at = $12, \
+                 purge_after = COALESCE(purge_after, $13), lease_until = $14 \
+                 WHERE {pk} AND version = $15 AND (dek_version = $6 OR {current_dek})"
+            )),
+            delete: stmt(format!("DELETE FROM {p}credvault_secrets WHERE {pk}")),
+            delete_tenant: stmt(format!(
+                "DELETE FROM {p}credvault_secrets WHERE tenant_id = $1"
+            )),
+            set_purge_after: stmt(format!(
+                "UPDATE {p}credvault_secrets SET purge_after = $4 WHERE {pk}"
+            )),
+            purge: stmt(format!(
+                "DELETE FROM {p}credvault_secrets WHERE purge_after <= $1 \
+                 RETURNING tenant_id, kind, name"
+            )),
+            counts: stmt(format!(
+                "SELECT tenant_id, dek_version, COUNT(*) AS records FROM {p}credvault_secrets \
+                 GROUP BY tenant_id, dek_version ORDER BY tenant_id, dek_version"
+            )),
+            count_stale: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 WHERE s.dek_version <> t.dek_version"
+            )),
+        }
+    }
+}
+
+/// Key identities and the newest KEK version (`credvault_keys`, `credvault_vault`).
+#[derive(Debug)]
+pub(crate) struct KeySql {
+    pub(crate) select: Arc<str>,
+    pub(crate) newest_kek: Arc<str>,
+    pub(crate) lock_newest_kek: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) raise_newest_kek: Arc<str>,
+    pub(crate) touch_primary: Arc<str>,
+}
+
+impl KeySql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let share = D::SHARE_LOCK;
+        Self {
+            select: stmt(format!(
+                "SELECT role, version, fingerprint, recorded_at, last_primary_at \
+                 FROM {p}credvault_keys ORDER BY role, version"
+            )),
+            newest_kek: stmt(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1"
+            )),
+            // Every write that wraps a data key share-locks this row (PostgreSQL), so raising
+            // the newest version waits for them and no wrap under an older KEK commits after.
+            lock_newest_kek: stmt(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1{share}"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_keys \
+                 (role, version, fingerprint, recorded_at, last_primary_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (role, version) DO NOTHING"
+            )),
+            raise_newest_kek: stmt(format!(
+                "UPDATE {p}credvault_vault SET newest_kek = $1 WHERE id = 1 AND newest_kek < $1"
+            )),
+            touch_primary: stmt(format!(
+                "UPDATE {p}credvault_keys SET last_primary_at = $2 \
+                 WHERE role = 'kek' AND version = $1"
+            )),
+        }
+    }
+}
+
+/// Data keys: rotating, rewrapping and destroying them (`credvault_tenant_deks`).
+#[derive(Debug)]
+pub(crate) struct DekSql {
+    pub(crate) delete_tenant: Arc<str>,
+    pub(crate) retired: Arc<str>,
+    pub(crate) page: Arc<str>,
+    pub(crate) retire_current: Arc<str>,
+    pub(crate) install: Arc<str>,
+    pub(crate) rewrap_current: Arc<str>,
+    pub(crate) rewrap_retired: Arc<str>,
+    pub(crate) count_sealed_with: Arc<str>,
+    pub(crate) erase: Arc<str>,
+    pub(crate) retired_exists: Arc<str>,
+}
+
+impl DekSql {
+    fn new(p: &str) -> Self {
+        Self {
+            delete_tenant: stmt(format!(
+                "DELETE FROM {p}credvault_tenant_deks WHERE tenant_id = $1"
+            )),
+            retired: stmt(format!(
+                "SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks WHERE tenant_id = $1 \
+                 ORDER BY dek_version"
+            )),
+            page: stmt(format!(
+                "SELECT {DEK_COLUMNS} FROM (\
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at) AS created_at, \
+                 CAST(NULL AS BIGINT) AS retired_at, CAST(NULL AS BIGINT) AS destroyed_at \
+                 FROM {p}credvault_tenants UNION ALL \
+                 SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks) k \
+                 WHERE (tenant_id, dek_version) > ($1, $2) \
+                 ORDER BY tenant_id, dek_version LIMIT $3"
+            )),
+            retire_current: stmt(format!(
+                "INSERT INTO {p}credvault_tenant_deks ({DEK_COLUMNS}) \
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at), $3, NULL \
+                 FROM {p}credvault_tenants WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            install: stmt(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $3, dek_version = $4, \
+                 kek_version = $5, dek_created_at = $6 WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            rewrap_current: stmt(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3"
+            )),
+            rewrap_retired: stmt(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3 \
+                 AND wrapped_dek IS NOT NULL"
+            )),
+            count_sealed_with: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            erase: stmt(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = NULL, destroyed_at = $3 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+            retired_exists: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_tenant_deks \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+        }
+    }
+}
+
+/// The re-encryption batch: the claim, and whether a reseal landed.
+#[derive(Debug)]
+pub(crate) struct BatchSql {
+    pub(crate) claim_first: Arc<str>,
+    pub(crate) claim_after: Arc<str>,
+    pub(crate) select_versions: Arc<str>,
+}
+
+impl BatchSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let claim_lock = D::CLAIM_LOCK;
+        // Only what resealing needs: every column read costs on SQLite, per row (the batch's
+        // tenants and data keys are read once each, after the claim).
+        let secret_cols = "s.tenant_id AS tenant_id, s.kind AS kind, s.name AS name, \
+             s.version AS version, s.sealed AS sealed, s.dek_version AS dek_version";
+        let claim = |after: &str, limit: &str| {
+            format!(
+                "SELECT {secret_cols} FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 WHERE s.dek_version <> t.dek_version{after} \
+                 ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
+            )
+        };
+        Self {
+            claim_first: stmt(claim("", "$1")),
+            claim_after: stmt(claim(
+                " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
+                "$4",
+            )),
+            select_versions: stmt(format!(
+                "SELECT version, dek_version FROM {p}credvault_secrets \
+                 WHERE tenant_id = $1 AND kind = $2 AND name = $3"
+            )),
+        }
+    }
+}
+
+/// The login throttle (`credvault_throttle`, schema version 2).
+#[derive(Debug)]
+pub(crate) struct ThrottleSql {
+    pub(crate) select: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) lock: Arc<str>,
+    pub(crate) update: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) prune: Arc<str>,
+}
+
+impl ThrottleSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let lock = D::ROW_LOCK;
+        Self {
+            select: stmt(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
+                 WHERE throttle_key = $1 OR throttle_key = $2"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
+                 VALUES ($1, 0, $2, 0, NULL, $3) ON CONFLICT (throttle_key) DO NOTHING"
+            )),
+            lock: stmt(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle WHERE throttle_key = $1{lock}"
+            )),
+            update: stmt(format!(
+                "UPDATE {p}credvault_throttle SET failures = $2, window_start = $3, \
+                 lockouts = $4, locked_until = $5, last_seen = $6 WHERE throttle_key = $1"
+            )),
+            delete: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key = $1"
+            )),
+            prune: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
+                 AND (locked_until IS NULL OR locked_until < $3)"
+            )),
+        }
+    }
 }

@@ -72,10 +72,10 @@ async fn claim<D: Driver>(
     let q = tx.queries;
     let limit = i64::from(request.limit);
     let rows = match &request.after {
-        None => tx.fetch_all(&q.claim_first, params![limit]).await?,
+        None => tx.fetch_all(&q.batch.claim_first, params![limit]).await?,
         Some(k) => {
             let after = params![&k.tenant, &k.kind, &k.name, limit];
-            tx.fetch_all(&q.claim_after, after).await?
+            tx.fetch_all(&q.batch.claim_after, after).await?
         }
     };
     let mut tenants: BTreeMap<TenantId, (TenantRow, Vec<DekRow>)> = BTreeMap::new();
@@ -84,9 +84,9 @@ async fn claim<D: Driver>(
         if tenants.contains_key(&id) {
             continue;
         }
-        let tenant = tx.fetch_one(&q.select_tenant, params![&id]).await?;
+        let tenant = tx.fetch_one(&q.tenants.select, params![&id]).await?;
         let tenant = tenant_from_row(&tenant)?;
-        let retired = tx.fetch_all(&q.retired_deks, params![&id]).await?;
+        let retired = tx.fetch_all(&q.deks.retired, params![&id]).await?;
         let retired = retired
             .iter()
             .map(dek_from_row)
@@ -143,7 +143,7 @@ async fn landed<D: Driver>(
     let k = &stale.key;
     let q = tx.queries;
     let key = params![&k.tenant, &k.kind, &k.name];
-    let Some(row) = tx.fetch_optional(&q.select_versions, key).await? else {
+    let Some(row) = tx.fetch_optional(&q.batch.select_versions, key).await? else {
         return Ok(false);
     };
     let (version, dek) = (row.int_at(0), row.int_at(1));

@@ -119,7 +119,7 @@ where
     pub(crate) async fn schema_version(&mut self) -> Result<Option<u32>, BackendError> {
         let outer = self.doing("reading the schema version");
         let q = self.queries;
-        let version = self.scalar(&q.read_version, params![]).await?;
+        let version = self.scalar(&q.schema.read_version, params![]).await?;
         self.doing(outer);
         version
             .map(|v| {
@@ -137,8 +137,8 @@ where
     pub(crate) async fn key_registry(&mut self) -> Result<KeyRegistry, BackendError> {
         let outer = self.doing("reading the key registry");
         let q = self.queries;
-        let rows = self.fetch_all(&q.select_keys, params![]).await?;
-        let newest = self.scalar(&q.select_newest_kek, params![]).await?;
+        let rows = self.fetch_all(&q.keys.select, params![]).await?;
+        let newest = self.scalar(&q.keys.newest_kek, params![]).await?;
         self.doing(outer);
         let mut keys = rows
             .iter()
@@ -156,7 +156,7 @@ where
     pub(crate) async fn check_kek(&mut self, kek: KeyVersion) -> Result<(), BackendError> {
         let outer = self.doing("checking the key-encryption key version");
         let q = self.queries;
-        let newest = self.scalar(&q.lock_newest_kek, params![]).await?;
+        let newest = self.scalar(&q.keys.lock_newest_kek, params![]).await?;
         self.doing(outer);
         let newest = newest_kek_from(newest)?;
         if kek.get() < newest {
@@ -172,7 +172,7 @@ where
     ) -> Result<Option<KeyVersion>, BackendError> {
         let outer = self.doing("reading a tenant's data key version");
         let q = self.queries;
-        let v = self.scalar(&q.current_dek, params![tenant]).await?;
+        let v = self.scalar(&q.tenants.current_dek, params![tenant]).await?;
         self.doing(outer);
         Ok(v.and_then(|v| u32::try_from(v).ok()).map(KeyVersion::new))
     }

@@ -233,7 +233,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
     ) -> BoxFuture<'a, Result<Vec<KeyState>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("checking the login throttle").await?;
-            let sql = &self.queries.throttle_select;
+            let sql = &self.queries.throttle.select;
             let rows = conn.fetch_all(sql, params![first, second]).await?;
             rows.iter().map(state_from_row).collect()
         })
@@ -252,9 +252,9 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
             let mut waits = Vec::with_capacity(keyed.len());
             for (name, key) in keyed {
                 let name = name.as_str();
-                tx.execute(&q.throttle_insert, params![name, now_ms, now_ms])
+                tx.execute(&q.throttle.insert, params![name, now_ms, now_ms])
                     .await?;
-                let row = tx.fetch_one(&q.throttle_lock, params![name]).await?;
+                let row = tx.fetch_one(&q.throttle.lock, params![name]).await?;
                 let mut state = state_from_row(&row)?;
                 waits.push(count_failure(
                     config,
@@ -270,7 +270,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                     state.locked_until.map(millis),
                     millis(state.last_seen),
                 ];
-                tx.execute(&q.throttle_update, update).await?;
+                tx.execute(&q.throttle.update, update).await?;
             }
             tx.commit(&[]).await?;
             Ok(decide(waits))
@@ -280,7 +280,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
     fn forget<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("recording a login success").await?;
-            conn.execute(&self.queries.throttle_delete, params![name])
+            conn.execute(&self.queries.throttle.delete, params![name])
                 .await?;
             Ok(())
         })
@@ -290,7 +290,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
         Box::pin(async move {
             let mut conn = self.read("pruning the login throttle").await?;
             let [idle, window, lockout] = bounds;
-            conn.execute(&self.queries.throttle_prune, params![idle, window, lockout])
+            conn.execute(&self.queries.throttle.prune, params![idle, window, lockout])
                 .await
         })
     }

@@ -7,7 +7,8 @@ use crate::backend::rotation::reencrypt_audit;
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, stale_kek, stale_key,
+    RecordKey, ResealFailure, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow,
+    purged_record_audit, schema_too_new, stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -295,15 +296,7 @@ impl Backend for MemoryBackend {
                 .collect();
             for k in &due {
                 s.secrets.remove(k);
-                s.audit.push(AuditRow {
-                    at: now,
-                    tenant: Some(k.tenant.clone()),
-                    kind: Some(k.kind.to_string()),
-                    name: Some(k.name.to_string()),
-                    action: "purge".to_owned(),
-                    actor: actor.clone(),
-                    outcome: "ok".to_owned(),
-                });
+                s.audit.push(purged_record_audit(k, now, &actor));
             }
             Ok(due)
         })
@@ -612,7 +605,10 @@ impl Backend for MemoryBackend {
                             written.push(&stale.key);
                         }
                     }
-                    Err(reason) => out.failed.push((stale.key.clone(), reason)),
+                    Err(error) => out.failed.push(ResealFailure {
+                        key: stale.key.clone(),
+                        error,
+                    }),
                 }
             }
             out.resealed = u64::try_from(written.len()).unwrap_or(u64::MAX);
@@ -641,13 +637,4 @@ fn is_stale(s: &State, r: &SecretRow) -> bool {
     s.tenants
         .get(&r.key.tenant)
         .is_some_and(|t| t.dek_version != r.dek_version)
-}
-
-pub(crate) fn schema_too_new(found: u32) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::SchemaTooNew,
-        format!(
-            "the database schema is version {found}; this build of credvault knows up to {SCHEMA_VERSION}: upgrade credvault"
-        ),
-    )
 }

@@ -13,7 +13,15 @@ mod rotation;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_backend;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_queries;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_rotation;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_session;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -22,14 +30,19 @@ mod throttle;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PgBackend;
 pub use rotation::{
-    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealFn, Resealed, StaleRecord,
+    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealError, ResealFailure,
+    ResealFn, Resealed, StaleRecord,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::SqlBackend;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteBackend;
@@ -237,10 +250,26 @@ pub enum BackendErrorKind {
     Other,
 }
 
+/// In words, for messages: `unavailable`, `read-only`, `conflict`, `stale key`, `corrupt`,
+/// `schema too new`, `error`.
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Unavailable => "unavailable",
+            Self::ReadOnly => "read-only",
+            Self::Conflict => "conflict",
+            Self::StaleKey => "stale key",
+            Self::Corrupt => "corrupt",
+            Self::SchemaTooNew => "schema too new",
+            Self::Other => "error",
+        })
+    }
+}
+
 /// A backend failure. Wraps the driver's error without exposing its type; never holds secret
 /// bytes (drivers see only ciphertext).
 #[derive(Debug, thiserror::Error)]
-#[error("storage {kind:?}: {message}")]
+#[error("storage {kind}: {message}")]
 pub struct BackendError {
     kind: BackendErrorKind,
     message: String,
@@ -285,6 +314,31 @@ pub(crate) fn stale_kek(kek: KeyVersion, newest: u32) -> BackendError {
         format!(
             "key-encryption key {kek} is older than v{newest}, which another process already \
              uses: nothing was written; reload the key file (it was rotated)"
+        ),
+    )
+}
+
+/// The audit row of a record deleted by [`Backend::purge_records`] (action `purge`, outcome
+/// `ok`).
+pub(crate) fn purged_record_audit(key: &RecordKey, now: i64, actor: &str) -> AuditRow {
+    AuditRow {
+        at: now,
+        tenant: Some(key.tenant.clone()),
+        kind: Some(key.kind.to_string()),
+        name: Some(key.name.to_string()),
+        action: "purge".to_owned(),
+        actor: actor.to_owned(),
+        outcome: "ok".to_owned(),
+    }
+}
+
+/// The schema in the database is newer than this build.
+pub(crate) fn schema_too_new(found: u32) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::SchemaTooNew,
+        format!(
+            "the database schema is version {found}; this build of credvault knows up to \
+             {SCHEMA_VERSION}: upgrade credvault"
         ),
     )
 }
@@ -526,220 +580,28 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>>;
 }
 
-/// A shared backend is a backend (so one can be handed to a vault and kept for raw access).
-impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
-    fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>> {
-        (**self).migrate()
-    }
+/// What [`Vault::builder`](crate::store::Vault::builder) accepts as its backend: any [`Backend`],
+/// or one already shared as an `Arc` (so that the caller keeps a handle for raw access).
+pub trait IntoBackend {
+    /// The backend, shared.
+    fn into_backend(self) -> Arc<dyn Backend>;
+}
 
-    fn schema_version(&self) -> BoxFuture<'_, Result<Option<u32>, BackendError>> {
-        (**self).schema_version()
+impl<T: Backend + 'static> IntoBackend for T {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        Arc::new(self)
     }
+}
 
-    fn insert_tenant<'a>(
-        &'a self,
-        row: &'a TenantRow,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<TenantRow, BackendError>> {
-        (**self).insert_tenant(row, audit)
+impl<T: Backend + 'static> IntoBackend for Arc<T> {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        self
     }
+}
 
-    fn tenant<'a>(
-        &'a self,
-        id: &'a TenantId,
-    ) -> BoxFuture<'a, Result<Option<TenantRow>, BackendError>> {
-        (**self).tenant(id)
-    }
-
-    fn set_tenant_deletion<'a>(
-        &'a self,
-        id: &'a TenantId,
-        deleted_at: Option<i64>,
-        purge_after: Option<i64>,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).set_tenant_deletion(id, deleted_at, purge_after, audit)
-    }
-
-    fn tenants_due_for_purge(
-        &self,
-        now: i64,
-    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
-        (**self).tenants_due_for_purge(now)
-    }
-
-    fn purge_tenant<'a>(
-        &'a self,
-        id: &'a TenantId,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<u64, BackendError>> {
-        (**self).purge_tenant(id, audit)
-    }
-
-    fn get<'a>(
-        &'a self,
-        key: &'a RecordKey,
-    ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>> {
-        (**self).get(key)
-    }
-
-    fn insert<'a>(
-        &'a self,
-        row: &'a SecretRow,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        (**self).insert(row, audit)
-    }
-
-    fn update<'a>(
-        &'a self,
-        row: &'a SecretRow,
-        expected_version: i64,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).update(row, expected_version, audit)
-    }
-
-    fn delete<'a>(
-        &'a self,
-        keys: &'a [RecordKey],
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<u64, BackendError>> {
-        (**self).delete(keys, audit)
-    }
-
-    fn list<'a>(
-        &'a self,
-        query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
-        (**self).list(query)
-    }
-
-    fn set_purge_after<'a>(
-        &'a self,
-        keys: &'a [RecordKey],
-        purge_after: i64,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<u64, BackendError>> {
-        (**self).set_purge_after(keys, purge_after, audit)
-    }
-
-    fn purge_records(
-        &self,
-        now: i64,
-        actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
-        (**self).purge_records(now, actor)
-    }
-
-    fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {
-        (**self).append_audit(rows)
-    }
-
-    fn audit<'a>(
-        &'a self,
-        query: &'a AuditQuery,
-    ) -> BoxFuture<'a, Result<Vec<AuditRow>, BackendError>> {
-        (**self).audit(query)
-    }
-
-    fn purge_audit(&self, before: i64) -> BoxFuture<'_, Result<u64, BackendError>> {
-        (**self).purge_audit(before)
-    }
-
-    fn retired_deks<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
-        (**self).retired_deks(tenant)
-    }
-
-    fn deks_page<'a>(
-        &'a self,
-        after: Option<&'a (TenantId, KeyVersion)>,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
-        (**self).deks_page(after, limit)
-    }
-
-    fn rotate_dek<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        expected: KeyVersion,
-        wrapped: &'a [u8],
-        kek_version: KeyVersion,
-        now: i64,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).rotate_dek(tenant, expected, wrapped, kek_version, now, audit)
-    }
-
-    fn rewrap_dek<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        version: KeyVersion,
-        old_kek: KeyVersion,
-        wrapped: &'a [u8],
-        new_kek: KeyVersion,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).rewrap_dek(tenant, version, old_kek, wrapped, new_kek, audit)
-    }
-
-    fn destroy_dek<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        version: KeyVersion,
-        now: i64,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<DestroyDek, BackendError>> {
-        (**self).destroy_dek(tenant, version, now, audit)
-    }
-
-    fn set_min_dek_version<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        minimum: KeyVersion,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).set_min_dek_version(tenant, minimum, audit)
-    }
-
-    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
-        (**self).record_counts()
-    }
-
-    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
-        (**self).count_stale()
-    }
-
-    fn reencrypt_batch<'a>(
-        &'a self,
-        request: &'a BatchRequest<'a>,
-    ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>> {
-        (**self).reencrypt_batch(request)
-    }
-
-    fn key_registry(&self) -> BoxFuture<'_, Result<KeyRegistry, BackendError>> {
-        (**self).key_registry()
-    }
-
-    fn register_keys<'a>(
-        &'a self,
-        keys: &'a [KeyIdentity],
-        primary: Option<u32>,
-        at: i64,
-    ) -> BoxFuture<'a, Result<KeyRegistry, BackendError>> {
-        (**self).register_keys(keys, primary, at)
-    }
-
-    fn set_tenant_shredded<'a>(
-        &'a self,
-        id: &'a TenantId,
-        at: i64,
-        audit: &'a [AuditRow],
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        (**self).set_tenant_shredded(id, at, audit)
+impl IntoBackend for Arc<dyn Backend> {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        self
     }
 }
 
@@ -756,4 +618,22 @@ pub struct ListQuery {
     pub after: Option<(RecordKind, RecordName)>,
     /// At most this many rows.
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BackendError, BackendErrorKind};
+
+    #[test]
+    fn backend_error_says_its_kind_in_words() {
+        let cases = [
+            (BackendErrorKind::Unavailable, "storage unavailable: m"),
+            (BackendErrorKind::ReadOnly, "storage read-only: m"),
+            (BackendErrorKind::SchemaTooNew, "storage schema too new: m"),
+            (BackendErrorKind::Other, "storage error: m"),
+        ];
+        for (kind, shown) in cases {
+            assert_eq!(BackendError::new(kind, "m").to_string(), shown);
+        }
+    }
 }

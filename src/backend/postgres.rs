@@ -24,18 +24,17 @@
 //! it explicitly; the pool's `search_path` is never changed. Durability is the server's
 //! (`synchronous_commit`): a committed change is on the server's disk.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Postgres, Transaction};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{AssertSqlSafe, PgConnection, Pool, Postgres, Transaction};
 
-use crate::backend::memory::schema_too_new;
-use crate::backend::sql::{Dialect, Queries, map_err, sql_backend};
-use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
+use crate::backend::sql::{Dialect, SqlBackend};
+use crate::backend::sql_rows::map_err;
+use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
 use crate::password::ThrottleConfig;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
@@ -55,23 +54,15 @@ const MAX_SCHEMA_LEN: usize = 63;
 /// Records, tenants and the audit log in PostgreSQL tables named `credvault_*`, optionally in
 /// a schema of their own.
 ///
-/// A cheap `Clone` handle over a [`PgPool`].
-#[derive(Clone)]
-pub struct PgBackend {
-    pool: PgPool,
-    schema: Option<String>,
-    queries: Arc<Queries>,
-}
+/// A cheap `Clone` handle over a [`PgPool`]. Its [`Backend`](crate::backend::Backend) methods
+/// are those of every SQL backend, listed under [`SqlBackend`].
+pub type PgBackend = SqlBackend<Postgres>;
 
 impl PgBackend {
     /// Uses the application's own pool, with unqualified table names (the connection's
     /// `search_path`). Changes no schema: call [`migrate`](crate::backend::Backend::migrate).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            schema: None,
-            queries: Arc::new(Queries::new("", Dialect::Postgres)),
-        }
+        Self::new(pool, None)
     }
 
     /// Places the tables in the PostgreSQL schema `schema` (created by
@@ -82,11 +73,9 @@ impl PgBackend {
     ///
     /// [`BackendErrorKind::Other`] if `schema` is not a lowercase identifier
     /// (`[a-z_][a-z0-9_]{0,62}`) or starts with `pg_` (reserved by PostgreSQL).
-    pub fn with_schema(mut self, schema: &str) -> Result<Self, BackendError> {
+    pub fn with_schema(self, schema: &str) -> Result<Self, BackendError> {
         validate_schema(schema)?;
-        self.queries = Arc::new(Queries::new(&format!("\"{schema}\"."), Dialect::Postgres));
-        self.schema = Some(schema.to_owned());
-        Ok(self)
+        Ok(Self::new(self.pool, Some(schema.to_owned())))
     }
 
     /// Opens a pool to `url` (`postgres://user@host:port/database`) for standalone use, with
@@ -134,140 +123,106 @@ impl PgBackend {
     /// once and share it (a cheap `Clone` handle); call [`SqlThrottle::prune`] now and then.
     /// See `SqliteBackend::login_throttle` for its use at login.
     pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::postgres(self.pool.clone(), &self.queries.prefix, config, classify)
+        SqlThrottle::new(Arc::new(self.clone()), config)
+    }
+}
+
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "PgBackend";
+    const NAMED_SCHEMAS: bool = true;
+    const DRIVER: &'static str = "postgres";
+    const LOG_NAME: &'static str = "postgresql";
+    const BEGIN_CONTEXT: &'static str = "starting a transaction";
+    const SHARE_LOCK: &'static str = " FOR SHARE";
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+    // A batch claims its records alone (other workers skip them) and keeps the tenants'
+    // current data keys from being rotated under it.
+    const CLAIM_LOCK: &'static str = " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t";
+    const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+
+    fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
+        classify(err)
     }
 
-    fn err(&self, err: sqlx::Error, context: &str) -> BackendError {
-        map_err(err, context, classify)
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, BackendError> {
-        self.pool
-            .begin()
-            .await
-            .map_err(|e| self.err(e, "starting a transaction"))
+    /// A plain `BEGIN`: the statements lock the rows they need.
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> BoxFuture<'_, Result<Transaction<'static, Self>, sqlx::Error>> {
+        Box::pin(pool.begin())
     }
 
-    /// The advisory lock key that serialises migrations of this schema: the first 8 bytes of
-    /// SHA-256("credvault" NUL schema).
-    fn lock_key(&self) -> i64 {
-        let digest = Sha256::new()
-            .chain_update(b"credvault\0")
-            .chain_update(self.schema.as_deref().unwrap_or("").as_bytes())
-            .finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        i64::from_be_bytes(first)
-    }
-
-    async fn read_version(
-        &self,
-        conn: &mut sqlx::PgConnection,
-    ) -> Result<Option<u32>, BackendError> {
-        let version: Option<i64> =
-            sqlx::query_scalar(AssertSqlSafe(self.queries.read_version.clone()))
-                .fetch_optional(&mut *conn)
+    fn schema_table_exists<'c>(
+        conn: &'c mut PgConnection,
+        prefix: &'c str,
+    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let table = format!("{prefix}credvault_schema");
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table.as_str())
+                .fetch_one(conn)
                 .await
-                .map_err(|e| self.err(e, "reading the schema version"))?;
-        crate::backend::sql::schema_version_from(version)
+        })
     }
 
-    async fn migrate_impl(&self) -> Result<(), BackendError> {
-        let context = "migrating the schema";
-        // Up to date (the common case): a read, no lock, so a read-only database opens.
-        match self.schema_version_impl().await? {
-            Some(v) if v == SCHEMA_VERSION => return Ok(()),
-            Some(v) if v > SCHEMA_VERSION => return Err(schema_too_new(v)),
-            _ => {}
-        }
-        let mut tx = self.begin_write().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.lock_key())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "taking the migration lock"))?;
-        if let Some(schema) = &self.schema {
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "creating the schema"))?;
-        }
-        sqlx::query(AssertSqlSafe(self.queries.create_schema_table.clone()))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, context))?;
-        let current = self.read_version(&mut tx).await?.unwrap_or(0);
-        if current > SCHEMA_VERSION {
-            return Err(schema_too_new(current));
-        }
-        if current == SCHEMA_VERSION {
-            return Ok(());
-        }
-        if let Some(schema) = &self.schema {
-            // Transaction-scoped: the migration files use unqualified names.
+    /// Takes the transaction-scoped advisory lock of `schema` (so that servers starting at
+    /// once migrate one after the other), then creates `schema` if missing.
+    fn lock_migrations<'c>(
+        conn: &'c mut PgConnection,
+        schema: Option<&'c str>,
+    ) -> BoxFuture<'c, Result<(), BackendError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key(schema))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| map_err(e, "taking the migration lock", classify))?;
+            if let Some(schema) = schema {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+                )))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| map_err(e, "creating the schema", classify))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `SET LOCAL search_path` (transaction-scoped: the migration files use unqualified names).
+    fn enter_schema<'c>(
+        conn: &'c mut PgConnection,
+        schema: Option<&'c str>,
+    ) -> BoxFuture<'c, Result<(), BackendError>> {
+        Box::pin(async move {
+            let Some(schema) = schema else {
+                return Ok(());
+            };
             sqlx::raw_sql(AssertSqlSafe(format!(
                 "SET LOCAL search_path TO \"{schema}\""
             )))
-            .execute(&mut *tx)
+            .execute(conn)
             .await
-            .map_err(|e| self.err(e, context))?;
-        }
-        for sql in MIGRATIONS
-            .iter()
-            .skip(usize::try_from(current).unwrap_or(usize::MAX))
-        {
-            sqlx::raw_sql(*sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, context))?;
-        }
-        sqlx::query(AssertSqlSafe(self.queries.write_version.clone()))
-            .bind(i64::from(SCHEMA_VERSION))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, context))?;
-        tx.commit().await.map_err(|e| self.err(e, context))?;
-        tracing::info!(
-            version = SCHEMA_VERSION,
-            from = current,
-            "credvault postgresql schema migrated"
-        );
-        Ok(())
-    }
-
-    async fn schema_version_impl(&self) -> Result<Option<u32>, BackendError> {
-        let context = "reading the schema version";
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.err(e, context))?;
-        let table = format!("{}credvault_schema", self.queries.prefix);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(table.as_str())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| self.err(e, context))?;
-        if !exists {
-            return Ok(None);
-        }
-        self.read_version(&mut conn).await
+            .map_err(|e| map_err(e, "migrating the schema", classify))?;
+            Ok(())
+        })
     }
 }
 
-impl fmt::Debug for PgBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgBackend")
-            .field("schema", &self.schema)
-            .field("connections", &self.pool.size())
-            .field("closed", &self.pool.is_closed())
-            .finish_non_exhaustive()
-    }
+/// The advisory lock key that serialises migrations of `schema`: the first 8 bytes of
+/// SHA-256("credvault" NUL schema).
+fn lock_key(schema: Option<&str>) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(b"credvault\0")
+        .chain_update(schema.unwrap_or("").as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
-
-sql_backend!(PgBackend, sqlx::PgConnection);
 
 fn validate_schema(schema: &str) -> Result<(), BackendError> {
     let mut chars = schema.chars();

@@ -2,6 +2,7 @@
 //! re-encryption batch. Still no key here: a batch calls back into the vault to reseal.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::backend::{RecordKey, TenantRow};
 use crate::{KeyVersion, TenantId};
@@ -97,9 +98,30 @@ impl fmt::Debug for Resealed {
     }
 }
 
-/// The vault's resealing step, called by the backend inside the batch's transaction. The
-/// error is a short reason, never secret bytes.
-pub type ResealFn<'a> = dyn Fn(&StaleRecord) -> Result<Resealed, String> + Send + Sync + 'a;
+/// The vault's resealing step, called by the backend inside the batch's transaction.
+pub type ResealFn<'a> = dyn Fn(&StaleRecord) -> Result<Resealed, ResealError> + Send + Sync + 'a;
+
+/// Why a stale record could not be resealed (unreadable, or sealed with a key version the
+/// vault refuses): the vault's error, shown as it is. Never holds secret bytes.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct ResealError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl ResealError {
+    /// Wraps the vault's error (or a message).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(Arc::from(error.into()))
+    }
+}
+
+/// A record a batch could not reseal, and why. It stays as it was.
+#[derive(Debug, Clone)]
+pub struct ResealFailure {
+    /// Where the record lives.
+    pub key: RecordKey,
+    /// Why it was not resealed.
+    pub error: ResealError,
+}
 
 /// One batch of re-encryption: claim up to `limit` stale records after `after` (in key
 /// order), reseal them through `reseal`, and write them back with one audit row per tenant, in one
@@ -129,7 +151,7 @@ impl fmt::Debug for BatchRequest<'_> {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchOutcome {
     /// Stale records claimed (fewer than the limit: the end of the table was reached).
     pub claimed: u32,
@@ -141,7 +163,7 @@ pub struct BatchOutcome {
     /// application wrote them).
     pub changed: u64,
     /// Records that could not be resealed, with the reason.
-    pub failed: Vec<(RecordKey, String)>,
+    pub failed: Vec<ResealFailure>,
 }
 
 /// The audit rows of a re-encryption batch: one per tenant (action `reencrypt`, outcome

@@ -25,20 +25,20 @@
 //! [`SqliteBackend::options`], set `synchronous(SqliteSynchronous::Full)` and open with
 //! [`SqliteBackend::connect_with`] (each commit then costs about 10x more on a typical disk).
 
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
 
-use crate::backend::memory::schema_too_new;
-use crate::backend::sql::{Dialect, Queries, map_err, sql_backend};
-use crate::backend::{BackendError, BackendErrorKind, SCHEMA_VERSION, SqlThrottle};
+use crate::backend::sql::{Dialect, SqlBackend};
+use crate::backend::sql_rows::map_err;
+use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
 use crate::password::ThrottleConfig;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
@@ -68,21 +68,15 @@ const SQLITE_CONSTRAINT_UNIQUE: i64 = 2067;
 
 /// Records, tenants and the audit log in SQLite tables named `credvault_*`.
 ///
-/// A cheap `Clone` handle over a [`SqlitePool`].
-#[derive(Clone)]
-pub struct SqliteBackend {
-    pool: SqlitePool,
-    queries: Arc<Queries>,
-}
+/// A cheap `Clone` handle over a [`SqlitePool`]. Its [`Backend`](crate::backend::Backend)
+/// methods are those of every SQL backend, listed under [`SqlBackend`].
+pub type SqliteBackend = SqlBackend<Sqlite>;
 
 impl SqliteBackend {
     /// Uses the application's own pool. Changes no schema: call
     /// [`migrate`](crate::backend::Backend::migrate) (the application decides when).
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            queries: Arc::new(Queries::new("", Dialect::Sqlite)),
-        }
+        Self::new(pool, None)
     }
 
     /// The options [`connect`](Self::connect) uses for `url_or_path` (a `sqlite:` URL or a
@@ -189,107 +183,67 @@ impl SqliteBackend {
     /// # }
     /// ```
     pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::sqlite(self.pool.clone(), config, classify)
-    }
-
-    fn err(&self, err: sqlx::Error, context: &str) -> BackendError {
-        map_err(err, context, classify)
-    }
-
-    /// A write transaction, taking the write lock at once (`BEGIN IMMEDIATE`) so that it
-    /// waits on the busy timeout instead of failing on a lock upgrade.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, BackendError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e, "starting a write transaction"))
-    }
-
-    async fn read_version(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-    ) -> Result<Option<u32>, BackendError> {
-        let version: Option<i64> =
-            sqlx::query_scalar(AssertSqlSafe(self.queries.read_version.clone()))
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| self.err(e, "reading the schema version"))?;
-        crate::backend::sql::schema_version_from(version)
-    }
-
-    async fn migrate_impl(&self) -> Result<(), BackendError> {
-        let context = "migrating the schema";
-        // Up to date (the common case): a read, no lock, so a read-only database opens.
-        match self.schema_version_impl().await? {
-            Some(v) if v == SCHEMA_VERSION => return Ok(()),
-            Some(v) if v > SCHEMA_VERSION => return Err(schema_too_new(v)),
-            _ => {}
-        }
-        let mut tx = self.begin_write().await?;
-        sqlx::query(AssertSqlSafe(self.queries.create_schema_table.clone()))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, context))?;
-        let current = self.read_version(&mut tx).await?.unwrap_or(0);
-        if current > SCHEMA_VERSION {
-            return Err(schema_too_new(current));
-        }
-        if current == SCHEMA_VERSION {
-            return Ok(());
-        }
-        for sql in MIGRATIONS
-            .iter()
-            .skip(usize::try_from(current).unwrap_or(usize::MAX))
-        {
-            sqlx::raw_sql(*sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, context))?;
-        }
-        sqlx::query(AssertSqlSafe(self.queries.write_version.clone()))
-            .bind(i64::from(SCHEMA_VERSION))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, context))?;
-        tx.commit().await.map_err(|e| self.err(e, context))?;
-        tracing::info!(
-            version = SCHEMA_VERSION,
-            from = current,
-            "credvault sqlite schema migrated"
-        );
-        Ok(())
-    }
-
-    async fn schema_version_impl(&self) -> Result<Option<u32>, BackendError> {
-        let context = "reading the schema version";
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.err(e, context))?;
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credvault_schema'",
-        )
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| self.err(e, context))?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        self.read_version(&mut conn).await
+        SqlThrottle::new(Arc::new(self.clone()), config)
     }
 }
 
-impl fmt::Debug for SqliteBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteBackend")
-            .field("connections", &self.pool.size())
-            .field("closed", &self.pool.is_closed())
-            .finish_non_exhaustive()
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "SqliteBackend";
+    const NAMED_SCHEMAS: bool = false;
+    const DRIVER: &'static str = "sqlite";
+    const LOG_NAME: &'static str = "sqlite";
+    const BEGIN_CONTEXT: &'static str = "starting a write transaction";
+    // One writer at a time: a write transaction holds the database's write lock.
+    const SHARE_LOCK: &'static str = "";
+    const ROW_LOCK: &'static str = "";
+    const CLAIM_LOCK: &'static str = "";
+    const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+
+    fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
+        classify(err)
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// `BEGIN IMMEDIATE`: the write lock at once, so that the transaction waits on the busy
+    /// timeout instead of failing on a lock upgrade.
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> BoxFuture<'_, Result<Transaction<'static, Self>, sqlx::Error>> {
+        Box::pin(pool.begin_with("BEGIN IMMEDIATE"))
+    }
+
+    fn schema_table_exists<'c>(
+        conn: &'c mut SqliteConnection,
+        _prefix: &'c str,
+    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let exists: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credvault_schema'",
+            )
+            .fetch_optional(conn)
+            .await?;
+            Ok(exists.is_some())
+        })
+    }
+
+    /// Nothing to do: the write transaction already holds the database's lock.
+    fn lock_migrations<'c>(
+        _conn: &'c mut SqliteConnection,
+        _schema: Option<&'c str>,
+    ) -> BoxFuture<'c, Result<(), BackendError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn enter_schema<'c>(
+        _conn: &'c mut SqliteConnection,
+        _schema: Option<&'c str>,
+    ) -> BoxFuture<'c, Result<(), BackendError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
-
-sql_backend!(SqliteBackend, sqlx::SqliteConnection);
 
 /// Maps SQLite's (extended) result codes.
 /// When `options` may create the database file and it does not exist yet, creates it empty

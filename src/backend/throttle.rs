@@ -15,102 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::AssertSqlSafe;
-use sqlx::error::DatabaseError;
-
-use crate::backend::sql::{RowExt, map_err};
-use crate::backend::{BackendError, BackendErrorKind};
+use crate::backend::sql::{Driver, SqlBackend, params};
+use crate::backend::sql_rows::RowExt;
+use crate::backend::{BackendError, BackendErrorKind, BoxFuture};
 use crate::password::throttle::{Forget, Key, KeyState, count_failure, decide, keys};
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};
 
 /// After this many `record_failure` calls on one handle (and its clones), the next one also
 /// runs [`SqlThrottle::prune`] (best effort: a failure is logged, not returned).
 const PRUNE_EVERY: u64 = 1000;
-
-/// The columns of a `credvault_throttle` row, in [`state_from_row`]'s order.
-const STATE_COLUMNS: &str = "failures, window_start, lockouts, locked_until, last_seen";
-
-/// The statements, with the table name qualified by the backend's prefix.
-#[derive(Debug)]
-struct Queries {
-    select_two: Arc<str>,
-    insert_new: Arc<str>,
-    select_locked: Arc<str>,
-    update: Arc<str>,
-    delete: Arc<str>,
-    prune: Arc<str>,
-}
-
-impl Queries {
-    /// `prefix` as in the backends (empty, or a quoted schema and a dot); `for_update` is the
-    /// row-lock clause appended to the locking read (empty on SQLite, which locks the whole
-    /// database with `BEGIN IMMEDIATE`).
-    fn new(prefix: &str, for_update: &str) -> Self {
-        let t = format!("{prefix}credvault_throttle");
-        let q = |s: String| Arc::<str>::from(s);
-        Self {
-            select_two: q(format!(
-                "SELECT {STATE_COLUMNS} FROM {t} WHERE throttle_key = $1 OR throttle_key = $2"
-            )),
-            insert_new: q(format!(
-                "INSERT INTO {t} (throttle_key, {STATE_COLUMNS}) VALUES ($1, 0, $2, 0, NULL, $3) \
-                 ON CONFLICT (throttle_key) DO NOTHING"
-            )),
-            select_locked: q(format!(
-                "SELECT {STATE_COLUMNS} FROM {t} WHERE throttle_key = $1{for_update}"
-            )),
-            update: q(format!(
-                "UPDATE {t} SET failures = $2, window_start = $3, lockouts = $4, \
-                 locked_until = $5, last_seen = $6 WHERE throttle_key = $1"
-            )),
-            delete: q(format!("DELETE FROM {t} WHERE throttle_key = $1")),
-            prune: q(format!(
-                "DELETE FROM {t} WHERE last_seen < $1 AND window_start < $2 \
-                 AND (locked_until IS NULL OR locked_until < $3)"
-            )),
-        }
-    }
-}
-
-#[derive(Clone)]
-enum Pool {
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
-    #[cfg(feature = "postgres")]
-    Pg(sqlx::PgPool),
-}
-
-/// Runs `$body` with `$pool` bound to the driver's pool.
-macro_rules! with_pool {
-    ($self:ident, $pool:ident => $body:expr) => {
-        match &$self.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite($pool) => $body,
-            #[cfg(feature = "postgres")]
-            Pool::Pg($pool) => $body,
-        }
-    };
-}
-
-/// Runs `$body` with `$begin` bound to the (not yet awaited) start of a write transaction:
-/// `BEGIN IMMEDIATE` on SQLite (the database's write lock at once, waiting on the busy
-/// timeout), a plain `BEGIN` on PostgreSQL (the body locks the rows).
-macro_rules! with_write_tx {
-    ($self:ident, $begin:ident => $body:expr) => {
-        match &$self.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                let $begin = pool.begin_with("BEGIN IMMEDIATE");
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => {
-                let $begin = pool.begin();
-                $body
-            }
-        }
-    };
-}
 
 /// A [`LoginThrottle`] whose counts live in the vault's database (`credvault_throttle`), shared
 /// by every server using that database. The rules, thresholds and decisions are exactly those
@@ -126,51 +39,17 @@ macro_rules! with_write_tx {
 /// See `SqliteBackend::login_throttle` for an example of its use at login.
 #[derive(Clone)]
 pub struct SqlThrottle {
-    pool: Pool,
-    queries: Arc<Queries>,
+    db: Arc<dyn ThrottleDb>,
     config: ThrottleConfig,
-    classify: fn(&dyn DatabaseError) -> Option<BackendErrorKind>,
     writes: Arc<AtomicU64>,
 }
 
 impl SqlThrottle {
-    /// A throttle on an SQLite pool whose database has schema version 2.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn sqlite(
-        pool: sqlx::SqlitePool,
-        config: ThrottleConfig,
-        classify: fn(&dyn DatabaseError) -> Option<BackendErrorKind>,
-    ) -> Self {
-        Self::new(Pool::Sqlite(pool), Queries::new("", ""), config, classify)
-    }
-
-    /// A throttle on a PostgreSQL pool, tables named `{prefix}credvault_*`.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn postgres(
-        pool: sqlx::PgPool,
-        prefix: &str,
-        config: ThrottleConfig,
-        classify: fn(&dyn DatabaseError) -> Option<BackendErrorKind>,
-    ) -> Self {
-        Self::new(
-            Pool::Pg(pool),
-            Queries::new(prefix, " FOR UPDATE"),
-            config,
-            classify,
-        )
-    }
-
-    fn new(
-        pool: Pool,
-        queries: Queries,
-        config: ThrottleConfig,
-        classify: fn(&dyn DatabaseError) -> Option<BackendErrorKind>,
-    ) -> Self {
+    /// A throttle counting in `db` (a SQL backend whose database has schema version 2).
+    pub(crate) fn new(db: Arc<dyn ThrottleDb>, config: ThrottleConfig) -> Self {
         Self {
-            pool,
-            queries: Arc::new(queries),
+            db,
             config,
-            classify,
             writes: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -194,25 +73,17 @@ impl SqlThrottle {
     /// [`BackendError`] if the database fails ([`BackendErrorKind::Unavailable`] when it
     /// cannot be reached or stays locked past the busy timeout).
     pub async fn prune(&self, now: SystemTime) -> Result<u64, BackendError> {
-        let context = "pruning the login throttle";
         let now = millis(now);
         let forget = Forget::new(&self.config);
         // `last_seen` (indexed) narrows the scan; the two other bounds are the rule.
         let idle = self.config.window.max(self.config.max_lockout);
-        let idle_since = now.saturating_sub(duration_millis(idle));
-        let window_since = now.saturating_sub(duration_millis(forget.window_after));
-        let lockout_since = now.saturating_sub(duration_millis(forget.lockout_after));
-        let done = with_pool!(self, pool => {
-            sqlx::query(AssertSqlSafe(self.queries.prune.clone()))
-                .bind(idle_since)
-                .bind(window_since)
-                .bind(lockout_since)
-                .execute(pool)
-                .await
-                .map_err(|e| self.err(e, context))?
-                .rows_affected()
-        });
-        Ok(done)
+        self.db
+            .prune([
+                now.saturating_sub(duration_millis(idle)),
+                now.saturating_sub(duration_millis(forget.window_after)),
+                now.saturating_sub(duration_millis(forget.lockout_after)),
+            ])
+            .await
     }
 
     /// [`LoginThrottle::check`]: one read of the attempt's rows, no lock, no write.
@@ -222,20 +93,11 @@ impl SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
-        let context = "checking the login throttle";
         let now = truncate(now);
         let names: Vec<String> = keys(account, address).iter().map(storage_key).collect();
         let first = names[0].as_str();
         let second = names.get(1).map_or(first, String::as_str);
-        let states = with_pool!(self, pool => {
-            let rows = sqlx::query(AssertSqlSafe(self.queries.select_two.clone()))
-                .bind(first)
-                .bind(second)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.err(e, context))?;
-            rows.iter().map(state_from_row).collect::<Result<Vec<_>, _>>()?
-        });
+        let states = self.db.states(first, second).await?;
         Ok(decide(states.iter().map(|s| s.remaining(now))))
     }
 
@@ -246,52 +108,14 @@ impl SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
-        let context = "recording a login failure";
         let now = truncate(now);
-        let now_ms = millis(now);
         let mut keyed: Vec<(String, Key)> = keys(account, address)
             .into_iter()
             .map(|k| (storage_key(&k), k))
             .collect();
         // One lock order for every caller: no deadlock between two servers' transactions.
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let decision = with_write_tx!(self, begin => {
-            let mut tx = begin.await.map_err(|e| self.err(e, context))?;
-            let mut waits = Vec::with_capacity(keyed.len());
-            for (name, key) in &keyed {
-                sqlx::query(AssertSqlSafe(self.queries.insert_new.clone()))
-                    .bind(name.as_str())
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e, context))?;
-                let row = sqlx::query(AssertSqlSafe(self.queries.select_locked.clone()))
-                    .bind(name.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e, context))?;
-                let mut state = state_from_row(&row)?;
-                waits.push(count_failure(
-                    &self.config,
-                    &mut state,
-                    key.threshold(&self.config),
-                    now,
-                ));
-                sqlx::query(AssertSqlSafe(self.queries.update.clone()))
-                    .bind(name.as_str())
-                    .bind(i64::from(state.failures))
-                    .bind(millis(state.window_start))
-                    .bind(i64::from(state.lockouts))
-                    .bind(state.locked_until.map(millis))
-                    .bind(millis(state.last_seen))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e, context))?;
-            }
-            tx.commit().await.map_err(|e| self.err(e, context))?;
-            decide(waits)
-        });
+        let decision = self.db.record_failure(&keyed, &self.config, now).await?;
         if self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
             && let Err(e) = self.prune(now).await
         {
@@ -306,23 +130,11 @@ impl SqlThrottle {
         account: &str,
         address: IpAddr,
     ) -> Result<(), BackendError> {
-        let context = "recording a login success";
         if account.is_empty() {
             return Ok(());
         }
         let name = storage_key(&Key::Pair(account.to_owned(), address));
-        with_pool!(self, pool => {
-            sqlx::query(AssertSqlSafe(self.queries.delete.clone()))
-                .bind(name.as_str())
-                .execute(pool)
-                .await
-                .map_err(|e| self.err(e, context))?;
-        });
-        Ok(())
-    }
-
-    fn err(&self, err: sqlx::Error, context: &str) -> BackendError {
-        map_err(err, context, self.classify)
+        self.db.forget(&name).await
     }
 }
 
@@ -372,16 +184,115 @@ impl LoginThrottle for SqlThrottle {
 
 impl fmt::Debug for SqlThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let driver = match &self.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            Pool::Pg(_) => "postgres",
-        };
         f.debug_struct("SqlThrottle")
-            .field("driver", &driver)
+            .field("driver", &self.db.driver())
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a throttle needs from its database, implemented by every SQL backend (object-safe,
+/// so that [`SqlThrottle`] is one type whatever the database). Times are Unix milliseconds.
+pub(crate) trait ThrottleDb: Send + Sync {
+    /// The driver's name, for `Debug`.
+    fn driver(&self) -> &'static str;
+
+    /// The stored states of the keys `first` and `second` (one read, no lock).
+    fn states<'a>(
+        &'a self,
+        first: &'a str,
+        second: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<KeyState>, BackendError>>;
+
+    /// Counts a failure on each of `keyed` (in that order, each row locked) in one
+    /// transaction; returns the decision after it.
+    fn record_failure<'a>(
+        &'a self,
+        keyed: &'a [(String, Key)],
+        config: &'a ThrottleConfig,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Decision, BackendError>>;
+
+    /// Deletes the row of `name`.
+    fn forget<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Deletes the rows idle since `bounds[0]`, whose window started before `bounds[1]` and
+    /// whose lockout (if any) ended before `bounds[2]`; returns how many.
+    fn prune(&self, bounds: [i64; 3]) -> BoxFuture<'_, Result<u64, BackendError>>;
+}
+
+impl<D: Driver> ThrottleDb for SqlBackend<D> {
+    fn driver(&self) -> &'static str {
+        D::DRIVER
+    }
+
+    fn states<'a>(
+        &'a self,
+        first: &'a str,
+        second: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<KeyState>, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("checking the login throttle").await?;
+            let sql = &self.queries.throttle.select;
+            let rows = conn.fetch_all(sql, params![first, second]).await?;
+            rows.iter().map(state_from_row).collect()
+        })
+    }
+
+    fn record_failure<'a>(
+        &'a self,
+        keyed: &'a [(String, Key)],
+        config: &'a ThrottleConfig,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Decision, BackendError>> {
+        Box::pin(async move {
+            let q = &*self.queries;
+            let now_ms = millis(now);
+            let mut tx = self.begin_as("recording a login failure").await?;
+            let mut waits = Vec::with_capacity(keyed.len());
+            for (name, key) in keyed {
+                let name = name.as_str();
+                tx.execute(&q.throttle.insert, params![name, now_ms, now_ms])
+                    .await?;
+                let row = tx.fetch_one(&q.throttle.lock, params![name]).await?;
+                let mut state = state_from_row(&row)?;
+                waits.push(count_failure(
+                    config,
+                    &mut state,
+                    key.threshold(config),
+                    now,
+                ));
+                let update = params![
+                    name,
+                    i64::from(state.failures),
+                    millis(state.window_start),
+                    i64::from(state.lockouts),
+                    state.locked_until.map(millis),
+                    millis(state.last_seen),
+                ];
+                tx.execute(&q.throttle.update, update).await?;
+            }
+            tx.commit(&[]).await?;
+            Ok(decide(waits))
+        })
+    }
+
+    fn forget<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("recording a login success").await?;
+            conn.execute(&self.queries.throttle.delete, params![name])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn prune(&self, bounds: [i64; 3]) -> BoxFuture<'_, Result<u64, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("pruning the login throttle").await?;
+            let [idle, window, lockout] = bounds;
+            conn.execute(&self.queries.throttle.prune, params![idle, window, lockout])
+                .await
+        })
     }
 }
 

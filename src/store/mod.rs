@@ -45,7 +45,7 @@ pub use rotate::{
 };
 pub use tenant::{RecordInfo, Tenant, Versioned};
 
-use crate::backend::{AuditRow, Backend, DekRow, TenantRow};
+use crate::backend::{AuditRow, Backend, DekRow, IntoBackend, TenantRow};
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
@@ -237,15 +237,16 @@ impl fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Starts building a vault over `backend`, wrapping tenant data keys with `kek` and keeping
-    /// tenant shred secrets in `tenant_keys`.
+    /// Starts building a vault over `backend` (a [`Backend`], or an `Arc` of one the caller
+    /// keeps), wrapping tenant data keys with `kek` and keeping tenant shred secrets in
+    /// `tenant_keys`.
     pub fn builder(
-        backend: impl Backend + 'static,
+        backend: impl IntoBackend,
         kek: impl KeyProvider + 'static,
         tenant_keys: impl TenantKeyStore + 'static,
     ) -> VaultBuilder {
         VaultBuilder {
-            backend: Arc::new(backend),
+            backend: backend.into_backend(),
             kek: Arc::new(kek),
             tenant_keys: Arc::new(tenant_keys),
             clock: Arc::new(SystemClock),

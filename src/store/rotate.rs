@@ -10,7 +10,7 @@
 //! tenant's current data key, so no application write is lost or left under an old key.
 
 use crate::backend::{
-    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, Resealed, StaleRecord,
+    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError, Resealed, StaleRecord,
 };
 use crate::crypto::Context;
 use crate::envelope::new_dek_material;
@@ -414,7 +414,7 @@ impl Vault {
             total,
             ..ReencryptReport::default()
         };
-        let reseal = |stale: &StaleRecord| self.reseal(stale).map_err(|e| e.to_string());
+        let reseal = |stale: &StaleRecord| self.reseal(stale).map_err(ResealError::new);
         // Passes over the key space until one reseals nothing: a pass skips what other
         // workers hold and what the application rewrote under a stale key meanwhile.
         loop {
@@ -438,7 +438,7 @@ impl Vault {
                 failed += u64::try_from(out.failed.len()).unwrap_or(u64::MAX);
                 for f in out.failed {
                     if failures.len() < MAX_LISTED_FAILURES {
-                        failures.push(f);
+                        failures.push((f.key, f.error.to_string()));
                     }
                 }
                 progress(clock.at(report.resealed));

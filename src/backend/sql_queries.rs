@@ -1,0 +1,502 @@
+//! The text of every statement the SQL backends run, built once per backend: one text for
+//! SQLite and PostgreSQL (both take `$n` parameters, `ON CONFLICT`, row values and
+//! `RETURNING`), the only differences being the dialect's lock clauses.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::backend::sql::Dialect;
+
+/// The columns of `credvault_tenants`, in `tenant_from_row`'s order.
+pub(crate) const TENANT_COLUMNS: &str = "tenant_id, wrapped_dek, dek_version, kek_version, \
+     created_at, dek_created_at, min_dek_version, deleted_at, purge_after, shredded_at";
+
+/// The columns of `credvault_secrets`, in the order the record writes bind them.
+pub(crate) const SECRET_COLUMNS: &str = "tenant_id, kind, name, version, sealed, dek_version, \
+     kek_version, metadata, provider, created_at, updated_at, expires_at, purge_after, lease_until";
+
+/// The columns of `credvault_audit` that an `AuditRow` holds.
+pub(crate) const AUDIT_COLUMNS: &str = "at, tenant_id, kind, name, action, actor, outcome";
+
+/// The columns of `credvault_tenant_deks`, in `dek_from_row`'s order.
+const DEK_COLUMNS: &str =
+    "tenant_id, dek_version, wrapped_dek, kek_version, created_at, retired_at, destroyed_at";
+
+/// The columns of a `credvault_throttle` row, in `state_from_row`'s order.
+const THROTTLE_COLUMNS: &str = "failures, window_start, lockouts, locked_until, last_seen";
+
+/// Parameters per row of the multi-row reseal `UPDATE`.
+const RESEAL_PARAMS: usize = 8;
+
+/// Rows per reseal `UPDATE` statement (800 parameters, well under both drivers' limits).
+pub(crate) const RESEAL_CHUNK: usize = 16;
+
+/// Parameters per audit row ([`AUDIT_COLUMNS`]).
+const AUDIT_PARAMS: usize = 7;
+
+/// Audit rows written per `INSERT` statement (7 parameters each, well under the 32 766 of
+/// SQLite and 65 535 of PostgreSQL).
+pub(crate) const AUDIT_CHUNK: usize = 16;
+
+/// Every statement the backends run, with the table names qualified by `prefix` (empty, or a
+/// quoted PostgreSQL schema and a dot), grouped by what they serve. Built once per backend,
+/// by [`Queries::new`]; the few whose text depends on their arguments by the methods.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    pub(crate) prefix: String,
+    pub(crate) schema: SchemaSql,
+    pub(crate) tenants: TenantSql,
+    pub(crate) records: RecordSql,
+    pub(crate) keys: KeySql,
+    pub(crate) deks: DekSql,
+    pub(crate) batch: BatchSql,
+    pub(crate) throttle: ThrottleSql,
+    pub(crate) purge_audit: Arc<str>,
+}
+
+impl Queries {
+    /// The statements for tables named `{prefix}credvault_*`.
+    pub(crate) fn new<D: Dialect>(prefix: &str) -> Self {
+        let p = prefix;
+        Self {
+            prefix: p.to_owned(),
+            schema: SchemaSql::new(p),
+            tenants: TenantSql::new::<D>(p),
+            records: RecordSql::new::<D>(p),
+            keys: KeySql::new::<D>(p),
+            deks: DekSql::new(p),
+            batch: BatchSql::new::<D>(p),
+            throttle: ThrottleSql::new::<D>(p),
+            purge_audit: stmt(format!("DELETE FROM {p}credvault_audit WHERE at < $1")),
+        }
+    }
+
+    /// The `list` statement for the filters that are set, and how its parameters are numbered:
+    /// `$1` tenant, then kind, provider, after (kind, name), limit, in that order when present.
+    pub(crate) fn list(&self, kind: bool, provider: bool, after: bool) -> String {
+        let mut sql = format!(
+            "SELECT {SECRET_COLUMNS} FROM {}credvault_secrets WHERE tenant_id = $1",
+            self.prefix
+        );
+        let mut n = 1;
+        if kind {
+            n += 1;
+            sql.push_str(&format!(" AND kind = ${n}"));
+        }
+        if provider {
+            n += 1;
+            sql.push_str(&format!(" AND provider = ${n}"));
+        }
+        if after {
+            sql.push_str(&format!(" AND (kind, name) > (${}, ${})", n + 1, n + 2));
+            n += 2;
+        }
+        sql.push_str(&format!(" ORDER BY kind, name LIMIT ${}", n + 1));
+        sql
+    }
+
+    /// The audit read for the filters that are set (`$1` tenant, then since, then limit).
+    pub(crate) fn audit(&self, tenant: bool, since: bool, limit: bool) -> String {
+        let mut sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM {}credvault_audit WHERE 1 = 1",
+            self.prefix
+        );
+        let mut n = 0;
+        if tenant {
+            n += 1;
+            sql.push_str(&format!(" AND tenant_id = ${n}"));
+        }
+        if since {
+            n += 1;
+            sql.push_str(&format!(" AND at >= ${n}"));
+        }
+        sql.push_str(" ORDER BY at, id");
+        if limit {
+            sql.push_str(&format!(" LIMIT ${}", n + 1));
+        }
+        sql
+    }
+
+    /// The multi-row reseal: `rows` groups of (tenant, kind, name, sealed, new DEK version,
+    /// new KEK version, version, old DEK version). A row is written only if it still has the
+    /// version and data key it was claimed with. (No `RETURNING`: SQLite's driver hands each
+    /// returned row over a channel, which cost more than the update.)
+    pub(crate) fn reseal(&self, rows: usize) -> String {
+        let p = &self.prefix;
+        let values = placeholder_rows(rows, RESEAL_PARAMS);
+        format!(
+            "UPDATE {p}credvault_secrets AS s SET sealed = v.column4, dek_version = v.column5, \
+             kek_version = v.column6 FROM (VALUES {values}) AS v \
+             WHERE s.tenant_id = v.column1 AND s.kind = v.column2 AND s.name = v.column3 \
+             AND s.version = v.column7 AND s.dek_version = v.column8"
+        )
+    }
+
+    /// The audit insert for `rows` rows: one statement for a batch of buffered read events,
+    /// not one per row.
+    pub(crate) fn insert_audit(&self, rows: usize) -> String {
+        format!(
+            "INSERT INTO {}credvault_audit ({AUDIT_COLUMNS}) VALUES {}",
+            self.prefix,
+            placeholder_rows(rows, AUDIT_PARAMS)
+        )
+    }
+}
+
+/// `rows` groups of `width` numbered placeholders: `($1, $2), ($3, $4)` for 2 by 2.
+fn placeholder_rows(rows: usize, width: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for i in 1..=width {
+            let comma = if i == 1 { "" } else { ", " };
+            let _ = write!(sql, "{comma}${}", row * width + i);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// A statement's text, shared by every use.
+fn stmt(text: String) -> Arc<str> {
+    Arc::from(text)
+}
+
+/// The schema version (`credvault_schema`).
+#[derive(Debug)]
+pub(crate) struct SchemaSql {
+    pub(crate) create_table: Arc<str>,
+    pub(crate) read_version: Arc<str>,
+    pub(crate) write_version: Arc<str>,
+}
+
+impl SchemaSql {
+    fn new(p: &str) -> Self {
+        Self {
+            create_table: stmt(format!(
+                "CREATE TABLE IF NOT EXISTS {p}credvault_schema (\
+                 id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)"
+            )),
+            read_version: stmt(format!(
+                "SELECT version FROM {p}credvault_schema WHERE id = 1"
+            )),
+            write_version: stmt(format!(
+                "INSERT INTO {p}credvault_schema (id, version) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+            )),
+        }
+    }
+}
+
+/// Tenants: their row, deletion state and current data key version (`credvault_tenants`).
+#[derive(Debug)]
+pub(crate) struct TenantSql {
+    pub(crate) insert: Arc<str>,
+    pub(crate) select: Arc<str>,
+    pub(crate) set_deletion: Arc<str>,
+    pub(crate) due: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) set_shredded: Arc<str>,
+    pub(crate) current_dek: Arc<str>,
+    pub(crate) lock: Arc<str>,
+    pub(crate) set_min_dek: Arc<str>,
+}
+
+impl TenantSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let lock = D::ROW_LOCK;
+        Self {
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_tenants ({TENANT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant_id) DO NOTHING"
+            )),
+            select: stmt(format!(
+                "SELECT {TENANT_COLUMNS} FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            set_deletion: stmt(format!(
+                "UPDATE {p}credvault_tenants SET deleted_at = $2, purge_after = $3 \
+                 WHERE tenant_id = $1 AND shredded_at IS NULL"
+            )),
+            due: stmt(format!(
+                "SELECT tenant_id FROM {p}credvault_tenants WHERE purge_after <= $1 \
+                 ORDER BY tenant_id"
+            )),
+            delete: stmt(format!(
+                "DELETE FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            set_shredded: stmt(format!(
+                "UPDATE {p}credvault_tenants SET shredded_at = COALESCE(shredded_at, $2) \
+                 WHERE tenant_id = $1"
+            )),
+            current_dek: stmt(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1"
+            )),
+            lock: stmt(format!(
+                "SELECT dek_version FROM {p}credvault_tenants WHERE tenant_id = $1{lock}"
+            )),
+            set_min_dek: stmt(format!(
+                "UPDATE {p}credvault_tenants SET min_dek_version = $2 \
+                 WHERE tenant_id = $1 AND dek_version >= $2"
+            )),
+        }
+    }
+}
+
+/// Sealed records (`credvault_secrets`).
+#[derive(Debug)]
+pub(crate) struct RecordSql {
+    pub(crate) select: Arc<str>,
+    pub(crate) select_version: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) update: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) delete_tenant: Arc<str>,
+    pub(crate) set_purge_after: Arc<str>,
+    pub(crate) purge: Arc<str>,
+    pub(crate) counts: Arc<str>,
+    pub(crate) count_stale: Arc<str>,
+}
+
+impl RecordSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let pk = "tenant_id = $1 AND kind = $2 AND name = $3";
+        let share = D::SHARE_LOCK;
+        // A write must seal with the tenant's current data key (or, for an update, keep the
+        // stored one): the tenant's row is share-locked so a rotation waits for the write.
+        let current_dek = format!(
+            "COALESCE((SELECT t.dek_version FROM {p}credvault_tenants t \
+             WHERE t.tenant_id = $1{share}), $6) = $6"
+        );
+        Self {
+            select: stmt(format!(
+                "SELECT {SECRET_COLUMNS} FROM {p}credvault_secrets WHERE {pk}"
+            )),
+            select_version: stmt(format!(
+                "SELECT version FROM {p}credvault_secrets WHERE {pk}"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) SELECT \
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO NOTHING"
+            )),
+            update: stmt(format!(
+                "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \
+                 kek_version = $7, metadata = $8, provider = $9, \
+                 created_at = COALESCE(created_at, $10), updated_at = $11, expires_at = $12, \
+                 purge_after = COALESCE(purge_after, $13), lease_until = $14 \
+                 WHERE {pk} AND version = $15 AND (dek_version = $6 OR {current_dek})"
+            )),
+            delete: stmt(format!("DELETE FROM {p}credvault_secrets WHERE {pk}")),
+            delete_tenant: stmt(format!(
+                "DELETE FROM {p}credvault_secrets WHERE tenant_id = $1"
+            )),
+            set_purge_after: stmt(format!(
+                "UPDATE {p}credvault_secrets SET purge_after = $4 WHERE {pk}"
+            )),
+            purge: stmt(format!(
+                "DELETE FROM {p}credvault_secrets WHERE purge_after <= $1 \
+                 RETURNING tenant_id, kind, name"
+            )),
+            counts: stmt(format!(
+                "SELECT tenant_id, dek_version, COUNT(*) AS records FROM {p}credvault_secrets \
+                 GROUP BY tenant_id, dek_version ORDER BY tenant_id, dek_version"
+            )),
+            count_stale: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 WHERE s.dek_version <> t.dek_version"
+            )),
+        }
+    }
+}
+
+/// Key identities and the newest KEK version (`credvault_keys`, `credvault_vault`).
+#[derive(Debug)]
+pub(crate) struct KeySql {
+    pub(crate) select: Arc<str>,
+    pub(crate) newest_kek: Arc<str>,
+    pub(crate) lock_newest_kek: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) raise_newest_kek: Arc<str>,
+    pub(crate) touch_primary: Arc<str>,
+}
+
+impl KeySql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let share = D::SHARE_LOCK;
+        Self {
+            select: stmt(format!(
+                "SELECT role, version, fingerprint, recorded_at, last_primary_at \
+                 FROM {p}credvault_keys ORDER BY role, version"
+            )),
+            newest_kek: stmt(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1"
+            )),
+            // Every write that wraps a data key share-locks this row (PostgreSQL), so raising
+            // the newest version waits for them and no wrap under an older KEK commits after.
+            lock_newest_kek: stmt(format!(
+                "SELECT newest_kek FROM {p}credvault_vault WHERE id = 1{share}"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_keys \
+                 (role, version, fingerprint, recorded_at, last_primary_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (role, version) DO NOTHING"
+            )),
+            raise_newest_kek: stmt(format!(
+                "UPDATE {p}credvault_vault SET newest_kek = $1 WHERE id = 1 AND newest_kek < $1"
+            )),
+            touch_primary: stmt(format!(
+                "UPDATE {p}credvault_keys SET last_primary_at = $2 \
+                 WHERE role = 'kek' AND version = $1"
+            )),
+        }
+    }
+}
+
+/// Data keys: rotating, rewrapping and destroying them (`credvault_tenant_deks`).
+#[derive(Debug)]
+pub(crate) struct DekSql {
+    pub(crate) delete_tenant: Arc<str>,
+    pub(crate) retired: Arc<str>,
+    pub(crate) page: Arc<str>,
+    pub(crate) retire_current: Arc<str>,
+    pub(crate) install: Arc<str>,
+    pub(crate) rewrap_current: Arc<str>,
+    pub(crate) rewrap_retired: Arc<str>,
+    pub(crate) count_sealed_with: Arc<str>,
+    pub(crate) erase: Arc<str>,
+    pub(crate) retired_exists: Arc<str>,
+}
+
+impl DekSql {
+    fn new(p: &str) -> Self {
+        Self {
+            delete_tenant: stmt(format!(
+                "DELETE FROM {p}credvault_tenant_deks WHERE tenant_id = $1"
+            )),
+            retired: stmt(format!(
+                "SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks WHERE tenant_id = $1 \
+                 ORDER BY dek_version"
+            )),
+            page: stmt(format!(
+                "SELECT {DEK_COLUMNS} FROM (\
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at) AS created_at, \
+                 CAST(NULL AS BIGINT) AS retired_at, CAST(NULL AS BIGINT) AS destroyed_at \
+                 FROM {p}credvault_tenants UNION ALL \
+                 SELECT {DEK_COLUMNS} FROM {p}credvault_tenant_deks) k \
+                 WHERE (tenant_id, dek_version) > ($1, $2) \
+                 ORDER BY tenant_id, dek_version LIMIT $3"
+            )),
+            retire_current: stmt(format!(
+                "INSERT INTO {p}credvault_tenant_deks ({DEK_COLUMNS}) \
+                 SELECT tenant_id, dek_version, wrapped_dek, kek_version, \
+                 COALESCE(dek_created_at, created_at), $3, NULL \
+                 FROM {p}credvault_tenants WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            install: stmt(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $3, dek_version = $4, \
+                 kek_version = $5, dek_created_at = $6 WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            rewrap_current: stmt(format!(
+                "UPDATE {p}credvault_tenants SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3"
+            )),
+            rewrap_retired: stmt(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = $4, kek_version = $5 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND kek_version = $3 \
+                 AND wrapped_dek IS NOT NULL"
+            )),
+            count_sealed_with: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_secrets WHERE tenant_id = $1 AND dek_version = $2"
+            )),
+            erase: stmt(format!(
+                "UPDATE {p}credvault_tenant_deks SET wrapped_dek = NULL, destroyed_at = $3 \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+            retired_exists: stmt(format!(
+                "SELECT COUNT(*) FROM {p}credvault_tenant_deks \
+                 WHERE tenant_id = $1 AND dek_version = $2 AND wrapped_dek IS NOT NULL"
+            )),
+        }
+    }
+}
+
+/// The re-encryption batch: the claim, and whether a reseal landed.
+#[derive(Debug)]
+pub(crate) struct BatchSql {
+    pub(crate) claim_first: Arc<str>,
+    pub(crate) claim_after: Arc<str>,
+    pub(crate) select_versions: Arc<str>,
+}
+
+impl BatchSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let claim_lock = D::CLAIM_LOCK;
+        // Only what resealing needs: every column read costs on SQLite, per row (the batch's
+        // tenants and data keys are read once each, after the claim).
+        let secret_cols = "s.tenant_id AS tenant_id, s.kind AS kind, s.name AS name, \
+             s.version AS version, s.sealed AS sealed, s.dek_version AS dek_version";
+        let claim = |after: &str, limit: &str| {
+            format!(
+                "SELECT {secret_cols} FROM {p}credvault_secrets s \
+                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+                 WHERE s.dek_version <> t.dek_version{after} \
+                 ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
+            )
+        };
+        Self {
+            claim_first: stmt(claim("", "$1")),
+            claim_after: stmt(claim(
+                " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
+                "$4",
+            )),
+            select_versions: stmt(format!(
+                "SELECT version, dek_version FROM {p}credvault_secrets \
+                 WHERE tenant_id = $1 AND kind = $2 AND name = $3"
+            )),
+        }
+    }
+}
+
+/// The login throttle (`credvault_throttle`, schema version 2).
+#[derive(Debug)]
+pub(crate) struct ThrottleSql {
+    pub(crate) select: Arc<str>,
+    pub(crate) insert: Arc<str>,
+    pub(crate) lock: Arc<str>,
+    pub(crate) update: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) prune: Arc<str>,
+}
+
+impl ThrottleSql {
+    fn new<D: Dialect>(p: &str) -> Self {
+        let lock = D::ROW_LOCK;
+        Self {
+            select: stmt(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
+                 WHERE throttle_key = $1 OR throttle_key = $2"
+            )),
+            insert: stmt(format!(
+                "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
+                 VALUES ($1, 0, $2, 0, NULL, $3) ON CONFLICT (throttle_key) DO NOTHING"
+            )),
+            lock: stmt(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle WHERE throttle_key = $1{lock}"
+            )),
+            update: stmt(format!(
+                "UPDATE {p}credvault_throttle SET failures = $2, window_start = $3, \
+                 lockouts = $4, locked_until = $5, last_seen = $6 WHERE throttle_key = $1"
+            )),
+            delete: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key = $1"
+            )),
+            prune: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
+                 AND (locked_until IS NULL OR locked_until < $3)"
+            )),
+        }
+    }
+}

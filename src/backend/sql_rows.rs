@@ -1,0 +1,354 @@
+//! Reading the SQL backends' rows, and mapping driver errors: plain functions over
+//! [`RowExt`], the same for every driver's rows. A value that does not decode is
+//! [`BackendErrorKind::Corrupt`], naming the table and row, never the value.
+
+use std::collections::BTreeMap;
+
+use sqlx::error::DatabaseError;
+use sqlx::{ColumnIndex, Decode, Type};
+
+use crate::backend::{
+    AuditRow, BackendError, BackendErrorKind, DekRow, KeyIdentity, KeyRole, RecordCount, RecordKey,
+    SecretRow, StaleRecord, TenantRow,
+};
+use crate::{KeyVersion, RecordKind, RecordName, TenantId};
+
+/// Typed column reads, the same for both drivers' rows.
+pub(crate) trait RowExt {
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+    /// The integer in column `index` (for the unnamed column of `COUNT(*)`).
+    fn int_at(&self, index: usize) -> Result<i64, sqlx::Error>;
+}
+
+impl<R> RowExt for R
+where
+    R: sqlx::Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn int_at(&self, index: usize) -> Result<i64, sqlx::Error> {
+        self.try_get(index)
+    }
+}
+
+/// A stored value is not what this build expects.
+pub(crate) fn corrupt(message: String) -> BackendError {
+    BackendError::new(BackendErrorKind::Corrupt, message)
+}
+
+/// An identifier read from a row, for an error message: escaped and cut short.
+pub(crate) fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    format!("{cut:?}")
+}
+
+/// Runs `read` and turns a decoding failure into [`BackendErrorKind::Corrupt`] naming `place`
+/// and `col`.
+pub(crate) fn read<T>(
+    place: &dyn Fn() -> String,
+    col: &str,
+    read: Result<T, sqlx::Error>,
+) -> Result<T, BackendError> {
+    read.map_err(|e| corrupt(format!("{}: column {col} cannot be read", place())).with_source(e))
+}
+
+/// Reads key-version column `col` of `row` (a u32 stored as an integer).
+pub(crate) fn key_version(
+    place: &dyn Fn() -> String,
+    row: &impl RowExt,
+    col: &str,
+) -> Result<KeyVersion, BackendError> {
+    let v = read(place, col, row.int(col))?;
+    u32::try_from(v)
+        .map(KeyVersion::new)
+        .map_err(|_| corrupt(format!("{}: {col} is out of range", place())))
+}
+
+/// A `credvault_tenants` row.
+pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
+    })?;
+    let place = || format!("credvault_tenants row for tenant {}", shown(&raw));
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let created_at = read(&place, "created_at", row.int("created_at"))?;
+    Ok(TenantRow {
+        tenant,
+        wrapped_dek: read(&place, "wrapped_dek", row.bytes("wrapped_dek"))?,
+        dek_version: key_version(&place, row, "dek_version")?,
+        kek_version: key_version(&place, row, "kek_version")?,
+        created_at,
+        dek_created_at: read(&place, "dek_created_at", row.opt_int("dek_created_at"))?
+            .unwrap_or(created_at),
+        min_dek_version: key_version(&place, row, "min_dek_version")?,
+        deleted_at: read(&place, "deleted_at", row.opt_int("deleted_at"))?,
+        purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
+        shredded_at: read(&place, "shredded_at", row.opt_int("shredded_at"))?,
+    })
+}
+
+/// A `credvault_keys` row.
+pub(crate) fn key_identity_from_row(row: &impl RowExt) -> Result<KeyIdentity, BackendError> {
+    let place = || "credvault_keys row".to_owned();
+    let role = read(&place, "role", row.text("role"))?;
+    let role = KeyRole::from_name(&role)
+        .ok_or_else(|| corrupt(format!("credvault_keys row: unknown role {}", shown(&role))))?;
+    let version = read(&place, "version", row.int("version"))?;
+    Ok(KeyIdentity {
+        role,
+        version: u32::try_from(version)
+            .map_err(|_| corrupt("credvault_keys row: version is out of range".to_owned()))?,
+        fingerprint: read(&place, "fingerprint", row.text("fingerprint"))?,
+        recorded_at: read(&place, "recorded_at", row.int("recorded_at"))?,
+        last_primary_at: read(&place, "last_primary_at", row.opt_int("last_primary_at"))?,
+    })
+}
+
+/// The newest KEK version read from `credvault_vault` (0 if the row is missing).
+pub(crate) fn newest_kek_from(value: Option<i64>) -> Result<u32, BackendError> {
+    u32::try_from(value.unwrap_or(0))
+        .map_err(|_| corrupt("credvault_vault row: newest_kek is out of range".to_owned()))
+}
+
+/// The `(tenant_id, kind, name)` of a `credvault_secrets` row.
+pub(crate) fn key_from_row(row: &impl RowExt) -> Result<RecordKey, BackendError> {
+    let unreadable = |col: &str, e: sqlx::Error| {
+        corrupt(format!(
+            "credvault_secrets row: column {col} cannot be read"
+        ))
+        .with_source(e)
+    };
+    let tenant = row
+        .text("tenant_id")
+        .map_err(|e| unreadable("tenant_id", e))?;
+    let kind = row.text("kind").map_err(|e| unreadable("kind", e))?;
+    let name = row.text("name").map_err(|e| unreadable("name", e))?;
+    let place = record_place(&tenant, &kind, &name);
+    Ok(RecordKey {
+        tenant: TenantId::new(tenant.as_str())
+            .map_err(|e| corrupt(format!("{place}: invalid tenant id")).with_source(e))?,
+        kind: RecordKind::new(kind.as_str())
+            .map_err(|e| corrupt(format!("{place}: invalid record kind")).with_source(e))?,
+        name: RecordName::new(name.as_str())
+            .map_err(|e| corrupt(format!("{place}: invalid record name")).with_source(e))?,
+    })
+}
+
+/// Where a `credvault_secrets` row is, for an error message.
+fn record_place(tenant: &str, kind: &str, name: &str) -> String {
+    format!(
+        "credvault_secrets row (tenant {}, kind {}, name {})",
+        shown(tenant),
+        shown(kind),
+        shown(name)
+    )
+}
+
+/// A `credvault_secrets` row.
+pub(crate) fn secret_from_row(row: &impl RowExt) -> Result<SecretRow, BackendError> {
+    let key = key_from_row(row)?;
+    let place = || record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
+    let version = read(&place, "version", row.int("version"))?;
+    if version < 0 {
+        return Err(corrupt(format!("{}: negative version", place())));
+    }
+    Ok(SecretRow {
+        version,
+        sealed: read(&place, "sealed", row.bytes("sealed"))?,
+        dek_version: key_version(&place, row, "dek_version")?,
+        kek_version: key_version(&place, row, "kek_version")?,
+        metadata: read(&place, "metadata", row.text("metadata"))?,
+        provider: read(&place, "provider", row.opt_text("provider"))?,
+        created_at: read(&place, "created_at", row.int("created_at"))?,
+        updated_at: read(&place, "updated_at", row.int("updated_at"))?,
+        expires_at: read(&place, "expires_at", row.opt_int("expires_at"))?,
+        purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
+        lease_until: read(&place, "lease_until", row.opt_int("lease_until"))?,
+        key,
+    })
+}
+
+/// A `credvault_audit` row.
+pub(crate) fn audit_from_row(row: &impl RowExt) -> Result<AuditRow, BackendError> {
+    let place = || "credvault_audit row".to_owned();
+    let tenant = read(&place, "tenant_id", row.opt_text("tenant_id"))?
+        .map(|t| {
+            TenantId::new(t.as_str()).map_err(|e| {
+                corrupt(format!(
+                    "credvault_audit row: invalid tenant id {}",
+                    shown(&t)
+                ))
+                .with_source(e)
+            })
+        })
+        .transpose()?;
+    Ok(AuditRow {
+        at: read(&place, "at", row.int("at"))?,
+        tenant,
+        kind: read(&place, "kind", row.opt_text("kind"))?,
+        name: read(&place, "name", row.opt_text("name"))?,
+        action: read(&place, "action", row.text("action"))?,
+        actor: read(&place, "actor", row.text("actor"))?,
+        outcome: read(&place, "outcome", row.text("outcome"))?,
+    })
+}
+
+/// Maps a driver error to a [`BackendError`]. `context` says what was being done ("reading a
+/// record"); `classify` maps the driver's database error codes. The message never holds a
+/// bound value: the driver's error goes in as the source only.
+pub(crate) fn map_err(
+    err: sqlx::Error,
+    context: &str,
+    classify: fn(&dyn DatabaseError) -> Option<BackendErrorKind>,
+) -> BackendError {
+    let (kind, what) = match &err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => (
+            BackendErrorKind::Unavailable,
+            "cannot reach the database: check that it is running and the connection settings",
+        ),
+        sqlx::Error::PoolTimedOut => (
+            BackendErrorKind::Unavailable,
+            "timed out waiting for a database connection: the database may be down or the pool exhausted",
+        ),
+        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => (
+            BackendErrorKind::Unavailable,
+            "the connection pool is closed",
+        ),
+        sqlx::Error::Configuration(_) => (BackendErrorKind::Other, "invalid connection settings"),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. } => (
+            BackendErrorKind::Corrupt,
+            "a stored value is not what this build expects",
+        ),
+        sqlx::Error::Database(db) => match classify(db.as_ref()) {
+            Some(BackendErrorKind::ReadOnly) => (
+                BackendErrorKind::ReadOnly,
+                "database is read-only: check file permissions or the server's default_transaction_read_only",
+            ),
+            Some(BackendErrorKind::Conflict) => {
+                (BackendErrorKind::Conflict, "the row already exists")
+            }
+            Some(BackendErrorKind::Unavailable) => (
+                BackendErrorKind::Unavailable,
+                "the database is unavailable or busy: retry later",
+            ),
+            Some(BackendErrorKind::Corrupt) => {
+                (BackendErrorKind::Corrupt, "the database reports corruption")
+            }
+            _ => (BackendErrorKind::Other, "the database reported an error"),
+        },
+        _ => (
+            BackendErrorKind::Other,
+            "the database driver reported an error",
+        ),
+    };
+    BackendError::new(kind, format!("{context}: {what}")).with_source(err)
+}
+
+/// A tenant id read alone (`tenant_id` column).
+pub(crate) fn tenant_from_id_row(row: &impl RowExt) -> Result<TenantId, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
+    })?;
+    TenantId::new(raw.as_str()).map_err(|e| {
+        corrupt(format!(
+            "credvault_tenants row: invalid tenant id {}",
+            shown(&raw)
+        ))
+        .with_source(e)
+    })
+}
+
+/// A `credvault_tenant_deks` row (or the union of `Queries::deks_page`).
+pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_tenant_deks row: column tenant_id cannot be read".to_owned())
+            .with_source(e)
+    })?;
+    let place = || format!("credvault_tenant_deks row for tenant {}", shown(&raw));
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    Ok(DekRow {
+        version: key_version(&place, row, "dek_version")?,
+        wrapped_dek: read(&place, "wrapped_dek", row.opt_bytes("wrapped_dek"))?,
+        kek_version: key_version(&place, row, "kek_version")?,
+        created_at: read(&place, "created_at", row.int("created_at"))?,
+        retired_at: read(&place, "retired_at", row.opt_int("retired_at"))?,
+        destroyed_at: read(&place, "destroyed_at", row.opt_int("destroyed_at"))?,
+        tenant,
+    })
+}
+
+/// A claimed record: a row of `Queries::claim_first` / `claim_after`, with its
+/// tenant's row and the tenant's retired data keys.
+pub(crate) fn stale_from_row(
+    row: &impl RowExt,
+    tenants: &BTreeMap<TenantId, (TenantRow, Vec<DekRow>)>,
+) -> Result<StaleRecord, BackendError> {
+    let key = key_from_row(row)?;
+    let place = || record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
+    let version = read(&place, "version", row.int("version"))?;
+    let sealed = read(&place, "sealed", row.bytes("sealed"))?;
+    let dek_version = key_version(&place, row, "dek_version")?;
+    let (tenant, retired) = tenants
+        .get(&key.tenant)
+        .ok_or_else(|| corrupt(format!("{}: its tenant's row is gone", place())))?;
+    Ok(StaleRecord {
+        sealed_with: retired.iter().find(|d| d.version == dek_version).cloned(),
+        tenant: tenant.clone(),
+        key,
+        version,
+        sealed,
+        dek_version,
+    })
+}
+
+/// A row of `Queries::record_counts`.
+pub(crate) fn count_from_row(row: &impl RowExt) -> Result<RecordCount, BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt("credvault_secrets row: column tenant_id cannot be read".to_owned()).with_source(e)
+    })?;
+    let place = || format!("credvault_secrets rows of tenant {}", shown(&raw));
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let records = read(&place, "records", row.int("records"))?;
+    Ok(RecordCount {
+        dek_version: key_version(&place, row, "dek_version")?,
+        records: u64::try_from(records).unwrap_or(0),
+        tenant,
+    })
+}
+
+/// A count read from `COUNT(*)`, as u64.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

@@ -245,7 +245,6 @@ impl Dialect for Sqlite {
     }
 }
 
-/// Maps SQLite's (extended) result codes.
 /// When `options` may create the database file and it does not exist yet, creates it empty
 /// with mode 0600 (`O_CREAT | O_EXCL`) before SQLite opens it, so that the database is never
 /// readable by others, whatever the umask; SQLite then creates `-wal` and `-shm` with the
@@ -286,6 +285,7 @@ fn creates_a_file(options: &SqliteConnectOptions) -> bool {
     debug.contains("create_if_missing: true") && debug.contains("in_memory: false")
 }
 
+/// Maps SQLite's (extended) result codes.
 fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
     let code: i64 = err.code()?.parse().ok()?;
     match code {

@@ -13,12 +13,14 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::backend::sql::{Driver, SqlBackend, params};
 use crate::backend::sql_rows::RowExt;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture};
-use crate::password::throttle::{Forget, Key, KeyState, count_failure, decide, keys};
+use crate::password::throttle::{
+    Forget, Key, KeyState, count_failure, decide, from_millis, keys, to_millis, to_stored,
+};
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};
 
 /// After this many `record_failure` calls on one handle (and its clones), the next one also
@@ -93,8 +95,8 @@ impl SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
-        let now = truncate(now);
-        let names: Vec<String> = keys(account, address).iter().map(storage_key).collect();
+        let now = to_stored(now);
+        let names: Vec<String> = keys(account, address).iter().map(Key::store_name).collect();
         let first = names[0].as_str();
         let second = names.get(1).map_or(first, String::as_str);
         let states = self.db.states(first, second).await?;
@@ -108,10 +110,10 @@ impl SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
-        let now = truncate(now);
+        let now = to_stored(now);
         let mut keyed: Vec<(String, Key)> = keys(account, address)
             .into_iter()
-            .map(|k| (storage_key(&k), k))
+            .map(|k| (k.store_name(), k))
             .collect();
         // One lock order for every caller: no deadlock between two servers' transactions.
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -133,7 +135,7 @@ impl SqlThrottle {
         if account.is_empty() {
             return Ok(());
         }
-        let name = storage_key(&Key::Pair(account.to_owned(), address));
+        let name = Key::Pair(account.to_owned(), address).store_name();
         self.db.forget(&name).await
     }
 }
@@ -296,17 +298,6 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
     }
 }
 
-/// The row key of a throttle key: `pair:<address>/<account>` or `addr:<address>` (an IPv6
-/// /64 as `addr:<prefix>::/64`). An address's text never holds `/`, so distinct keys never
-/// share a row.
-fn storage_key(key: &Key) -> String {
-    match key {
-        Key::Pair(account, address) => format!("pair:{address}/{account}"),
-        Key::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
-        Key::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
-    }
-}
-
 /// A `credvault_throttle` row's state.
 fn state_from_row(row: &impl RowExt) -> Result<KeyState, BackendError> {
     let column = |col: &str, read: Result<i64, sqlx::Error>| {
@@ -323,9 +314,7 @@ fn state_from_row(row: &impl RowExt) -> Result<KeyState, BackendError> {
     };
     let time = |col: &str, v: i64| -> Result<SystemTime, BackendError> {
         let ms = u64::try_from(v).map_err(|_| out_of_range(col))?;
-        UNIX_EPOCH
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| out_of_range(col))
+        from_millis(ms).ok_or_else(|| out_of_range(col))
     };
     let locked_until = row.opt_int("locked_until").map_err(|e| {
         BackendError::new(
@@ -353,20 +342,11 @@ fn out_of_range(col: &str) -> BackendError {
     )
 }
 
-/// Unix milliseconds (0 before the epoch, saturating far in the future).
+/// Unix milliseconds as stored (a BIGINT column).
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(to_millis(t)).unwrap_or(i64::MAX)
 }
 
 fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// `now` cut to the millisecond, as stored: every rule then compares stored times alike.
-fn truncate(now: SystemTime) -> SystemTime {
-    let ms = u64::try_from(millis(now)).unwrap_or(0);
-    UNIX_EPOCH
-        .checked_add(Duration::from_millis(ms))
-        .unwrap_or(now)
 }

@@ -10,11 +10,13 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use redis::{AsyncConnectionConfig, Client, Value};
 
-use crate::password::throttle::{Forget, Key, KeyState, count_failure, decide, keys};
+use crate::password::throttle::{
+    Forget, Key, KeyState, count_failure, decide, from_millis, keys, to_millis, to_stored,
+};
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};
 
 /// How often a failure is retried when other servers keep changing its keys.
@@ -114,7 +116,7 @@ impl RedisThrottle {
     }
 
     fn name(&self, key: &Key) -> String {
-        format!("{}{}", self.prefix, storage_key(key))
+        format!("{}{}", self.prefix, key.store_name())
     }
 
     async fn read(
@@ -134,7 +136,7 @@ impl RedisThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, RedisThrottleError> {
-        let now = truncate(now);
+        let now = to_stored(now);
         let names: Vec<String> = keys(account, address)
             .iter()
             .map(|k| self.name(k))
@@ -152,7 +154,7 @@ impl RedisThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, RedisThrottleError> {
-        let now = truncate(now);
+        let now = to_stored(now);
         let keys = keys(account, address);
         let names: Vec<String> = keys.iter().map(|k| self.name(k)).collect();
         let mut conn = self.connection().await?;
@@ -249,27 +251,17 @@ impl LoginThrottle for RedisThrottle {
     }
 }
 
-/// The key's name under the prefix: `pair:<address>/<account>` or `addr:<address>` (an IPv6
-/// /64 as `addr:<prefix>::/64`), as in the SQL throttle.
-fn storage_key(key: &Key) -> String {
-    match key {
-        Key::Pair(account, address) => format!("pair:{address}/{account}"),
-        Key::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
-        Key::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
-    }
-}
-
 /// `failures,window_start,lockouts,locked_until,last_seen`, times in ms since the epoch,
 /// `locked_until` empty when never locked.
 fn encode(s: &KeyState) -> String {
-    let locked = s.locked_until.map(|t| millis(t).to_string());
+    let locked = s.locked_until.map(|t| to_millis(t).to_string());
     format!(
         "{},{},{},{},{}",
         s.failures,
-        millis(s.window_start),
+        to_millis(s.window_start),
         s.lockouts,
         locked.unwrap_or_default(),
-        millis(s.last_seen)
+        to_millis(s.last_seen)
     )
 }
 
@@ -284,7 +276,7 @@ fn decode(text: &str) -> Result<KeyState, RedisThrottleError> {
     let int = |s: &str| {
         s.parse::<u64>()
             .ok()
-            .and_then(time)
+            .and_then(from_millis)
             .ok_or(RedisThrottleError::Corrupt("not a time"))
     };
     let count = |s: &str| {
@@ -326,18 +318,4 @@ fn expiry_ms(config: &ThrottleConfig, s: &KeyState, now: SystemTime) -> u64 {
     u64::try_from(left.as_millis())
         .unwrap_or(u64::MAX)
         .saturating_add(1)
-}
-
-fn millis(t: SystemTime) -> u64 {
-    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
-fn time(ms: u64) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
-}
-
-/// `now` to the millisecond, as stored.
-fn truncate(now: SystemTime) -> SystemTime {
-    time(millis(now)).unwrap_or(now)
 }

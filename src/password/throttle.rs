@@ -122,6 +122,37 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The key's name in a shared store (a SQL row, a Redis key): `pair:<address>/<account>`
+    /// or `addr:<address>` (an IPv6 /64 as `addr:<prefix>::/64`). An address's text never
+    /// holds `/`, so distinct keys never share a name.
+    pub(crate) fn store_name(&self) -> String {
+        match self {
+            Self::Pair(account, address) => format!("pair:{address}/{account}"),
+            Self::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
+            Self::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
+        }
+    }
+}
+
+/// Unix milliseconds, as shared stores keep times (0 before the epoch, saturating far in
+/// the future).
+pub(crate) fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The time `ms` Unix milliseconds stand for, `None` past what `SystemTime` holds.
+pub(crate) fn from_millis(ms: u64) -> Option<SystemTime> {
+    std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+/// `now` cut to the millisecond, as shared stores keep it: every rule then compares stored
+/// times alike.
+pub(crate) fn to_stored(now: SystemTime) -> SystemTime {
+    from_millis(to_millis(now)).unwrap_or(now)
+}
+
 /// The counting state of one key: what [`count_failure`] reads and updates, kept in memory by
 /// [`InMemoryThrottle`] and in a row by the SQL throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

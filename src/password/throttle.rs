@@ -122,6 +122,10 @@ impl Key {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code, reason = "used by the shared stores only")
+)]
 impl Key {
     /// The key's name in a shared store (a SQL row, a Redis key): `pair:<address>/<account>`
     /// or `addr:<address>` (an IPv6 /64 as `addr:<prefix>::/64`). An address's text never
@@ -137,18 +141,30 @@ impl Key {
 
 /// Unix milliseconds, as shared stores keep times (0 before the epoch, saturating far in
 /// the future).
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code, reason = "used by the shared stores only")
+)]
 pub(crate) fn to_millis(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The time `ms` Unix milliseconds stand for, `None` past what `SystemTime` holds.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code, reason = "used by the shared stores only")
+)]
 pub(crate) fn from_millis(ms: u64) -> Option<SystemTime> {
     std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
 
 /// `now` cut to the millisecond, as shared stores keep it: every rule then compares stored
 /// times alike.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code, reason = "used by the shared stores only")
+)]
 pub(crate) fn to_stored(now: SystemTime) -> SystemTime {
     from_millis(to_millis(now)).unwrap_or(now)
 }

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::backend::rotation::reencrypt_audit;
+use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, ResealFailure, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow,
-    purged_record_audit, schema_too_new, stale_kek, stale_key,
+    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, purged_record_audit,
+    schema_too_new, stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -589,26 +589,14 @@ impl Backend for MemoryBackend {
                     })
                 })
                 .collect();
-            let mut out = BatchOutcome {
-                claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
-                last: claimed.last().map(|c| c.key.clone()),
-                ..BatchOutcome::default()
-            };
-            let mut written = Vec::with_capacity(claimed.len());
-            for stale in &claimed {
-                match (request.reseal)(stale) {
-                    Ok(new) => {
-                        if let Some(r) = s.secrets.get_mut(&stale.key) {
-                            r.sealed = new.sealed;
-                            r.dek_version = new.dek_version;
-                            r.kek_version = new.kek_version;
-                            written.push(&stale.key);
-                        }
-                    }
-                    Err(error) => out.failed.push(ResealFailure {
-                        key: stale.key.clone(),
-                        error,
-                    }),
+            let (mut out, resealed) = reseal_claimed(request, &claimed);
+            let mut written = Vec::with_capacity(resealed.len());
+            for (stale, new) in resealed {
+                if let Some(r) = s.secrets.get_mut(&stale.key) {
+                    r.sealed = new.sealed;
+                    r.dek_version = new.dek_version;
+                    r.kek_version = new.kek_version;
+                    written.push(&stale.key);
                 }
             }
             out.resealed = u64::try_from(written.len()).unwrap_or(u64::MAX);

@@ -166,6 +166,31 @@ pub struct BatchOutcome {
     pub failed: Vec<ResealFailure>,
 }
 
+/// The first step of a batch once claimed: reseals each claimed record through the vault's
+/// callback. Returns the batch's outcome so far (claimed, last, failures) and the resealed
+/// records, in claim order, for the backend to write back.
+pub(crate) fn reseal_claimed<'s>(
+    request: &BatchRequest<'_>,
+    claimed: &'s [StaleRecord],
+) -> (BatchOutcome, Vec<(&'s StaleRecord, Resealed)>) {
+    let mut out = BatchOutcome {
+        claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
+        last: claimed.last().map(|c| c.key.clone()),
+        ..BatchOutcome::default()
+    };
+    let mut resealed = Vec::with_capacity(claimed.len());
+    for stale in claimed {
+        match (request.reseal)(stale) {
+            Ok(new) => resealed.push((stale, new)),
+            Err(error) => out.failed.push(ResealFailure {
+                key: stale.key.clone(),
+                error,
+            }),
+        }
+    }
+    (out, resealed)
+}
+
 /// The audit rows of a re-encryption batch: one per tenant (action `reencrypt`, outcome
 /// `ok: N records`), not one per record: a rotation of a million records should not add a
 /// million rows to the audit log. `keys` come in key order, so a tenant's are consecutive.

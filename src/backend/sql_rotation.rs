@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sqlx::Transaction;
 
 use crate::TenantId;
-use crate::backend::rotation::reencrypt_audit;
+use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_queries::RESEAL_CHUNK;
 use crate::backend::sql_rows::{
@@ -17,8 +17,7 @@ use crate::backend::sql_rows::{
 };
 use crate::backend::sql_session::Session;
 use crate::backend::{
-    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, ResealFailure, Resealed,
-    StaleRecord, TenantRow,
+    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, Resealed, StaleRecord, TenantRow,
 };
 
 /// A write session of a SQL backend.
@@ -26,7 +25,7 @@ type Tx<'b, D> = Session<'b, D, Transaction<'static, D>>;
 
 #[expect(
     private_bounds,
-    reason = "crate-internal methods; the dialect traits are sealed"
+    reason = "crate-internal methods, bounded by the crate-internal dialect traits"
 )]
 impl<D: Driver> SqlBackend<D> {
     /// One batch of re-encryption: [`Backend::reencrypt_batch`](crate::backend::Backend::reencrypt_batch).
@@ -36,21 +35,7 @@ impl<D: Driver> SqlBackend<D> {
     ) -> Result<BatchOutcome, BackendError> {
         let mut tx = self.begin("re-encrypting a batch").await?;
         let claimed = claim(&mut tx, request).await?;
-        let mut out = BatchOutcome {
-            claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
-            last: claimed.last().map(|c| c.key.clone()),
-            ..Default::default()
-        };
-        let mut resealed = Vec::with_capacity(claimed.len());
-        for stale in &claimed {
-            match (request.reseal)(stale) {
-                Ok(new) => resealed.push((stale, new)),
-                Err(error) => out.failed.push(ResealFailure {
-                    key: stale.key.clone(),
-                    error,
-                }),
-            }
-        }
+        let (mut out, resealed) = reseal_claimed(request, &claimed);
         let mut written = Vec::with_capacity(resealed.len());
         for chunk in resealed.chunks(RESEAL_CHUNK) {
             write_back(&mut tx, chunk, &mut written).await?;

@@ -90,14 +90,26 @@ pub(crate) fn key_version(
         .map_err(|_| corrupt(format!("{}: {col} is out of range", place())))
 }
 
+/// Reads the `tenant_id` column of a row of `table`; `place(raw)` names the row in errors.
+/// Returns the tenant and the raw text, for the caller's own messages.
+fn row_tenant(
+    row: &impl RowExt,
+    table: &str,
+    place: &dyn Fn(&str) -> String,
+) -> Result<(TenantId, String), BackendError> {
+    let raw = row.text("tenant_id").map_err(|e| {
+        corrupt(format!("{table} row: column tenant_id cannot be read")).with_source(e)
+    })?;
+    let tenant = TenantId::new(raw.as_str())
+        .map_err(|e| corrupt(format!("{}: invalid tenant id", place(&raw))).with_source(e))?;
+    Ok((tenant, raw))
+}
+
 /// A `credvault_tenants` row.
 pub(crate) fn tenant_from_row(row: &impl RowExt) -> Result<TenantRow, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
-        corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
-    })?;
-    let place = || format!("credvault_tenants row for tenant {}", shown(&raw));
-    let tenant = TenantId::new(raw.as_str())
-        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let named = |raw: &str| format!("credvault_tenants row for tenant {}", shown(raw));
+    let (tenant, raw) = row_tenant(row, "credvault_tenants", &named)?;
+    let place = || named(&raw);
     let created_at = read(&place, "created_at", row.int("created_at"))?;
     Ok(TenantRow {
         tenant,
@@ -290,13 +302,9 @@ pub(crate) fn tenant_from_id_row(row: &impl RowExt) -> Result<TenantId, BackendE
 
 /// A `credvault_tenant_deks` row (or the union of `Queries::deks_page`).
 pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
-        corrupt("credvault_tenant_deks row: column tenant_id cannot be read".to_owned())
-            .with_source(e)
-    })?;
-    let place = || format!("credvault_tenant_deks row for tenant {}", shown(&raw));
-    let tenant = TenantId::new(raw.as_str())
-        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let named = |raw: &str| format!("credvault_tenant_deks row for tenant {}", shown(raw));
+    let (tenant, raw) = row_tenant(row, "credvault_tenant_deks", &named)?;
+    let place = || named(&raw);
     Ok(DekRow {
         version: key_version(&place, row, "dek_version")?,
         wrapped_dek: read(&place, "wrapped_dek", row.opt_bytes("wrapped_dek"))?,
@@ -334,12 +342,9 @@ pub(crate) fn stale_from_row(
 
 /// A row of `Queries::record_counts`.
 pub(crate) fn count_from_row(row: &impl RowExt) -> Result<RecordCount, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
-        corrupt("credvault_secrets row: column tenant_id cannot be read".to_owned()).with_source(e)
-    })?;
-    let place = || format!("credvault_secrets rows of tenant {}", shown(&raw));
-    let tenant = TenantId::new(raw.as_str())
-        .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?;
+    let named = |raw: &str| format!("credvault_secrets rows of tenant {}", shown(raw));
+    let (tenant, raw) = row_tenant(row, "credvault_secrets", &named)?;
+    let place = || named(&raw);
     let records = read(&place, "records", row.int("records"))?;
     Ok(RecordCount {
         dek_version: key_version(&place, row, "dek_version")?,

@@ -87,9 +87,19 @@ impl SqlThrottle {
             ])
             .await
     }
+}
 
-    /// [`LoginThrottle::check`]: one read of the attempt's rows, no lock, no write.
-    async fn check_impl(
+impl LoginThrottle for SqlThrottle {
+    type Error = BackendError;
+
+    /// One read of the attempt's rows, no lock, no write.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] if the database fails or a row cannot be read
+    /// ([`BackendErrorKind::Corrupt`]); a database without the table (not migrated to
+    /// version 2) is [`BackendErrorKind::Other`].
+    async fn check(
         &self,
         account: &str,
         address: IpAddr,
@@ -103,8 +113,14 @@ impl SqlThrottle {
         Ok(decide(states.iter().map(|s| s.remaining(now))))
     }
 
-    /// [`LoginThrottle::record_failure`]: one write transaction over the attempt's rows.
-    async fn record_failure_impl(
+    /// One write transaction over the attempt's rows.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check); also [`BackendErrorKind::Unavailable`] if another writer
+    /// holds the SQLite lock past the busy timeout, [`BackendErrorKind::ReadOnly`] on a
+    /// read-only database. Nothing is counted when it fails.
+    async fn record_failure(
         &self,
         account: &str,
         address: IpAddr,
@@ -126,51 +142,8 @@ impl SqlThrottle {
         Ok(decision)
     }
 
-    /// [`LoginThrottle::record_success`]: deletes the pair's row (never the address's).
-    async fn record_success_impl(
-        &self,
-        account: &str,
-        address: IpAddr,
-    ) -> Result<(), BackendError> {
-        if account.is_empty() {
-            return Ok(());
-        }
-        let name = Key::Pair(account.to_owned(), address).store_name();
-        self.db.forget(&name).await
-    }
-}
-
-impl LoginThrottle for SqlThrottle {
-    type Error = BackendError;
-
-    /// # Errors
+    /// Deletes the pair's row (never the address's).
     ///
-    /// [`BackendError`] if the database fails or a row cannot be read
-    /// ([`BackendErrorKind::Corrupt`]); a database without the table (not migrated to
-    /// version 2) is [`BackendErrorKind::Other`].
-    async fn check(
-        &self,
-        account: &str,
-        address: IpAddr,
-        now: SystemTime,
-    ) -> Result<Decision, BackendError> {
-        self.check_impl(account, address, now).await
-    }
-
-    /// # Errors
-    ///
-    /// As [`check`](Self::check); also [`BackendErrorKind::Unavailable`] if another writer
-    /// holds the SQLite lock past the busy timeout, [`BackendErrorKind::ReadOnly`] on a
-    /// read-only database. Nothing is counted when it fails.
-    async fn record_failure(
-        &self,
-        account: &str,
-        address: IpAddr,
-        now: SystemTime,
-    ) -> Result<Decision, BackendError> {
-        self.record_failure_impl(account, address, now).await
-    }
-
     /// # Errors
     ///
     /// As [`record_failure`](Self::record_failure).
@@ -180,7 +153,11 @@ impl LoginThrottle for SqlThrottle {
         address: IpAddr,
         _now: SystemTime,
     ) -> Result<(), BackendError> {
-        self.record_success_impl(account, address).await
+        if account.is_empty() {
+            return Ok(());
+        }
+        let name = Key::Pair(account.to_owned(), address).store_name();
+        self.db.forget(&name).await
     }
 }
 

@@ -129,8 +129,16 @@ impl RedisThrottle {
             .map(|v| v.as_deref().map(decode).transpose())
             .collect()
     }
+}
 
-    async fn check_impl(
+impl LoginThrottle for RedisThrottle {
+    type Error = RedisThrottleError;
+
+    /// # Errors
+    ///
+    /// [`RedisThrottleError::Redis`] if Redis cannot be reached (3 s timeouts);
+    /// [`RedisThrottleError::Corrupt`] for a stored state this build did not write.
+    async fn check(
         &self,
         account: &str,
         address: IpAddr,
@@ -148,7 +156,11 @@ impl RedisThrottle {
         ))
     }
 
-    async fn record_failure_impl(
+    /// # Errors
+    ///
+    /// As [`check`](Self::check); [`RedisThrottleError::Contention`] if other servers changed
+    /// the keys on each of 16 tries. Nothing is counted when it fails.
+    async fn record_failure(
         &self,
         account: &str,
         address: IpAddr,
@@ -191,10 +203,14 @@ impl RedisThrottle {
         Err(RedisThrottleError::Contention)
     }
 
-    async fn record_success_impl(
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    async fn record_success(
         &self,
         account: &str,
         address: IpAddr,
+        _now: SystemTime,
     ) -> Result<(), RedisThrottleError> {
         if account.is_empty() {
             return Ok(());
@@ -206,48 +222,6 @@ impl RedisThrottle {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
-    }
-}
-
-impl LoginThrottle for RedisThrottle {
-    type Error = RedisThrottleError;
-
-    /// # Errors
-    ///
-    /// [`RedisThrottleError::Redis`] if Redis cannot be reached (3 s timeouts);
-    /// [`RedisThrottleError::Corrupt`] for a stored state this build did not write.
-    async fn check(
-        &self,
-        account: &str,
-        address: IpAddr,
-        now: SystemTime,
-    ) -> Result<Decision, RedisThrottleError> {
-        self.check_impl(account, address, now).await
-    }
-
-    /// # Errors
-    ///
-    /// As [`check`](Self::check); [`RedisThrottleError::Contention`] if other servers changed
-    /// the keys on each of 16 tries. Nothing is counted when it fails.
-    async fn record_failure(
-        &self,
-        account: &str,
-        address: IpAddr,
-        now: SystemTime,
-    ) -> Result<Decision, RedisThrottleError> {
-        self.record_failure_impl(account, address, now).await
-    }
-
-    /// # Errors
-    ///
-    /// As [`check`](Self::check).
-    async fn record_success(
-        &self,
-        account: &str,
-        address: IpAddr,
-        _now: SystemTime,
-    ) -> Result<(), RedisThrottleError> {
-        self.record_success_impl(account, address).await
     }
 }
 

@@ -460,3 +460,48 @@ async fn opening_an_empty_postgres_database_creates_nothing() {
     .await
     .unwrap();
 }
+
+/// An application started from another working directory (or with a mistyped key path)
+/// beside a database that already holds a vault: no key is generated, the vault is not
+/// opened, and the right paths still work.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn open_or_init_local_never_makes_a_key_beside_an_existing_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("vault.db").display());
+    let (keys, tenant_keys) = (dir.path().join("keys.json"), dir.path().join("tenant-keys"));
+    let vault = Vault::open_or_init_local(&url, &keys, &tenant_keys, VaultConfig::default())
+        .await
+        .unwrap();
+    vault
+        .tenant("acme")
+        .unwrap()
+        .put("stripe", &api_key("acme"))
+        .await
+        .unwrap();
+    drop(vault);
+
+    let typo = dir.path().join("key.json");
+    let err = Vault::open_or_init_local(&url, &typo, &tenant_keys, VaultConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Key(KeyError::Io { .. })),
+        "{err:?}"
+    );
+    assert!(!typo.exists(), "no key file was made");
+    let elsewhere = dir.path().join("mnt/tenant-keys");
+    let err = Vault::open_or_init_local(&url, &keys, &elsewhere, VaultConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Key(KeyError::Store { .. })),
+        "{err:?}"
+    );
+    assert!(!elsewhere.exists(), "no tenant-key directory was made");
+
+    let vault = Vault::open_or_init_local(&url, &keys, &tenant_keys, VaultConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(read(&vault, "acme").await.unwrap(), "acme");
+}

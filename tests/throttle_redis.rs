@@ -118,6 +118,7 @@ async fn concurrent_failures_are_all_counted() {
     let config = ThrottleConfig {
         max_failures: 40,
         max_failures_per_address: 1000,
+        max_failures_per_account: 1000,
         ..ThrottleConfig::default()
     };
     let Some((throttle, _)) = throttle(config).await else {

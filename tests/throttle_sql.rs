@@ -238,7 +238,10 @@ mod cases {
     }
 
     pub(crate) async fn concurrent_failures_from_two_pools_are_all_counted(db: &Db) {
-        let config = config(21, 1000);
+        let config = ThrottleConfig {
+            max_failures_per_account: 1000,
+            ..config(21, 1000)
+        };
         let (a, b) = (db.throttle_a(config), db.throttle_b(config));
         let ip = v4(11);
         let mut tasks = Vec::new();
@@ -312,12 +315,15 @@ mod cases {
             let _ = sql.record_failure(account, *ip, t(*at)).await.unwrap();
             let _ = memory.record_failure_at(account, *ip, t(*at));
         }
-        assert_eq!(db.rows().await, 8);
-        // Deleted: bob's two rows, alice's two, dave's address (idle, never locked).
-        assert_eq!(sql.prune(t(now)).await.unwrap(), 5);
-        assert_eq!(db.rows().await, 3);
+        // A pair, an account and an address row each.
+        assert_eq!(db.rows().await, 12);
+        // Deleted: bob's three rows, alice's three, dave's address and account (idle, never
+        // locked).
+        assert_eq!(sql.prune(t(now)).await.unwrap(), 8);
+        assert_eq!(db.rows().await, 4);
         for key in [
             "pair:192.0.2.22/carol",
+            "acct:carol",
             "addr:192.0.2.22",
             "pair:192.0.2.23/dave",
         ] {
@@ -400,7 +406,7 @@ mod cases {
                 .unwrap(),
             deny(60)
         );
-        assert_eq!(db.rows().await, 2);
+        assert_eq!(db.rows().await, 3, "pair, account and address rows");
     }
 }
 

@@ -464,6 +464,10 @@ impl BatchSql {
 #[derive(Debug)]
 pub(crate) struct ThrottleSql {
     pub(crate) select: Arc<str>,
+    pub(crate) select_one: Arc<str>,
+    pub(crate) mark_known: Arc<str>,
+    pub(crate) pair_names: Arc<str>,
+    pub(crate) prune_known: Arc<str>,
     pub(crate) insert: Arc<str>,
     pub(crate) lock: Arc<str>,
     pub(crate) update: Arc<str>,
@@ -476,8 +480,23 @@ impl ThrottleSql {
         let lock = D::ROW_LOCK;
         Self {
             select: stmt(format!(
-                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
-                 WHERE throttle_key = $1 OR throttle_key = $2"
+                "SELECT throttle_key, {THROTTLE_COLUMNS} FROM {p}credvault_throttle \
+                 WHERE throttle_key IN ($1, $2, $3, $4)"
+            )),
+            select_one: stmt(format!(
+                "SELECT {THROTTLE_COLUMNS} FROM {p}credvault_throttle WHERE throttle_key = $1"
+            )),
+            mark_known: stmt(format!(
+                "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
+                 VALUES ($1, 0, $2, 0, NULL, $2) ON CONFLICT (throttle_key) \
+                 DO UPDATE SET window_start = excluded.window_start, last_seen = excluded.last_seen"
+            )),
+            pair_names: stmt(format!(
+                "SELECT throttle_key FROM {p}credvault_throttle WHERE throttle_key LIKE 'pair:%'"
+            )),
+            prune_known: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key LIKE 'known:%' \
+                 AND last_seen < $1"
             )),
             insert: stmt(format!(
                 "INSERT INTO {p}credvault_throttle (throttle_key, {THROTTLE_COLUMNS}) \
@@ -495,7 +514,8 @@ impl ThrottleSql {
             )),
             prune: stmt(format!(
                 "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
-                 AND (locked_until IS NULL OR locked_until < $3)"
+                 AND (locked_until IS NULL OR locked_until < $3) \
+                 AND throttle_key NOT LIKE 'known:%'"
             )),
         }
     }

@@ -19,7 +19,8 @@ use crate::backend::sql::{Driver, SqlBackend, params};
 use crate::backend::sql_rows::RowExt;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture};
 use crate::password::throttle::{
-    Forget, Key, KeyState, count_failure, decide, from_millis, keys, to_millis, to_stored,
+    Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
+    known_key, to_millis, to_stored,
 };
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};
 
@@ -84,6 +85,7 @@ impl SqlThrottle {
                 now.saturating_sub(duration_millis(idle)),
                 now.saturating_sub(duration_millis(forget.window_after)),
                 now.saturating_sub(duration_millis(forget.lockout_after)),
+                now.saturating_sub(duration_millis(self.config.known_address_ttl)),
             ])
             .await
     }
@@ -106,11 +108,17 @@ impl LoginThrottle for SqlThrottle {
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
         let now = to_stored(now);
-        let names: Vec<String> = keys(account, address).iter().map(Key::store_name).collect();
-        let first = names[0].as_str();
-        let second = names.get(1).map_or(first, String::as_str);
-        let states = self.db.states(first, second).await?;
-        Ok(decide(states.iter().map(|s| s.remaining(now))))
+        let keys = keys(account, address);
+        let known = known_key(account, address).map(|k| k.store_name());
+        let mut names: Vec<String> = keys.iter().map(Key::store_name).collect();
+        names.extend(known.clone());
+        let states = self.db.states(&names).await?;
+        let state = |name: &str| states.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let known = is_known(&self.config, known.as_deref().and_then(state), now);
+        let waits = names
+            .iter()
+            .map(|n| state(n).and_then(|s| s.remaining(now)));
+        Ok(decide(attempt_waits(&keys, waits, known)))
     }
 
     /// One write transaction over the attempt's rows.
@@ -133,7 +141,11 @@ impl LoginThrottle for SqlThrottle {
             .collect();
         // One lock order for every caller: no deadlock between two servers' transactions.
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let decision = self.db.record_failure(&keyed, &self.config, now).await?;
+        let known = known_key(account, address).map(|k| k.store_name());
+        let decision = self
+            .db
+            .record_failure(&keyed, known.as_deref(), &self.config, now)
+            .await?;
         if self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
             && let Err(e) = self.prune(now).await
         {
@@ -142,7 +154,8 @@ impl LoginThrottle for SqlThrottle {
         Ok(decision)
     }
 
-    /// Deletes the pair's row (never the address's).
+    /// Deletes the pair's and the account's rows (never the address's) and marks the address
+    /// as known for the account, in one transaction.
     ///
     /// # Errors
     ///
@@ -151,13 +164,30 @@ impl LoginThrottle for SqlThrottle {
         &self,
         account: &str,
         address: IpAddr,
-        _now: SystemTime,
+        now: SystemTime,
     ) -> Result<(), BackendError> {
-        if account.is_empty() {
+        let Some(known) = known_key(account, address) else {
             return Ok(());
+        };
+        let forget = [
+            Key::Pair(account.to_owned(), address).store_name(),
+            Key::Account(account.to_owned()).store_name(),
+        ];
+        self.db
+            .record_success(&forget, &known.store_name(), to_stored(now))
+            .await
+    }
+
+    /// Deletes the account's row and every (account, address) pair's row.
+    ///
+    /// # Errors
+    ///
+    /// As [`record_failure`](Self::record_failure).
+    async fn unlock(&self, account: &str) -> Result<bool, BackendError> {
+        if account.is_empty() {
+            return Ok(false);
         }
-        let name = Key::Pair(account.to_owned(), address).store_name();
-        self.db.forget(&name).await
+        self.db.unlock(account).await
     }
 }
 
@@ -176,28 +206,39 @@ pub(crate) trait ThrottleDb: Send + Sync {
     /// The driver's name, for `Debug`.
     fn driver(&self) -> &'static str;
 
-    /// The stored states of the keys `first` and `second` (one read, no lock).
+    /// The stored states of the rows named `names` (at most four; one read, no lock).
     fn states<'a>(
         &'a self,
-        first: &'a str,
-        second: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<KeyState>, BackendError>>;
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, KeyState)>, BackendError>>;
 
     /// Counts a failure on each of `keyed` (in that order, each row locked) in one
-    /// transaction; returns the decision after it.
+    /// transaction; returns the decision after it (the account's lock left out when the row
+    /// `known` says the account logged in from this address recently).
     fn record_failure<'a>(
         &'a self,
         keyed: &'a [(String, Key)],
+        known: Option<&'a str>,
         config: &'a ThrottleConfig,
         now: SystemTime,
     ) -> BoxFuture<'a, Result<Decision, BackendError>>;
 
-    /// Deletes the row of `name`.
-    fn forget<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Deletes the rows `forget` and creates or refreshes the row `known` at `now`, in one
+    /// transaction.
+    fn record_success<'a>(
+        &'a self,
+        forget: &'a [String],
+        known: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Deletes `account`'s account row and pair rows; returns whether there were any.
+    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<bool, BackendError>>;
 
     /// Deletes the rows idle since `bounds[0]`, whose window started before `bounds[1]` and
-    /// whose lockout (if any) ended before `bounds[2]`; returns how many.
-    fn prune(&self, bounds: [i64; 3]) -> BoxFuture<'_, Result<u64, BackendError>>;
+    /// whose lockout (if any) ended before `bounds[2]`, and the known-address rows last
+    /// refreshed before `bounds[3]`; returns how many.
+    fn prune(&self, bounds: [i64; 4]) -> BoxFuture<'_, Result<u64, BackendError>>;
 }
 
 impl<D: Driver> ThrottleDb for SqlBackend<D> {
@@ -207,20 +248,26 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
 
     fn states<'a>(
         &'a self,
-        first: &'a str,
-        second: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<KeyState>, BackendError>> {
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, KeyState)>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("checking the login throttle").await?;
             let sql = &self.queries.throttle.select;
-            let rows = conn.fetch_all(sql, params![first, second]).await?;
-            rows.iter().map(state_from_row).collect()
+            // Four placeholders: fewer names repeat the first.
+            let name = |i: usize| names.get(i).or(names.first()).map_or("", String::as_str);
+            let rows = conn
+                .fetch_all(sql, params![name(0), name(1), name(2), name(3)])
+                .await?;
+            rows.iter()
+                .map(|row| Ok((key_name(row)?, state_from_row(row)?)))
+                .collect()
         })
     }
 
     fn record_failure<'a>(
         &'a self,
         keyed: &'a [(String, Key)],
+        known: Option<&'a str>,
         config: &'a ThrottleConfig,
         now: SystemTime,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
@@ -228,6 +275,15 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
             let q = &*self.queries;
             let now_ms = millis(now);
             let mut tx = self.begin_as("recording a login failure").await?;
+            let known = match known {
+                Some(name) => tx
+                    .fetch_optional(&q.throttle.select_one, params![name])
+                    .await?
+                    .map(|row| state_from_row(&row))
+                    .transpose()?,
+                None => None,
+            };
+            let known = is_known(config, known.as_ref(), now);
             let mut waits = Vec::with_capacity(keyed.len());
             for (name, key) in keyed {
                 let name = name.as_str();
@@ -252,27 +308,77 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                 tx.execute(&q.throttle.update, update).await?;
             }
             tx.commit(&[]).await?;
-            Ok(decide(waits))
+            let keys: Vec<Key> = keyed.iter().map(|(_, k)| k.clone()).collect();
+            Ok(decide(attempt_waits(&keys, waits, known)))
         })
     }
 
-    fn forget<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn record_success<'a>(
+        &'a self,
+        forget: &'a [String],
+        known: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let mut conn = self.read("recording a login success").await?;
-            conn.execute(&self.queries.throttle.delete, params![name])
+            let q = &*self.queries;
+            let mut tx = self.begin_as("recording a login success").await?;
+            for name in forget {
+                tx.execute(&q.throttle.delete, params![name.as_str()])
+                    .await?;
+            }
+            tx.execute(&q.throttle.mark_known, params![known, millis(now)])
                 .await?;
-            Ok(())
+            tx.commit(&[]).await
         })
     }
 
-    fn prune(&self, bounds: [i64; 3]) -> BoxFuture<'_, Result<u64, BackendError>> {
+    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let q = &*self.queries;
+            let mut tx = self.begin_as("unlocking an account").await?;
+            let rows = tx.fetch_all(&q.throttle.pair_names, params![]).await?;
+            let mut names = vec![Key::Account(account.to_owned()).store_name()];
+            for row in &rows {
+                let name = key_name(row)?;
+                if Key::is_pair_of(&name, account) {
+                    names.push(name);
+                }
+            }
+            let mut deleted = 0;
+            for name in &names {
+                deleted += tx
+                    .execute(&q.throttle.delete, params![name.as_str()])
+                    .await?;
+            }
+            tx.commit(&[]).await?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn prune(&self, bounds: [i64; 4]) -> BoxFuture<'_, Result<u64, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("pruning the login throttle").await?;
-            let [idle, window, lockout] = bounds;
-            conn.execute(&self.queries.throttle.prune, params![idle, window, lockout])
-                .await
+            let [idle, window, lockout, known] = bounds;
+            let counted = conn
+                .execute(&self.queries.throttle.prune, params![idle, window, lockout])
+                .await?;
+            let known = conn
+                .execute(&self.queries.throttle.prune_known, params![known])
+                .await?;
+            Ok(counted + known)
         })
     }
+}
+
+/// A `credvault_throttle` row's name.
+fn key_name(row: &impl RowExt) -> Result<String, BackendError> {
+    row.text("throttle_key").map_err(|e| {
+        BackendError::new(
+            BackendErrorKind::Corrupt,
+            "credvault_throttle row: column throttle_key cannot be read",
+        )
+        .with_source(e)
+    })
 }
 
 /// A `credvault_throttle` row's state.

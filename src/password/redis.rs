@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use redis::{AsyncConnectionConfig, Client, Value};
 
 use crate::password::throttle::{
-    Forget, Key, KeyState, count_failure, decide, from_millis, keys, to_millis, to_stored,
+    Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
+    known_key, to_millis, to_stored,
 };
 use crate::password::{Decision, LoginThrottle, ThrottleConfig};
 
@@ -145,15 +146,19 @@ impl LoginThrottle for RedisThrottle {
         now: SystemTime,
     ) -> Result<Decision, RedisThrottleError> {
         let now = to_stored(now);
-        let names: Vec<String> = keys(account, address)
-            .iter()
-            .map(|k| self.name(k))
-            .collect();
+        let keys = keys(account, address);
+        let mut names: Vec<String> = keys.iter().map(|k| self.name(k)).collect();
+        names.extend(known_key(account, address).map(|k| self.name(&k)));
         let mut conn = self.connection().await?;
-        let states = Self::read(&mut conn, &names).await?;
-        Ok(decide(
-            states.iter().map(|s| s.and_then(|s| s.remaining(now))),
-        ))
+        let mut states = Self::read(&mut conn, &names).await?;
+        let known = if states.len() > keys.len() {
+            states.pop().flatten()
+        } else {
+            None
+        };
+        let known = is_known(&self.config, known.as_ref(), now);
+        let waits = states.iter().map(|s| s.and_then(|s| s.remaining(now)));
+        Ok(decide(attempt_waits(&keys, waits, known)))
     }
 
     /// # Errors
@@ -169,7 +174,13 @@ impl LoginThrottle for RedisThrottle {
         let now = to_stored(now);
         let keys = keys(account, address);
         let names: Vec<String> = keys.iter().map(|k| self.name(k)).collect();
+        let known = known_key(account, address).map(|k| self.name(&k));
         let mut conn = self.connection().await?;
+        let known = match known {
+            Some(name) => Self::read(&mut conn, &[name]).await?.pop().flatten(),
+            None => None,
+        };
+        let known = is_known(&self.config, known.as_ref(), now);
         for _ in 0..MAX_TRIES {
             redis::cmd("WATCH")
                 .arg(&names)
@@ -197,7 +208,7 @@ impl LoginThrottle for RedisThrottle {
             // EXEC answers nil when a watched key changed: nothing was written, try again.
             let done: Value = pipe.query_async(&mut conn).await?;
             if !matches!(done, Value::Nil) {
-                return Ok(decide(waits));
+                return Ok(decide(attempt_waits(&keys, waits, known)));
             }
         }
         Err(RedisThrottleError::Contention)
@@ -210,19 +221,80 @@ impl LoginThrottle for RedisThrottle {
         &self,
         account: &str,
         address: IpAddr,
-        _now: SystemTime,
+        now: SystemTime,
     ) -> Result<(), RedisThrottleError> {
-        if account.is_empty() {
+        let Some(known) = known_key(account, address) else {
             return Ok(());
-        }
-        let name = self.name(&Key::Pair(account.to_owned(), address));
+        };
+        let now = to_stored(now);
         let mut conn = self.connection().await?;
-        redis::cmd("DEL")
-            .arg(name)
-            .query_async::<()>(&mut conn)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(self.name(&Key::Pair(account.to_owned(), address)))
+            .arg(self.name(&Key::Account(account.to_owned())))
+            .ignore()
+            .cmd("SET")
+            .arg(self.name(&known))
+            .arg(encode(&KeyState::new(now)))
+            .arg("PX")
+            .arg(
+                u64::try_from(self.config.known_address_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
+
+    /// Scans the prefix's `pair:` keys for the account's (a support action: its cost grows
+    /// with the number of pairs held).
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    async fn unlock(&self, account: &str) -> Result<bool, RedisThrottleError> {
+        if account.is_empty() {
+            return Ok(false);
+        }
+        let mut conn = self.connection().await?;
+        let mut names = vec![self.name(&Key::Account(account.to_owned()))];
+        let pattern = format!("{}pair:*", glob_escape(&self.prefix));
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            names.extend(batch.into_iter().filter(|n| {
+                n.strip_prefix(&self.prefix)
+                    .is_some_and(|rest| Key::is_pair_of(rest, account))
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let deleted: u64 = redis::cmd("DEL").arg(&names).query_async(&mut conn).await?;
+        Ok(deleted > 0)
+    }
+}
+
+/// `text` with Redis' glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `failures,window_start,lockouts,locked_until,last_seen`, times in ms since the epoch,

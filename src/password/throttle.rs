@@ -1,15 +1,24 @@
 //! Login throttling and lockout: after `max_failures` failures inside `window`, a key is
 //! locked for a backoff that doubles with each lockout, up to `max_lockout`.
 //!
-//! Two keys are counted for each attempt, following django-axes' lessons:
-//! - the pair (account, client address), so an attacker elsewhere cannot lock a real user
-//!   out by failing on purpose; an empty account name is never counted (it would lock out
-//!   everyone who leaves the field blank);
+//! Three keys are counted for each attempt, following django-axes' lessons:
+//! - the pair (account, client address): 5 failures lock that pair;
 //! - the client address alone, with a higher threshold, against password spraying across
-//!   accounts. IPv6 addresses count per /64, the block one client usually holds.
+//!   accounts. IPv6 addresses count per /64, the block one client usually holds;
+//! - the account alone, across every address (20 failures by default), against an attacker
+//!   who spreads guesses at one account over many addresses. An account lock holds back
+//!   every address *except the ones the account logged in from* within
+//!   [`ThrottleConfig::known_address_ttl`] (30 days): an attacker can keep an account locked
+//!   for strangers, but cannot lock its owner out of their usual places. (A hard account lock
+//!   would hand every attacker a denial of service against any user; a pure slowdown would
+//!   let a botnet keep guessing. The bypass is keyed by address, so an attacker on the
+//!   owner's own network shares it: the pair and address limits still hold there.)
 //!
-//! A success resets the (account, address) pair, not the address (an attacker who owns one
-//! account must not be able to clear the address counter by logging in to it).
+//! An empty account name is never counted (it would lock out everyone who leaves the field
+//! blank). A success resets the pair and the account's count and marks the address as known
+//! for the account; never the address's count (an attacker who owns one account must not be
+//! able to clear the address counter by logging in to it). [`LoginThrottle::unlock`] is for
+//! support staff: it clears an account's lock and its pairs' locks.
 //!
 //! Time comes in as a parameter (`now`), so tests are deterministic and a shared store can
 //! use one clock. [`InMemoryThrottle`] counts in one process, in bounded memory; a cluster
@@ -63,13 +72,19 @@ pub trait LoginThrottle {
         now: SystemTime,
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
 
-    /// Counts a successful login: clears the (account, address) failures and lockouts.
+    /// Counts a successful login: clears the (account, address) failures and lockouts and the
+    /// account's count, and marks the address as known for the account.
     fn record_success(
         &self,
         account: &str,
         address: IpAddr,
         now: SystemTime,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Lifts an account's lockout (support staff, after checking who asks): its count across
+    /// addresses and every (account, address) pair's. Address counts stay. Returns whether
+    /// anything was locked or counted.
+    fn unlock(&self, account: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 }
 
 /// Thresholds and durations of a throttle.
@@ -79,6 +94,12 @@ pub struct ThrottleConfig {
     pub max_failures: u32,
     /// Failures from one address, any accounts, inside `window` that lock it (default 100).
     pub max_failures_per_address: u32,
+    /// Failures of one account, from any addresses, inside `window` that lock it for every
+    /// address it has not logged in from (default 20).
+    pub max_failures_per_account: u32,
+    /// How long an address the account logged in from stays known: the account's lock does
+    /// not hold it back (default 30 days).
+    pub known_address_ttl: Duration,
     /// The counting window (default 15 minutes).
     pub window: Duration,
     /// The first lockout (default 1 minute); each further lockout doubles it.
@@ -95,6 +116,8 @@ impl Default for ThrottleConfig {
         Self {
             max_failures: 5,
             max_failures_per_address: 100,
+            max_failures_per_account: 20,
+            known_address_ttl: Duration::from_secs(30 * 86_400),
             window: Duration::from_secs(15 * 60),
             base_lockout: Duration::from_secs(60),
             max_lockout: Duration::from_secs(60 * 60),
@@ -103,13 +126,18 @@ impl Default for ThrottleConfig {
     }
 }
 
-/// What one attempt is counted against.
+/// What one attempt is counted against, or (`Known`) what a success leaves behind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     /// The (account, address) pair; the account is never empty.
     Pair(String, IpAddr),
     /// The address alone (IPv6 reduced to its /64).
     Address(IpAddr),
+    /// The account alone, across addresses; never empty.
+    Account(String),
+    /// An address block the account logged in from (its `last_seen` is the last success);
+    /// never counted.
+    Known(String, IpAddr),
 }
 
 impl Key {
@@ -118,6 +146,8 @@ impl Key {
         match self {
             Self::Pair(..) => config.max_failures,
             Self::Address(_) => config.max_failures_per_address,
+            Self::Account(_) => config.max_failures_per_account,
+            Self::Known(..) => u32::MAX,
         }
     }
 }
@@ -127,15 +157,26 @@ impl Key {
     allow(dead_code, reason = "used by the shared stores only")
 )]
 impl Key {
-    /// The key's name in a shared store (a SQL row, a Redis key): `pair:<address>/<account>`
-    /// or `addr:<address>` (an IPv6 /64 as `addr:<prefix>::/64`). An address's text never
-    /// holds `/`, so distinct keys never share a name.
+    /// The key's name in a shared store (a SQL row, a Redis key): `pair:<address>/<account>`,
+    /// `addr:<address>` (an IPv6 /64 as `addr:<prefix>::/64`), `acct:<account>` or
+    /// `known:<address block>/<account>`. An address's text never holds `/`, so distinct keys
+    /// never share a name, and the account of a `pair:` or `known:` name is all that follows
+    /// its first `/`.
     pub(crate) fn store_name(&self) -> String {
         match self {
             Self::Pair(account, address) => format!("pair:{address}/{account}"),
             Self::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
             Self::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
+            Self::Account(account) => format!("acct:{account}"),
+            Self::Known(account, block) => format!("known:{block}/{account}"),
         }
+    }
+
+    /// Whether a stored name is a `pair:` name of `account` (for [`LoginThrottle::unlock`]).
+    pub(crate) fn is_pair_of(name: &str, account: &str) -> bool {
+        name.strip_prefix("pair:")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, a)| a == account)
     }
 }
 
@@ -167,6 +208,28 @@ pub(crate) fn from_millis(ms: u64) -> Option<SystemTime> {
 )]
 pub(crate) fn to_stored(now: SystemTime) -> SystemTime {
     from_millis(to_millis(now)).unwrap_or(now)
+}
+
+/// Whether `known` (the state of the attempt's [`Key::Known`], if any) says the account
+/// logged in from this address within `known_address_ttl` of `now`.
+pub(crate) fn is_known(config: &ThrottleConfig, known: Option<&KeyState>, now: SystemTime) -> bool {
+    known.is_some_and(|k| elapsed(k.last_seen, now) <= config.known_address_ttl)
+}
+
+/// The lockouts that hold back an attempt: the wait of every counted key of `keys` (in
+/// [`keys`]' order, `waits[i]` for `keys[i]`), except the account's from a known address.
+pub(crate) fn attempt_waits(
+    keys: &[Key],
+    waits: impl IntoIterator<Item = Option<Duration>>,
+    known: bool,
+) -> Vec<Option<Duration>> {
+    keys.iter()
+        .zip(waits)
+        .map(|(key, wait)| match key {
+            Key::Account(_) if known => None,
+            _ => wait,
+        })
+        .collect()
 }
 
 /// The counting state of one key: what [`count_failure`] reads and updates, kept in memory by
@@ -348,33 +411,65 @@ impl InMemoryThrottle {
     /// [`LoginThrottle::check`], synchronously.
     pub fn check_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
         let entries = self.lock();
-        decide(
-            keys(account, address)
-                .iter()
-                .map(|key| entries.get(key).and_then(|entry| entry.remaining(now))),
-        )
+        let keys = keys(account, address);
+        let known = self.known(&entries, account, address, now);
+        let waits = keys
+            .iter()
+            .map(|key| entries.get(key).and_then(|entry| entry.remaining(now)));
+        decide(attempt_waits(&keys, waits, known))
+    }
+
+    fn known(
+        &self,
+        entries: &HashMap<Key, KeyState>,
+        account: &str,
+        address: IpAddr,
+        now: SystemTime,
+    ) -> bool {
+        let state = known_key(account, address).and_then(|k| entries.get(&k));
+        is_known(&self.config, state, now)
     }
 
     /// [`LoginThrottle::record_failure`], synchronously.
     pub fn record_failure_at(&self, account: &str, address: IpAddr, now: SystemTime) -> Decision {
         let mut entries = self.lock();
-        let mut waits = Vec::with_capacity(2);
-        for key in keys(account, address) {
+        let keys = keys(account, address);
+        let known = self.known(&entries, account, address, now);
+        let mut waits = Vec::with_capacity(keys.len());
+        for key in &keys {
             let threshold = key.threshold(&self.config);
-            if !entries.contains_key(&key) {
+            if !entries.contains_key(key) {
                 self.make_room(&mut entries, now);
             }
-            let entry = entries.entry(key).or_insert(KeyState::new(now));
+            let entry = entries.entry(key.clone()).or_insert(KeyState::new(now));
             waits.push(count_failure(&self.config, entry, threshold, now));
         }
-        decide(waits)
+        decide(attempt_waits(&keys, waits, known))
     }
 
     /// [`LoginThrottle::record_success`], synchronously.
-    pub fn record_success_at(&self, account: &str, address: IpAddr, _now: SystemTime) {
-        if !account.is_empty() {
-            self.lock().remove(&Key::Pair(account.to_owned(), address));
+    pub fn record_success_at(&self, account: &str, address: IpAddr, now: SystemTime) {
+        let Some(known) = known_key(account, address) else {
+            return;
+        };
+        let mut entries = self.lock();
+        entries.remove(&Key::Pair(account.to_owned(), address));
+        entries.remove(&Key::Account(account.to_owned()));
+        if !entries.contains_key(&known) {
+            self.make_room(&mut entries, now);
         }
+        entries.insert(known, KeyState::new(now));
+    }
+
+    /// [`LoginThrottle::unlock`], synchronously.
+    pub fn unlock_now(&self, account: &str) -> bool {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|key, _| match key {
+            Key::Account(a) | Key::Pair(a, _) => a != account,
+            _ => true,
+        });
+        entries.len() != before
     }
 
     /// Keeps the table under `capacity`: drops idle keys, then the least recently seen.
@@ -383,8 +478,11 @@ impl InMemoryThrottle {
             return;
         }
         let idle_after = self.config.window.max(self.config.max_lockout);
-        entries
-            .retain(|_, e| e.remaining(now).is_some() || elapsed(e.last_seen, now) <= idle_after);
+        let known_ttl = self.config.known_address_ttl;
+        entries.retain(|key, e| match key {
+            Key::Known(..) => elapsed(e.last_seen, now) <= known_ttl,
+            _ => e.remaining(now).is_some() || elapsed(e.last_seen, now) <= idle_after,
+        });
         if entries.len() < self.config.capacity.max(1) {
             return;
         }
@@ -436,17 +534,28 @@ impl LoginThrottle for InMemoryThrottle {
         self.record_success_at(account, address, now);
         Ok(())
     }
+
+    async fn unlock(&self, account: &str) -> Result<bool, Infallible> {
+        Ok(self.unlock_now(account))
+    }
 }
 
-/// The keys an attempt counts against: the pair (unless the account is empty) and the
-/// address (IPv6 reduced to its /64).
+/// The keys an attempt counts against: the pair and the account (unless the account is
+/// empty) and the address (IPv6 reduced to its /64).
 pub(crate) fn keys(account: &str, address: IpAddr) -> Vec<Key> {
-    let mut keys = Vec::with_capacity(2);
+    let mut keys = Vec::with_capacity(3);
     if !account.is_empty() {
         keys.push(Key::Pair(account.to_owned(), address));
+        keys.push(Key::Account(account.to_owned()));
     }
     keys.push(Key::Address(address_block(address)));
     keys
+}
+
+/// The key that marks `address` (its block) as one `account` logged in from; `None` for an
+/// empty account.
+pub(crate) fn known_key(account: &str, address: IpAddr) -> Option<Key> {
+    (!account.is_empty()).then(|| Key::Known(account.to_owned(), address_block(address)))
 }
 
 fn address_block(address: IpAddr) -> IpAddr {

@@ -23,6 +23,9 @@ pub(crate) enum Op {
     Check,
     Fail,
     Success,
+    /// `unlock(account)`: the step's decision is `Allow` if something was unlocked or
+    /// counted, `Deny(0)` if not.
+    Unlock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +72,7 @@ pub(crate) fn config(max_failures: u32, per_address: u32) -> ThrottleConfig {
 }
 
 pub(crate) fn scripts() -> Vec<Script> {
-    use Op::{Check, Fail, Success};
+    use Op::{Check, Fail, Success, Unlock};
     use Want::{Allow, Deny, Same};
     let mut scripts = Vec::new();
 
@@ -127,14 +130,14 @@ pub(crate) fn scripts() -> Vec<Script> {
             step(Success, "alice", ip, 2, Same),
             step(Fail, "alice", ip, 3, Allow),
             step(Fail, "bob", ip, 4, Deny(60)),
-            step(Check, "carol", ip, 5, Deny(59)),
-            step(Check, "carol", other, 5, Allow),
-            step(Fail, "dave", other, 6, Allow),
-            step(Fail, "dave", other, 6, Allow),
-            step(Fail, "dave", other, 6, Deny(60)),
-            step(Check, "dave", v4(5), 6, Allow),
-            step(Success, "dave", v4(5), 7, Same),
-            step(Check, "dave", other, 7, Deny(59)),
+            step(Check, "erin", ip, 5, Deny(59)),
+            step(Check, "erin", other, 5, Allow),
+            step(Fail, "frank", other, 6, Allow),
+            step(Fail, "frank", other, 6, Allow),
+            step(Fail, "frank", other, 6, Deny(60)),
+            step(Check, "frank", v4(5), 6, Allow),
+            step(Success, "frank", v4(5), 7, Same),
+            step(Check, "frank", other, 7, Deny(59)),
         ],
     });
 
@@ -187,6 +190,67 @@ pub(crate) fn scripts() -> Vec<Script> {
             step(Check, "user0", v6(2, 0), 3, Deny(59)),
         ],
     });
+
+    // The many-address attack: 2 guesses at carol from each of 10 addresses (under the pair
+    // limit of 3 everywhere) lock carol's account (limit 20 per window)
+    // for every address she has not logged in from...
+    let per_account = ThrottleConfig {
+        max_failures: 3,
+        max_failures_per_address: 1000,
+        max_failures_per_account: 20,
+        ..ThrottleConfig::default()
+    };
+    let home = v4(210);
+    let mut steps = vec![
+        // carol logs in from home once: home is known from now on.
+        step(Success, "erin", home, 0, Same),
+    ];
+    for (i, last) in (101..=110).enumerate() {
+        let at = 10 + i as u64;
+        steps.push(step(Fail, "erin", v4(last), at, Allow));
+        let want = if last == 110 { Deny(60) } else { Allow };
+        steps.push(step(Fail, "erin", v4(last), at, want));
+    }
+    steps.extend([
+        // A fresh address is held back by the account's lock...
+        step(Check, "erin", v4(177), 21, Deny(58)),
+        step(Fail, "erin", v4(177), 21, Deny(58)),
+        // ...the lock-out-the-user attack fails: carol's own address is not...
+        step(Check, "erin", home, 21, Allow),
+        // ...and other accounts are not affected.
+        step(Check, "frank", v4(177), 21, Allow),
+        // Failures from home still count against the home pair (3 locks it), not more.
+        step(Fail, "erin", home, 22, Allow),
+        step(Check, "erin", home, 22, Allow),
+        // Her success resets the account's count: a fresh address may try again.
+        step(Success, "erin", home, 23, Same),
+        step(Check, "erin", v4(177), 24, Allow),
+        // An address she logged in from 31 days ago is no longer known.
+        step(Check, "erin", home, 24 + 31 * 86_400, Allow),
+    ]);
+    // Support unlocks: the account's lock and its pairs' locks go; the address's count and
+    // other accounts stay.
+    let later = 100_000;
+    for (i, last) in (111..=117).enumerate() {
+        let at = later + i as u64;
+        steps.push(step(Fail, "erin", v4(last), at, Same));
+        steps.push(step(Fail, "erin", v4(last), at, Same));
+        steps.push(step(Fail, "erin", v4(last), at, Same));
+    }
+    steps.extend([
+        step(Check, "erin", v4(111), later + 8, Same),
+        step(Fail, "frank", v4(150), later + 8, Same),
+        step(Unlock, "erin", v4(111), later + 9, Allow),
+        step(Check, "erin", v4(111), later + 9, Allow),
+        step(Check, "erin", v4(190), later + 9, Allow),
+        step(Unlock, "erin", v4(111), later + 9, Deny(0)),
+        step(Unlock, "nobody", v4(111), later + 9, Deny(0)),
+    ]);
+    scripts.push(Script {
+        name: "many-address attack locks the account except where its owner logs in",
+        config: per_account,
+        steps,
+    });
     scripts
 }
 
@@ -213,6 +277,11 @@ where
                     .unwrap();
                 None
             }
+            Op::Unlock => Some(if throttle.unlock(&s.account).await.unwrap() {
+                Decision::Allow
+            } else {
+                deny(0)
+            }),
         };
         out.push(d);
     }

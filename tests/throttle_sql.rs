@@ -176,6 +176,51 @@ use scripts::*;
 mod cases {
     use super::*;
 
+    /// A failure that starts a lockout writes a `login_lockout` row (in its transaction), a
+    /// failure while locked does not, and support's unlock writes `login_unlock` with its actor.
+    pub(crate) async fn lockouts_and_unlocks_are_audited(db: &Db) {
+        let throttle = db.throttle_a(config(2, 1000));
+        let ip = v4(40);
+        let events = || async {
+            db.backend()
+                .audit(&credvault::backend::AuditQuery::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.action.starts_with("login_"))
+                .map(|r| (r.action, r.name.unwrap_or_default(), r.actor, r.outcome))
+                .collect::<Vec<_>>()
+        };
+        let _ = throttle.record_failure("grace", ip, t(0)).await.unwrap();
+        assert!(events().await.is_empty());
+        assert_eq!(
+            throttle.record_failure("grace", ip, t(1)).await.unwrap(),
+            deny(60)
+        );
+        let _ = throttle.record_failure("grace", ip, t(2)).await.unwrap();
+        let pair = "pair:192.0.2.40/grace".to_owned();
+        let locked = (
+            "login_lockout".to_owned(),
+            pair,
+            "throttle".to_owned(),
+            "locked for 60 s".to_owned(),
+        );
+        assert_eq!(events().await, std::slice::from_ref(&locked));
+        assert!(throttle.unlock("grace", "support:ann", t(3)).await.unwrap());
+        assert!(!throttle.unlock("grace", "support:ann", t(4)).await.unwrap());
+        let unlocked = (
+            "login_unlock".to_owned(),
+            "acct:grace".to_owned(),
+            "support:ann".to_owned(),
+            "ok: 2 lock rows cleared".to_owned(),
+        );
+        assert_eq!(events().await, [locked, unlocked]);
+        assert_eq!(
+            throttle.check("grace", ip, t(4)).await.unwrap(),
+            Decision::Allow
+        );
+    }
+
     pub(crate) async fn scripts_decide_as_the_in_memory_throttle(db: &Db) {
         for script in scripts() {
             let memory = InMemoryThrottle::new(script.config);
@@ -443,6 +488,7 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(
+    lockouts_and_unlocks_are_audited,
     scripts_decide_as_the_in_memory_throttle,
     two_servers_share_one_count,
     concurrent_failures_from_two_pools_are_all_counted,

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::sql::{Driver, SqlBackend, params};
 use crate::backend::sql_rows::RowExt;
-use crate::backend::{BackendError, BackendErrorKind, BoxFuture};
+use crate::backend::{AuditRow, BackendError, BackendErrorKind, BoxFuture};
 use crate::password::throttle::{
     Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
     known_key, to_millis, to_stored,
@@ -178,16 +178,22 @@ impl LoginThrottle for SqlThrottle {
             .await
     }
 
-    /// Deletes the account's row and every (account, address) pair's row.
+    /// Deletes the account's row and every (account, address) pair's row, and writes a
+    /// `login_unlock` audit row naming `actor`, in one transaction.
     ///
     /// # Errors
     ///
     /// As [`record_failure`](Self::record_failure).
-    async fn unlock(&self, account: &str) -> Result<bool, BackendError> {
+    async fn unlock(
+        &self,
+        account: &str,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<bool, BackendError> {
         if account.is_empty() {
             return Ok(false);
         }
-        self.db.unlock(account).await
+        self.db.unlock(account, actor, now).await
     }
 }
 
@@ -232,8 +238,14 @@ pub(crate) trait ThrottleDb: Send + Sync {
         now: SystemTime,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
-    /// Deletes `account`'s account row and pair rows; returns whether there were any.
-    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// Deletes `account`'s account row and pair rows, with a `login_unlock` audit row by
+    /// `actor` if there were any; returns whether there were.
+    fn unlock<'a>(
+        &'a self,
+        account: &'a str,
+        actor: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
     /// Deletes the rows idle since `bounds[0]`, whose window started before `bounds[1]` and
     /// whose lockout (if any) ended before `bounds[2]`, and the known-address rows last
@@ -285,18 +297,26 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
             };
             let known = is_known(config, known.as_ref(), now);
             let mut waits = Vec::with_capacity(keyed.len());
+            let mut audit = Vec::new();
             for (name, key) in keyed {
                 let name = name.as_str();
                 tx.execute(&q.throttle.insert, params![name, now_ms, now_ms])
                     .await?;
                 let row = tx.fetch_one(&q.throttle.lock, params![name]).await?;
                 let mut state = state_from_row(&row)?;
-                waits.push(count_failure(
-                    config,
-                    &mut state,
-                    key.threshold(config),
-                    now,
-                ));
+                let lockouts = state.lockouts;
+                let wait = count_failure(config, &mut state, key.threshold(config), now);
+                if let Some(wait) = wait.filter(|_| state.lockouts > lockouts) {
+                    // This failure starts a lockout: the audit log says so, in this transaction.
+                    audit.push(login_event(
+                        now,
+                        name,
+                        "login_lockout",
+                        LOCKOUT_ACTOR,
+                        format!("locked for {} s", wait.as_secs()),
+                    ));
+                }
+                waits.push(wait);
                 let update = params![
                     name,
                     i64::from(state.failures),
@@ -307,7 +327,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                 ];
                 tx.execute(&q.throttle.update, update).await?;
             }
-            tx.commit(&[]).await?;
+            tx.commit(&audit).await?;
             let keys: Vec<Key> = keyed.iter().map(|(_, k)| k.clone()).collect();
             Ok(decide(attempt_waits(&keys, waits, known)))
         })
@@ -332,7 +352,12 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
         })
     }
 
-    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn unlock<'a>(
+        &'a self,
+        account: &'a str,
+        actor: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             let q = &*self.queries;
             let mut tx = self.begin_as("unlocking an account").await?;
@@ -350,7 +375,18 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                     .execute(&q.throttle.delete, params![name.as_str()])
                     .await?;
             }
-            tx.commit(&[]).await?;
+            let audit = if deleted > 0 {
+                vec![login_event(
+                    now,
+                    &names[0],
+                    "login_unlock",
+                    actor,
+                    format!("ok: {deleted} lock rows cleared"),
+                )]
+            } else {
+                Vec::new()
+            };
+            tx.commit(&audit).await?;
             Ok(deleted > 0)
         })
     }
@@ -367,6 +403,29 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                 .await?;
             Ok(counted + known)
         })
+    }
+}
+
+/// The actor of `login_lockout` audit rows.
+pub(crate) const LOCKOUT_ACTOR: &str = "throttle";
+
+/// An audit row about the throttle row `name` (`acct:<account>`, `pair:<address>/<account>`,
+/// `addr:<address>`): no tenant; the row's name in `name`.
+fn login_event(
+    now: SystemTime,
+    name: &str,
+    action: &str,
+    actor: &str,
+    outcome: String,
+) -> AuditRow {
+    AuditRow {
+        at: i64::try_from(to_millis(now) / 1000).unwrap_or(i64::MAX),
+        tenant: None,
+        kind: None,
+        name: Some(name.to_owned()),
+        action: action.to_owned(),
+        actor: actor.to_owned(),
+        outcome,
     }
 }
 

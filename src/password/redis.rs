@@ -254,7 +254,12 @@ impl LoginThrottle for RedisThrottle {
     /// # Errors
     ///
     /// As [`check`](Self::check).
-    async fn unlock(&self, account: &str) -> Result<bool, RedisThrottleError> {
+    async fn unlock(
+        &self,
+        account: &str,
+        _actor: &str,
+        _now: SystemTime,
+    ) -> Result<bool, RedisThrottleError> {
         if account.is_empty() {
             return Ok(false);
         }

@@ -83,8 +83,14 @@ pub trait LoginThrottle {
 
     /// Lifts an account's lockout (support staff, after checking who asks): its count across
     /// addresses and every (account, address) pair's. Address counts stay. Returns whether
-    /// anything was locked or counted.
-    fn unlock(&self, account: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    /// anything was locked or counted. `actor` names who did it (a store with an audit log
+    /// records it there).
+    fn unlock(
+        &self,
+        account: &str,
+        actor: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 }
 
 /// Thresholds and durations of a throttle.
@@ -535,7 +541,12 @@ impl LoginThrottle for InMemoryThrottle {
         Ok(())
     }
 
-    async fn unlock(&self, account: &str) -> Result<bool, Infallible> {
+    async fn unlock(
+        &self,
+        account: &str,
+        _actor: &str,
+        _now: SystemTime,
+    ) -> Result<bool, Infallible> {
         Ok(self.unlock_now(account))
     }
 }

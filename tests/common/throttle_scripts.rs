@@ -277,11 +277,17 @@ where
                     .unwrap();
                 None
             }
-            Op::Unlock => Some(if throttle.unlock(&s.account).await.unwrap() {
-                Decision::Allow
-            } else {
-                deny(0)
-            }),
+            Op::Unlock => Some(
+                if throttle
+                    .unlock(&s.account, "support:test", at)
+                    .await
+                    .unwrap()
+                {
+                    Decision::Allow
+                } else {
+                    deny(0)
+                },
+            ),
         };
         out.push(d);
     }

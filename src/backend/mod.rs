@@ -1,4 +1,4 @@
-//! Layer 6 of DESIGN.md: where sealed records live.
+//! Layer 6 of ARCHITECTURE.md: where sealed records live.
 //!
 //! A [`Backend`] stores tenants (with their wrapped data key), sealed records with their clear
 //! metadata, and the audit log. It sees only ciphertext and non-secret metadata: it never

@@ -1,4 +1,4 @@
-//! AES-256-GCM seal and open in the sealed-record format (DESIGN.md), with a 96-bit random
+//! AES-256-GCM seal and open in the sealed-record format (ARCHITECTURE.md, "Formats"), with a 96-bit random
 //! nonce and the header plus the context as associated data.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The context a sealed record is bound to, encoded as associated data (DESIGN.md): each part
+//! The context a sealed record is bound to, encoded as associated data (ARCHITECTURE.md, "Formats"): each part
 //! length-prefixed with a u32 big-endian, so that no two contexts encode alike.
 
 use crate::KeyVersion;

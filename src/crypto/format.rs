@@ -1,4 +1,4 @@
-//! The sealed-record format, version 1 (DESIGN.md): parse and write, nothing else.
+//! The sealed-record format, version 1 (ARCHITECTURE.md, "Formats"): parse and write, nothing else.
 //!
 //! ```text
 //! offset  size  field

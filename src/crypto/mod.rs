@@ -1,4 +1,4 @@
-//! Layer 2 of DESIGN.md: the cryptographic primitives, pure functions over bytes.
+//! Layer 2 of ARCHITECTURE.md: the cryptographic primitives, pure functions over bytes.
 //!
 //! Fernet (the spec, exactly), AES-256-GCM sealed records with their binary and text formats,
 //! and the context encoding used as associated data. This layer does no I/O and no logging.

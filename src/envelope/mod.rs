@@ -1,4 +1,4 @@
-//! Layer 4 of DESIGN.md: envelope encryption.
+//! Layer 4 of ARCHITECTURE.md: envelope encryption.
 //!
 //! Every tenant has its own data key (DEK), stored only wrapped by the key-encryption key
 //! ([`KeyProvider`](crate::keys::KeyProvider)). The key that seals records is derived from the

@@ -1,4 +1,4 @@
-//! Layer 3 of DESIGN.md: keys.
+//! Layer 3 of ARCHITECTURE.md: keys.
 //!
 //! A [`Keyring`] holds numbered key versions (primary, decrypt-only, destroyed), seals with
 //! its primary and opens with the version a record names. It loads from and saves to a key

@@ -11,7 +11,7 @@ use crate::secret::SecretBytes;
 ///
 /// The local [`Keyring`] implements it; an HSM or a cloud KMS can implement it later without
 /// the vault changing. Wrapped keys use the sealed-record format with the KEK version in the
-/// header and the wrapped key's context (DESIGN.md: `"dek"`, tenant, DEK version) as AAD.
+/// header and the wrapped key's context (ARCHITECTURE.md, "Wrapped data key": `"dek"`, tenant, DEK version) as AAD.
 ///
 /// ```
 /// use credvault::KeyVersion;

@@ -1,4 +1,4 @@
-//! Layer 7 of DESIGN.md: hashing and verifying user passwords, upgrading old hashes on
+//! Layer 7 of ARCHITECTURE.md: hashing and verifying user passwords, upgrading old hashes on
 //! login, and throttling login attempts. Uses only the secret types below it; it must never
 //! put a password in an error, a log line or a panic message, nor truncate one silently.
 //!

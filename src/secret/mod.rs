@@ -1,4 +1,4 @@
-//! Layer 1 of DESIGN.md: secret values.
+//! Layer 1 of ARCHITECTURE.md: secret values.
 //!
 //! `SecretString` is `secrecy`'s boxed string; `SecretBytes` is a vector zeroed by `zeroize` on
 //! drop, so that a decrypted payload can be handed over without a copy and still have its whole

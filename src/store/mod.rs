@@ -1,4 +1,4 @@
-//! Layer 5 of DESIGN.md: the typed vault.
+//! Layer 5 of ARCHITECTURE.md: the typed vault.
 //!
 //! A [`Vault`] stores typed records ([`OAuthToken`], [`ApiKey`], [`SessionCookies`],
 //! [`DerivedData`] or any [`SecretKind`]) per tenant, sealed with the tenant's own data key

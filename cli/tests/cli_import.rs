@@ -1,7 +1,6 @@
 //! `credvault vault import-fernet`, run as an operator runs it: legacy keys in a file, JSON
 //! lines on stdin, counts on stdout, exit 0 (all imported), 1 (some failed) or 2 (error).
 
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions unwrap freely"

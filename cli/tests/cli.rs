@@ -1,7 +1,6 @@
 //! The `credvault` command line, run as a user runs it: arguments, stdin, stdout, stderr and
 //! the exit status (0 ok, 1 failed check, 2 error).
 
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions unwrap freely"
@@ -9,6 +8,8 @@
 
 #[path = "common/cli.rs"]
 mod cli_common;
+// The Python helpers live with the library's tests.
+#[path = "../../tests/common/python.rs"]
 mod common;
 
 use std::path::Path;

@@ -2,7 +2,6 @@
 //! `vault reencrypt`, `vault report`, `vault destroy-kek` and `vault min-dek-version` on a
 //! SQLite file, with their exit statuses (0 ok, 1 failed check, 2 error) and progress lines.
 
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions unwrap freely"

@@ -3,7 +3,7 @@
 //! directory, a purge that finds a shred secret missing, and README's rotation steps run
 //! while another process keeps using the vault with the old key file.
 
-#![cfg(all(feature = "cli", feature = "sqlite"))]
+#![cfg(feature = "sqlite")]
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions unwrap freely"

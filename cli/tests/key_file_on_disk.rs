@@ -2,7 +2,7 @@
 //! changing its owner, group or mode and writes through a symbolic link to its target; the
 //! library's warnings (a key file others can read) reach the operator on stderr.
 
-#![cfg(all(unix, feature = "cli"))]
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions unwrap freely"

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backend::{Backend, MemoryBackend};
+use crate::backend::{Backend, IntoBackend, MemoryBackend};
 use crate::envelope::{DirTenantKeys, TenantKeyStore};
 use crate::keys::{KeyError, KeyFile, KeyProvider, Keyring};
 use crate::store::{StoreError, Vault, VaultConfig};
@@ -146,7 +146,40 @@ impl Vault {
         tenant_keys: &Path,
         config: VaultConfig,
     ) -> Result<Self, StoreError> {
-        let backend = connect(url, true).await?;
+        Self::open_or_init_local_on(connect(url, true).await?, key_file, tenant_keys, config).await
+    }
+
+    /// [`open_or_init_local`](Self::open_or_init_local) on a backend the application built,
+    /// typically over its own pool (`SqliteBackend::from_pool(pool.clone())`), so that the
+    /// vault's tables live beside the application's own: the same checks, nothing generated
+    /// when the database already holds a vault, and the vault's schema migrated (only the
+    /// `credvault_*` tables; the application's migrations are its own).
+    ///
+    /// ```no_run
+    /// use credvault::backend::SqliteBackend;
+    /// use credvault::store::{Vault, VaultConfig};
+    ///
+    /// # async fn run(app_pool: credvault::sqlx::SqlitePool) -> Result<(), credvault::Error> {
+    /// let vault = Vault::open_or_init_local_on(
+    ///     SqliteBackend::from_pool(app_pool.clone()),
+    ///     "/etc/app/credvault-keys.json".as_ref(),
+    ///     "/var/lib/app-keys/credvault-tenant-keys".as_ref(),
+    ///     VaultConfig::default(),
+    /// )
+    /// .await?;
+    /// # let _ = vault; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open_or_init_local`](Self::open_or_init_local).
+    pub async fn open_or_init_local_on(
+        backend: impl IntoBackend,
+        key_file: &Path,
+        tenant_keys: &Path,
+        config: VaultConfig,
+    ) -> Result<Self, StoreError> {
+        let backend = backend.into_backend();
         let existing = backend.schema_version().await?.is_some();
         let (kek, store) = if existing {
             (

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use credvault::SecretString;
 use credvault::backend::AuditQuery;
-use credvault::store::{OAuthToken, StoreError, Vault, VaultConfig};
+use credvault::{OAuthToken, StoreError, Vault, VaultConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,12 +21,12 @@ pub use keys::{KeyProvider, Keyring};
 pub use password::{PasswordError, PasswordPolicy, Verification};
 pub use secret::{SecretBytes, SecretString};
 // The vault's path, at the root: `credvault::Vault`, `credvault::OAuthToken`...
-pub use store::{
-    ApiKey, OAuthToken, RecordInfo, SecretKind, SessionCookies, StoreError, Tenant, Vault,
-    VaultConfig, Versioned,
-};
 /// The `sqlx` this build uses, so an application can name the exact pool types
 /// (`credvault::sqlx::SqlitePool`) that `SqliteBackend::from_pool` / `PgBackend::from_pool`
 /// take, without a version mismatch.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sqlx;
+pub use store::{
+    ApiKey, OAuthToken, RecordInfo, SecretKind, SessionCookies, StoreError, Tenant, Vault,
+    VaultConfig, Versioned,
+};

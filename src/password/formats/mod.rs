@@ -11,6 +11,7 @@ pub(crate) mod passlib;
 pub(crate) mod phc;
 pub(crate) mod shacrypt;
 
+#[cfg(any(test, feature = "fuzzing"))]
 use crate::password::PasswordPolicy;
 
 use base64::Engine as _;
@@ -359,6 +360,7 @@ pub(crate) fn decode_lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
 }
 
 /// Lowercase hex.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_lower_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

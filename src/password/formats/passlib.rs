@@ -163,6 +163,7 @@ pub(crate) fn parse_scrypt(hash: &str) -> Result<ScryptHash, PasswordError> {
 }
 
 /// Writes `$scrypt$ln=..,r=..,p=..$salt$hash`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_scrypt(h: &ScryptHash) -> String {
     format!(
         "$scrypt$ln={},r={},p={}${}${}",

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod envelope;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;

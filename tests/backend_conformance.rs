@@ -279,7 +279,7 @@ fn event(at: i64, t: Option<&str>, action: &str) -> AuditRow {
         tenant: t.map(tenant),
         kind: Some("api_key".to_owned()),
         name: Some("stripe".to_owned()),
-        action: action.to_owned(),
+        action: action.into(),
         actor: "user:1".to_owned(),
         outcome: "ok".to_owned(),
     }
@@ -760,7 +760,9 @@ mod cases {
         b.append_audit(&rows).await.unwrap();
         b.append_audit(&[]).await.unwrap();
         let ats = |rows: Vec<AuditRow>| -> Vec<(i64, String)> {
-            rows.into_iter().map(|r| (r.at, r.action)).collect()
+            rows.into_iter()
+                .map(|r| (r.at, r.action.to_string()))
+                .collect()
         };
         // Oldest first; equal times in the order written.
         assert_eq!(

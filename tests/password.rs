@@ -614,6 +614,7 @@ proptest! {
     #[test]
     fn malformed_hash_strings_never_panic(hash in "\\PC{0,120}") {
         let _ = PasswordPolicy::default().needs_rehash(&hash);
+        #[cfg(feature = "fuzzing")]
         credvault::password::fuzz_parse_hash(hash.as_bytes());
     }
 
@@ -632,6 +633,7 @@ proptest! {
         let mut bytes = hashes[index].as_bytes().to_vec();
         let at = position.index(bytes.len());
         bytes[at] = byte;
+        #[cfg(feature = "fuzzing")]
         credvault::password::fuzz_parse_hash(&bytes);
         if let Ok(text) = std::str::from_utf8(&bytes) {
             let _ = weak(BCRYPT4).verify(&pw("x"), text);

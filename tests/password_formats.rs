@@ -281,6 +281,7 @@ mod mutated_seeds {
                 let at = usize::from(at) % bytes.len();
                 bytes[at] = byte;
             }
+            #[cfg(feature = "fuzzing")]
             credvault::password::fuzz_parse_hash(&bytes);
         }
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use credvault::backend::{AuditQuery, Backend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{
-    ApiKey, ManualClock, REENCRYPT_ACTOR, ReencryptOptions, RotationPolicy, StoreError, Vault,
-    VaultConfig,
+    ApiKey, KeyKind, ManualClock, REENCRYPT_ACTOR, ReencryptOptions, RotationPolicy, StoreError,
+    Vault, VaultConfig,
 };
 use credvault::{KeyVersion, Keyring, SecretString, TenantId};
 
@@ -406,7 +406,7 @@ mod body {
             matches!(
                 err,
                 StoreError::KeyInUse {
-                    what: "dek",
+                    what: KeyKind::Dek,
                     count: 4,
                     ..
                 }
@@ -465,7 +465,7 @@ mod body {
         );
         assert_eq!(r.failures.len(), 4);
         assert!(
-            r.failures[0].1.contains("below the tenant's minimum"),
+            r.failures[0].reason.contains("below the tenant's minimum"),
             "{:?}",
             r.failures
         );

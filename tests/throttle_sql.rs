@@ -187,8 +187,15 @@ mod cases {
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|r| r.action.starts_with("login_"))
-                .map(|r| (r.action, r.name.unwrap_or_default(), r.actor, r.outcome))
+                .filter(|r| r.action.as_str().starts_with("login_"))
+                .map(|r| {
+                    (
+                        r.action.to_string(),
+                        r.name.unwrap_or_default(),
+                        r.actor,
+                        r.outcome,
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         let _ = throttle.record_failure("grace", ip, t(0)).await.unwrap();

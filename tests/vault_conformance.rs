@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use credvault::backend::{AuditQuery, Backend, BoxFuture, ListQuery, MemoryBackend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{
-    ApiKey, Cookie, DerivedData, ManualClock, OAuthToken, ReadAudit, RevocationRequest,
-    RevokeError, Revoker, SecretKind, SessionCookies, StoreError, Vault,
+    ApiKey, Cookie, DerivedData, ManualClock, OAuthToken, ReadAudit, RevocationFailure,
+    RevocationRequest, RevokeError, Revoker, SecretKind, SessionCookies, StoreError, Vault,
 };
 use credvault::{Keyring, SecretString, TenantId};
 
@@ -430,7 +430,9 @@ mod body {
             })
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::RefreshFailed(ref m) if m == "provider said 400"));
+        assert!(
+            matches!(err, StoreError::RefreshFailed(ref m) if m.to_string() == "provider said 400")
+        );
         let again = acme
             .refresh("github", 60, |_| async {
                 Ok::<_, String>(token("new", Some(T0 + 3600)))
@@ -586,7 +588,11 @@ mod body {
         assert_eq!(report.deleted, 1);
         assert_eq!(
             report.revocation_failures,
-            vec![("oauth_token".into(), "github".into(), "http 503".into())]
+            vec![RevocationFailure {
+                kind: "oauth_token".into(),
+                name: "github".into(),
+                reason: "http 503".into(),
+            }]
         );
         assert!(matches!(
             acme.get::<OAuthToken>("github").await,

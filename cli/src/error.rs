@@ -8,7 +8,7 @@ use credvault::backend::{BackendError, BackendErrorKind};
 use credvault::crypto::fernet::{InvalidToken, InvalidTokenReason};
 use credvault::keys::KeyError;
 use credvault::password::PasswordError;
-use credvault::store::StoreError;
+use credvault::store::{KeyKind, StoreError};
 
 /// Exit status of a failed check: a password mismatch, an invalid token.
 pub(crate) const EXIT_CHECK_FAILED: u8 = 1;
@@ -176,9 +176,9 @@ impl From<StoreError> for CliError {
             StoreError::UnsupportedUrl { .. } => "pass --db sqlite:PATH or --db postgres://...",
             StoreError::Export(_) => "check the output file or pipe",
             StoreError::PayloadTooLarge { .. } => "store a smaller record",
-            StoreError::KeyInUse { what: "kek", .. } => {
-                "run `credvault vault rotate --kek` first: it rewraps them under the primary"
-            }
+            StoreError::KeyInUse {
+                what: KeyKind::Kek, ..
+            } => "run `credvault vault rotate --kek` first: it rewraps them under the primary",
             StoreError::KeyInUse { .. } => "run `credvault vault reencrypt` first",
             StoreError::KeyRefused(_) => {
                 "see the tenants' data key versions with `credvault vault report`"

@@ -7,11 +7,10 @@ use std::path::Path;
 
 use credvault::SecretString;
 use credvault::store::{
-    ApiKey, IMPORT_ACTOR, ImportFailure, ImportReport, LegacyPayload, LegacyValue, MapError,
-    OAuthToken, Progress, SecretKind, Vault,
+    ApiKey, IMPORT_ACTOR, ImportReport, LegacyPayload, LegacyValue, MapError, OAuthToken, Progress,
+    SecretKind, Vault,
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::cli::{DEFAULT_ACTOR, ImportKind};
@@ -141,39 +140,36 @@ fn line_error(e: &serde_json::Error) -> &'static str {
 }
 
 fn print_report(report: &ImportReport, out: Output) -> Result<(), CliError> {
-    let failures: Vec<_> = report.failures.iter().map(failure_json).collect();
-    out.print(
-        &json!({
-            "imported": report.imported,
-            "already_present": report.already_present,
-            "failed": report.failed,
-            "failures": failures,
-            "failures_truncated": report.failures_truncated(),
-        }),
-        || {
-            let mut text = format!(
-                "imported {}, already present {}, failed {}\n",
-                report.imported, report.already_present, report.failed
-            );
-            for f in &report.failures {
-                match (&f.tenant, &f.name) {
-                    (Some(tenant), Some(name)) => {
-                        text.push_str(&format!("failed: {tenant} {name:?}: {}\n", f.reason));
-                    }
-                    _ => text.push_str(&format!("failed: {}\n", f.reason)),
+    /// The report, and whether failures were counted but not listed.
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        report: &'a ImportReport,
+        failures_truncated: bool,
+    }
+    let shown = Shown {
+        report,
+        failures_truncated: report.failures_truncated(),
+    };
+    out.print(&shown, || {
+        let mut text = format!(
+            "imported {}, already present {}, failed {}\n",
+            report.imported, report.already_present, report.failed
+        );
+        for f in &report.failures {
+            match (&f.tenant, &f.name) {
+                (Some(tenant), Some(name)) => {
+                    text.push_str(&format!("failed: {tenant} {name:?}: {}\n", f.reason));
                 }
+                _ => text.push_str(&format!("failed: {}\n", f.reason)),
             }
-            if report.failures_truncated() {
-                text.push_str(&format!(
-                    "(the first {} failures are listed)\n",
-                    report.failures.len()
-                ));
-            }
-            text
-        },
-    )
-}
-
-fn failure_json(f: &ImportFailure) -> serde_json::Value {
-    json!({ "tenant": f.tenant, "name": f.name, "reason": f.reason })
+        }
+        if report.failures_truncated() {
+            text.push_str(&format!(
+                "(the first {} failures are listed)\n",
+                report.failures.len()
+            ));
+        }
+        text
+    })
 }

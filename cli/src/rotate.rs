@@ -8,6 +8,7 @@ use credvault::store::{
     REENCRYPT_ACTOR, ReencryptOptions, ReencryptReport, RewrapReport, StoreError, Vault,
 };
 use credvault::{KeyVersion, Keyring};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::{DEFAULT_ACTOR, DEFAULT_KEYS};
@@ -72,35 +73,32 @@ async fn rewrap(vault: &Vault, out: Output) -> Result<(), CliError> {
 }
 
 fn print_rewrap(report: &RewrapReport, out: Output) -> Result<(), CliError> {
-    let failures: Vec<_> = report
-        .failures
-        .iter()
-        .map(|(tenant, version, reason)| {
-            json!({ "tenant": tenant.as_str(), "dek_version": version.get(), "reason": reason })
-        })
-        .collect();
-    out.print(
-        &json!({
-            "rewrapped": report.rewrapped,
-            "already_current": report.already_current,
-            "failed": report.failures.len(),
-            "failures": failures,
-        }),
-        || {
-            let mut text = format!(
-                "rewrapped {} data keys under the primary KEK ({} already were, {} failed)\n",
-                report.rewrapped,
-                report.already_current,
-                report.failures.len()
-            );
-            for (tenant, version, reason) in &report.failures {
-                text.push_str(&format!(
-                    "failed: tenant {tenant} data key {version}: {reason}\n"
-                ));
-            }
-            text
-        },
-    )
+    /// The report, and how many failed.
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        report: &'a RewrapReport,
+        failed: usize,
+    }
+    let shown = Shown {
+        report,
+        failed: report.failures.len(),
+    };
+    out.print(&shown, || {
+        let mut text = format!(
+            "rewrapped {} data keys under the primary KEK ({} already were, {} failed)\n",
+            report.rewrapped,
+            report.already_current,
+            report.failures.len()
+        );
+        for f in &report.failures {
+            text.push_str(&format!(
+                "failed: tenant {} data key {}: {}\n",
+                f.tenant, f.dek_version, f.reason
+            ));
+        }
+        text
+    })
 }
 
 /// `vault reencrypt`: exit 0 only when nothing failed and nothing remains.
@@ -140,60 +138,47 @@ pub(crate) async fn reencrypt(
 }
 
 fn print_reencrypt(report: &ReencryptReport, out: Output) -> Result<(), CliError> {
-    let failures: Vec<_> = report
-        .failures
-        .iter()
-        .map(|(key, reason)| {
-            json!({
-                "tenant": key.tenant.as_str(),
-                "kind": key.kind.as_str(),
-                "name": key.name.as_str(),
-                "reason": reason,
-            })
-        })
-        .collect();
+    /// The report, and whether failures were counted but not listed.
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        report: &'a ReencryptReport,
+        failures_truncated: bool,
+    }
     let truncated = report.failed > u64::try_from(report.failures.len()).unwrap_or(u64::MAX);
-    out.print(
-        &json!({
-            "total": report.total,
-            "resealed": report.resealed,
-            "changed": report.changed,
-            "failed": report.failed,
-            "failures": failures,
-            "failures_truncated": truncated,
-            "batches": report.batches,
-            "remaining": report.remaining,
-            "destroyed_deks": report.destroyed_deks,
-        }),
-        || {
-            let mut text = format!(
-                "resealed {} of {} records in {} batches; changed meanwhile {}, failed {}, \
+    let shown = Shown {
+        report,
+        failures_truncated: truncated,
+    };
+    out.print(&shown, || {
+        let mut text = format!(
+            "resealed {} of {} records in {} batches; changed meanwhile {}, failed {}, \
                  remaining {}; destroyed {} retired data keys\n",
-                report.resealed,
-                report.total,
-                report.batches,
-                report.changed,
-                report.failed,
-                report.remaining,
-                report.destroyed_deks
-            );
-            for (key, reason) in &report.failures {
-                text.push_str(&format!(
-                    "failed: {} {} {:?}: {reason}\n",
-                    key.tenant,
-                    key.kind.as_str(),
-                    key.name.as_str()
-                ));
-            }
-            if truncated {
-                text.push_str(&format!(
-                    "(the first {} failures are listed)\n",
-                    report.failures.len()
-                ));
-            }
-            text
-        },
-    )
+            report.resealed,
+            report.total,
+            report.batches,
+            report.changed,
+            report.failed,
+            report.remaining,
+            report.destroyed_deks
+        );
+        for f in &report.failures {
+            text.push_str(&format!(
+                "failed: {} {} {:?}: {}\n",
+                f.key.tenant,
+                f.key.kind.as_str(),
+                f.key.name.as_str(),
+                f.reason
+            ));
+        }
+        if truncated {
+            text.push_str(&format!(
+                "(the first {} failures are listed)\n",
+                report.failures.len()
+            ));
+        }
+        text
+    })
 }
 
 /// `vault destroy-kek`: the vault checks no data key needs the version; the key file is

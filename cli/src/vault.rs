@@ -9,8 +9,8 @@ use std::sync::Arc;
 use credvault::envelope::DirTenantKeys;
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
-    ApiKey, DerivedData, OAuthToken, ReadAudit, RecordInfo, SecretKind, SessionCookies, StoreError,
-    Tenant, Vault, VaultConfig,
+    ApiKey, DerivedData, OAuthToken, ReadAudit, SecretKind, SessionCookies, StoreError, Tenant,
+    Vault, VaultConfig,
 };
 use credvault::{Keyring, TenantId};
 use serde::Serialize;
@@ -387,8 +387,7 @@ async fn delete<R: SecretKind>(tenant: &Tenant, name: &str, out: Output) -> Resu
 
 async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), CliError> {
     let infos = tenant.list(kind).await?;
-    let value: Vec<_> = infos.iter().map(info_json).collect();
-    out.print(&value, || {
+    out.print(&infos, || {
         let mut text = format!(
             "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
             "KIND", "NAME", "VERSION", "PROVIDER", "UPDATED", "EXPIRES"
@@ -406,20 +405,6 @@ async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), Cl
             ));
         }
         text
-    })
-}
-
-fn info_json(i: &RecordInfo) -> serde_json::Value {
-    json!({
-        "kind": i.kind,
-        "name": i.name,
-        "version": i.version,
-        "provider": i.provider,
-        "metadata": i.metadata,
-        "created_at": i.created_at,
-        "updated_at": i.updated_at,
-        "expires_at": i.expires_at,
-        "purge_after": i.purge_after,
     })
 }
 
@@ -454,17 +439,14 @@ async fn export(
             });
             match synced {
                 Ok(report) => {
-                    out.print(
-                        &json!({ "records": report.records, "unreadable": report.unreadable }),
-                        || {
-                            format!(
-                                "exported {} records of tenant {} to {}\n",
-                                report.records,
-                                tenant.id(),
-                                path.display()
-                            )
-                        },
-                    )?;
+                    out.print(&report, || {
+                        format!(
+                            "exported {} records of tenant {} to {}\n",
+                            report.records,
+                            tenant.id(),
+                            path.display()
+                        )
+                    })?;
                     report
                 }
                 Err(e) => {
@@ -488,27 +470,19 @@ async fn export(
 
 async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), CliError> {
     let report = tenant.disconnect(provider, None).await?;
-    out.print(
-        &json!({
-            "deleted": report.deleted,
-            "revoked": report.revoked,
-            "derived_scheduled": report.derived_scheduled,
-            "derived_purge_after": report.derived_purge_after,
-        }),
-        || {
-            let mut text = format!(
-                "deleted {} {provider} credentials (not revoked at the provider)\n",
-                report.deleted
-            );
-            if let Some(at) = report.derived_purge_after {
-                text.push_str(&format!(
-                    "{} derived records scheduled for the purge after {at}\n",
-                    report.derived_scheduled
-                ));
-            }
-            text
-        },
-    )
+    out.print(&report, || {
+        let mut text = format!(
+            "deleted {} {provider} credentials (not revoked at the provider)\n",
+            report.deleted
+        );
+        if let Some(at) = report.derived_purge_after {
+            text.push_str(&format!(
+                "{} derived records scheduled for the purge after {at}\n",
+                report.derived_scheduled
+            ));
+        }
+        text
+    })
 }
 
 async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
@@ -536,24 +510,15 @@ async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let tenants: Vec<&str> = report.tenants.iter().map(TenantId::as_str).collect();
-    out.print(
-        &json!({
-            "tenants": tenants,
-            "tenant_records": report.tenant_records,
-            "expired_records": report.expired_records,
-            "audit_rows": report.audit_rows,
-        }),
-        || {
-            format!(
-                "purged {} tenants ({} records), {} expired records, {} audit rows\n",
-                tenants.len(),
-                report.tenant_records,
-                report.expired_records,
-                report.audit_rows
-            )
-        },
-    )
+    out.print(&report, || {
+        format!(
+            "purged {} tenants ({} records), {} expired records, {} audit rows\n",
+            report.tenants.len(),
+            report.tenant_records,
+            report.expired_records,
+            report.audit_rows
+        )
+    })
 }
 
 async fn tenant_deletion(
@@ -586,21 +551,7 @@ async fn tenant_deletion(
 
 async fn audit(vault: &Vault, query: &AuditQuery, out: Output) -> Result<(), CliError> {
     let rows = vault.audit(query).await?;
-    let value: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "at": r.at,
-                "tenant": r.tenant.as_ref().map(TenantId::as_str),
-                "kind": r.kind,
-                "name": r.name,
-                "action": r.action,
-                "actor": r.actor,
-                "outcome": r.outcome,
-            })
-        })
-        .collect();
-    out.print(&value, || {
+    out.print(&rows, || {
         let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
         let mut text = String::new();
         for r in &rows {

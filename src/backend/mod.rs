@@ -6,6 +6,7 @@
 //! transaction. Implementations: [`MemoryBackend`], `SqliteBackend` (feature `sqlite`) and
 //! `PgBackend` (feature `postgres`), all passing the same conformance suite.
 
+mod audit_action;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -32,6 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use audit_action::{AuditAction, OtherAction};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -62,8 +64,9 @@ pub const SCHEMA_VERSION: u32 = 4;
 /// object-safe (`Arc<dyn Backend>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where a record lives: tenant, kind, name (the primary key).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a record lives: tenant, kind, name (the primary key). Serialised as those three
+/// fields, as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct RecordKey {
     /// The tenant.
     pub tenant: TenantId,
@@ -198,8 +201,9 @@ pub struct SecretRow {
     pub lease_until: Option<i64>,
 }
 
-/// One line of the audit log. Never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of the audit log. Never holds a secret. Serialised with these field names (the
+/// tenant as its id, times as Unix seconds, the action as its name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditRow {
     /// When, Unix seconds.
     pub at: i64,
@@ -209,9 +213,8 @@ pub struct AuditRow {
     pub kind: Option<String>,
     /// The record name, if the event concerns a record.
     pub name: Option<String>,
-    /// What happened: `put`, `get`, `update`, `delete`, `disconnect`, `revoke`, `export`,
-    /// `purge`, `tenant_delete`, `tenant_restore`, `refresh`, ...
-    pub action: String,
+    /// What happened (`put`, `get`, `tenant_delete`, ...; stored as that name).
+    pub action: AuditAction,
     /// Who did it (the application's label: a user id, `admin:bob`, `job:purge`).
     pub actor: String,
     /// `ok`, or a short non-secret reason (`revocation failed: http 503`).
@@ -326,7 +329,7 @@ pub(crate) fn purged_record_audit(key: &RecordKey, now: i64, actor: &str) -> Aud
         tenant: Some(key.tenant.clone()),
         kind: Some(key.kind.to_string()),
         name: Some(key.name.to_string()),
-        action: "purge".to_owned(),
+        action: AuditAction::Purge,
         actor: actor.to_owned(),
         outcome: "ok".to_owned(),
     }

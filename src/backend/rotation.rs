@@ -213,7 +213,7 @@ pub(crate) fn reencrypt_audit<'a>(
             tenant: Some(tenant.clone()),
             kind: None,
             name: None,
-            action: "reencrypt".to_owned(),
+            action: crate::backend::AuditAction::Reencrypt,
             actor: actor.to_owned(),
             outcome: format!("ok: {n} records"),
         })

@@ -226,7 +226,7 @@ pub(crate) fn audit_from_row(row: &impl RowExt) -> Result<AuditRow, BackendError
         tenant,
         kind: read(&place, "kind", row.opt_text("kind"))?,
         name: read(&place, "name", row.opt_text("name"))?,
-        action: read(&place, "action", row.text("action"))?,
+        action: read(&place, "action", row.text("action"))?.into(),
         actor: read(&place, "actor", row.text("actor"))?,
         outcome: read(&place, "outcome", row.text("outcome"))?,
     })

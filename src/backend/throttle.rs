@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::sql::{Driver, SqlBackend, params};
 use crate::backend::sql_rows::RowExt;
-use crate::backend::{AuditRow, BackendError, BackendErrorKind, BoxFuture};
+use crate::backend::{AuditAction, AuditRow, BackendError, BackendErrorKind, BoxFuture};
 use crate::password::throttle::{
     Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
     known_key, to_millis, to_stored,
@@ -311,7 +311,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                     audit.push(login_event(
                         now,
                         name,
-                        "login_lockout",
+                        AuditAction::LoginLockout,
                         LOCKOUT_ACTOR,
                         format!("locked for {} s", wait.as_secs()),
                     ));
@@ -379,7 +379,7 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                 vec![login_event(
                     now,
                     &names[0],
-                    "login_unlock",
+                    AuditAction::LoginUnlock,
                     actor,
                     format!("ok: {deleted} lock rows cleared"),
                 )]
@@ -414,7 +414,7 @@ pub(crate) const LOCKOUT_ACTOR: &str = "throttle";
 fn login_event(
     now: SystemTime,
     name: &str,
-    action: &str,
+    action: AuditAction,
     actor: &str,
     outcome: String,
 ) -> AuditRow {
@@ -423,7 +423,7 @@ fn login_event(
         tenant: None,
         kind: None,
         name: Some(name.to_owned()),
-        action: action.to_owned(),
+        action,
         actor: actor.to_owned(),
         outcome,
     }

@@ -45,6 +45,70 @@ const HEADER_LEN: usize = 1 + TIMESTAMP_LEN + IV_LEN;
 /// The shortest valid token: header, one ciphertext block, HMAC.
 const MIN_TOKEN_LEN: usize = HEADER_LEN + BLOCK_LEN + HMAC_LEN;
 
+/// The four decrypt methods of [`Fernet`] and [`MultiFernet`] (one copy for both: they differ
+/// only in which keys `key_list` gives). `$keys` says which keys, in the docs.
+macro_rules! decrypt_methods {
+    ($keys:literal) => {
+        #[doc = concat!(
+            "Decrypts a token with ", $keys,
+            ", without any time check (as Python does when `ttl` is `None`)."
+        )]
+        ///
+        /// # Errors
+        ///
+        /// [`InvalidToken`] for any token that is not a valid token under the key(s).
+        pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<SecretBytes, InvalidToken> {
+            decrypt_parts(self.key_list(), token.as_ref(), None).map(|(_, data)| data)
+        }
+
+        #[doc = concat!(
+            "Decrypts a token with ", $keys,
+            " if it is no older than `ttl` seconds and not stamped more than 60 s in the future."
+        )]
+        ///
+        /// # Errors
+        ///
+        /// [`InvalidToken`] for a bad token, or one outside the time window.
+        pub fn decrypt_with_ttl(
+            &self,
+            token: impl AsRef<[u8]>,
+            ttl: u64,
+        ) -> Result<SecretBytes, InvalidToken> {
+            self.decrypt_at_time(token, ttl, now())
+        }
+
+        /// [`decrypt_with_ttl`](Self::decrypt_with_ttl) with the current time given (Python's
+        /// `decrypt_at_time(token, ttl, current_time)`).
+        ///
+        /// # Errors
+        ///
+        /// [`InvalidToken`] for a bad token, or one outside the time window.
+        pub fn decrypt_at_time(
+            &self,
+            token: impl AsRef<[u8]>,
+            ttl: u64,
+            current_time: u64,
+        ) -> Result<SecretBytes, InvalidToken> {
+            decrypt_parts(self.key_list(), token.as_ref(), Some((ttl, current_time)))
+                .map(|(_, data)| data)
+        }
+
+        #[doc = concat!(
+            "The timestamp of a token that ", $keys,
+            " authenticates (Python's `extract_timestamp`); the HMAC is checked, nothing is \
+             decrypted."
+        )]
+        ///
+        /// # Errors
+        ///
+        /// [`InvalidToken`] if the token is malformed or its HMAC does not verify.
+        pub fn extract_timestamp(&self, token: impl AsRef<[u8]>) -> Result<u64, InvalidToken> {
+            let raw = decode_token(token.as_ref())?;
+            authenticate(self.key_list(), &raw).map(|_| timestamp_of(&raw))
+        }
+    };
+}
+
 /// A token failed to decrypt. Python's `cryptography.fernet.InvalidToken`.
 ///
 /// Every failure is this one error. [`reason`](Self::reason) separates what anybody can see
@@ -248,70 +312,11 @@ impl Fernet {
         URL_SAFE.encode(&buf)
     }
 
-    /// Decrypts a token without any time check (as Python does when `ttl` is `None`).
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] for any token that is not a valid token under this key.
-    pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_parts(token.as_ref(), None)
-            .map(|(_, data)| data)
-    }
+    decrypt_methods!("this key");
 
-    /// Decrypts a token no older than `ttl` seconds and not stamped more than 60 s in the future.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] for a bad token, or one outside the time window.
-    pub fn decrypt_with_ttl(
-        &self,
-        token: impl AsRef<[u8]>,
-        ttl: u64,
-    ) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_at_time(token, ttl, now())
-    }
-
-    /// [`decrypt_with_ttl`](Self::decrypt_with_ttl) with the current time given (Python's
-    /// `decrypt_at_time(token, ttl, current_time)`).
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] for a bad token, or one outside the time window.
-    pub fn decrypt_at_time(
-        &self,
-        token: impl AsRef<[u8]>,
-        ttl: u64,
-        current_time: u64,
-    ) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_parts(token.as_ref(), Some((ttl, current_time)))
-            .map(|(_, data)| data)
-    }
-
-    /// The timestamp of an authentic token (Python's `extract_timestamp`); the HMAC is checked,
-    /// nothing is decrypted.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] if the token is malformed or its HMAC does not verify.
-    pub fn extract_timestamp(&self, token: impl AsRef<[u8]>) -> Result<u64, InvalidToken> {
-        let raw = decode_token(token.as_ref())?;
-        self.verify_hmac(&raw)?;
-        Ok(timestamp_of(&raw))
-    }
-
-    /// Decrypts, returning the token's timestamp too.
-    fn decrypt_parts(
-        &self,
-        token: &[u8],
-        time: Option<(u64, u64)>,
-    ) -> Result<(u64, SecretBytes), InvalidToken> {
-        let raw = decode_token(token)?;
-        self.verify_hmac(&raw)?;
-        let timestamp = timestamp_of(&raw);
-        if let Some((ttl, current_time)) = time {
-            check_time(timestamp, ttl, current_time)?;
-        }
-        self.decrypt_verified(&raw).map(|p| (timestamp, p))
+    /// This key, as a key list of one (what the decrypt methods search).
+    fn key_list(&self) -> &[Fernet] {
+        std::slice::from_ref(self)
     }
 
     /// Spec step 4 and 5: recompute the HMAC and compare in constant time.
@@ -403,55 +408,11 @@ impl MultiFernet {
         self.primary().encrypt_at_time(data, current_time)
     }
 
-    /// Decrypts with whichever key verifies, without a time check.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] if no key opens the token.
-    pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_parts(token.as_ref(), None).map(|(_, d)| d)
-    }
+    decrypt_methods!("any of the keys");
 
-    /// Decrypts with whichever key verifies, within `ttl` seconds.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] if no key opens the token or it is outside the time window.
-    pub fn decrypt_with_ttl(
-        &self,
-        token: impl AsRef<[u8]>,
-        ttl: u64,
-    ) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_at_time(token, ttl, now())
-    }
-
-    /// [`decrypt_with_ttl`](Self::decrypt_with_ttl) with the current time given.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] if no key opens the token or it is outside the time window.
-    pub fn decrypt_at_time(
-        &self,
-        token: impl AsRef<[u8]>,
-        ttl: u64,
-        current_time: u64,
-    ) -> Result<SecretBytes, InvalidToken> {
-        self.decrypt_parts(token.as_ref(), Some((ttl, current_time)))
-            .map(|(_, d)| d)
-    }
-
-    /// The timestamp of a token that any key authenticates.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidToken`] if no key authenticates the token.
-    pub fn extract_timestamp(&self, token: impl AsRef<[u8]>) -> Result<u64, InvalidToken> {
-        let raw = decode_token(token.as_ref())?;
-        self.keys
-            .iter()
-            .find(|k| k.verify_hmac(&raw).is_ok())
-            .map(|_| timestamp_of(&raw))
-            .ok_or(InvalidToken::new(InvalidTokenReason::Unauthenticated))
+    /// The keys the decrypt methods try, in order.
+    fn key_list(&self) -> &[Fernet] {
+        &self.keys
     }
 
     /// Re-encrypts a token under the first key, keeping its original timestamp (Python's
@@ -461,29 +422,34 @@ impl MultiFernet {
     ///
     /// [`InvalidToken`] if no key opens the token.
     pub fn rotate(&self, token: impl AsRef<[u8]>) -> Result<String, InvalidToken> {
-        let (timestamp, data) = self.decrypt_parts(token.as_ref(), None)?;
+        let (timestamp, data) = decrypt_parts(&self.keys, token.as_ref(), None)?;
         Ok(self
             .primary()
             .encrypt_at_time(data.expose_secret(), timestamp))
     }
+}
 
-    fn decrypt_parts(
-        &self,
-        token: &[u8],
-        time: Option<(u64, u64)>,
-    ) -> Result<(u64, SecretBytes), InvalidToken> {
-        let raw = decode_token(token)?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.verify_hmac(&raw).is_ok())
-            .ok_or(InvalidToken::new(InvalidTokenReason::Unauthenticated))?;
-        let timestamp = timestamp_of(&raw);
-        if let Some((ttl, current_time)) = time {
-            check_time(timestamp, ttl, current_time)?;
-        }
-        key.decrypt_verified(&raw).map(|p| (timestamp, p))
+/// Decrypts `token` with the first of `keys` whose HMAC verifies, after checking the time
+/// window when `time` is `(ttl, current_time)`; returns the token's timestamp too.
+fn decrypt_parts(
+    keys: &[Fernet],
+    token: &[u8],
+    time: Option<(u64, u64)>,
+) -> Result<(u64, SecretBytes), InvalidToken> {
+    let raw = decode_token(token)?;
+    let key = authenticate(keys, &raw)?;
+    let timestamp = timestamp_of(&raw);
+    if let Some((ttl, current_time)) = time {
+        check_time(timestamp, ttl, current_time)?;
     }
+    key.decrypt_verified(&raw).map(|p| (timestamp, p))
+}
+
+/// The first of `keys` whose HMAC verifies `raw`.
+fn authenticate<'k>(keys: &'k [Fernet], raw: &[u8]) -> Result<&'k Fernet, InvalidToken> {
+    keys.iter()
+        .find(|k| k.verify_hmac(raw).is_ok())
+        .ok_or(InvalidToken::new(InvalidTokenReason::Unauthenticated))
 }
 
 /// Spec steps 1 and 2, plus the length rules: base64url-decode and check the framing.

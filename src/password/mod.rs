@@ -51,7 +51,9 @@ pub use scheme::{
 pub use throttle::{Decision, InMemoryThrottle, LoginThrottle, ThrottleConfig};
 
 /// Parses a hash string as `verify` would, re-encodes what it can, and checks the result
-/// parses back the same. For the fuzz target `password_hash`; not a stable API.
+/// parses back the same. For the fuzz target `password_hash` (feature `fuzzing`); not a
+/// stable API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub fn fuzz_parse_hash(data: &[u8]) {
     formats::fuzz_round_trip(data);

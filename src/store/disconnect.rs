@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::TenantId;
-use crate::backend::{BoxFuture, RecordKey};
+use crate::backend::{AuditAction, BoxFuture, RecordKey};
 use crate::secret::SecretBytes;
 use crate::store::{OAuthToken, SecretKind, StoreError, Tenant};
 
@@ -80,15 +80,26 @@ pub trait Revoker: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<(), RevokeError>>;
 }
 
-/// What [`Tenant::disconnect`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A credential whose revocation failed or could not be attempted (it was deleted anyway).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RevocationFailure {
+    /// The record kind.
+    pub kind: String,
+    /// The record name.
+    pub name: String,
+    /// Why: the revoker's message, or that the record could not be opened (never a secret).
+    pub reason: String,
+}
+
+/// What [`Tenant::disconnect`] did. Serialised with these field names; times are Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DisconnectReport {
     /// Credentials deleted at once.
     pub deleted: u64,
     /// Credentials the revoker accepted.
     pub revoked: u64,
-    /// Credentials whose revocation failed or could not be attempted: (kind, name, reason).
-    pub revocation_failures: Vec<(String, String, String)>,
+    /// Credentials whose revocation failed or could not be attempted.
+    pub revocation_failures: Vec<RevocationFailure>,
     /// Derived records scheduled for the purge job.
     pub derived_scheduled: u64,
     /// When the purge job may delete the derived records.
@@ -137,19 +148,23 @@ impl Tenant {
             match outcome {
                 Some(Ok(())) => {
                     report.revoked += 1;
-                    audit.push(self.audit(&row.key, "revoke", "ok"));
+                    audit.push(self.audit(&row.key, AuditAction::Revoke, "ok"));
                 }
                 Some(Err(reason)) => {
-                    audit.push(self.audit(&row.key, "revoke", &format!("failed: {reason}")));
-                    report.revocation_failures.push((
-                        row.key.kind.to_string(),
-                        row.key.name.to_string(),
-                        reason,
+                    audit.push(self.audit(
+                        &row.key,
+                        AuditAction::Revoke,
+                        &format!("failed: {reason}"),
                     ));
+                    report.revocation_failures.push(RevocationFailure {
+                        kind: row.key.kind.to_string(),
+                        name: row.key.name.to_string(),
+                        reason,
+                    });
                 }
                 None => {}
             }
-            audit.push(self.audit(&row.key, "disconnect", "ok"));
+            audit.push(self.audit(&row.key, AuditAction::Disconnect, "ok"));
             keys.push(row.key.clone());
         }
         report.deleted = self.vault.backend().delete(&keys, &audit).await?;
@@ -161,7 +176,13 @@ impl Tenant {
             let keys: Vec<RecordKey> = derived.iter().map(|r| r.key.clone()).collect();
             let audit: Vec<_> = keys
                 .iter()
-                .map(|k| self.audit(k, "schedule_purge", &format!("purge after {purge_after}")))
+                .map(|k| {
+                    self.audit(
+                        k,
+                        AuditAction::SchedulePurge,
+                        &format!("purge after {purge_after}"),
+                    )
+                })
                 .collect();
             report.derived_scheduled = self
                 .vault

@@ -94,8 +94,8 @@ pub enum StoreError {
     /// [`Vault::reencrypt`](crate::store::Vault::reencrypt)).
     #[error("{what} version {version} is still needed by {count} {needed_by}")]
     KeyInUse {
-        /// Which key: `kek` (key-encryption key) or `dek` (a tenant's data key).
-        what: &'static str,
+        /// Which key: a key-encryption key or a tenant's data key (shown as `kek`, `dek`).
+        what: KeyKind,
         /// The version.
         version: KeyVersion,
         /// How many things still need it.
@@ -201,9 +201,10 @@ pub enum StoreError {
     /// The record type could not be serialised (a bug in its `Serialize` impl).
     #[error("record could not be serialised: {0}")]
     Serialize(String),
-    /// A refresh closure failed; the stored token is unchanged.
+    /// A refresh closure failed; the stored token is unchanged. Holds the application's error
+    /// as its [`source`](std::error::Error::source) (downcast it to get it back).
     #[error("refresh failed: {0}")]
-    RefreshFailed(String),
+    RefreshFailed(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Waited too long for another refresh of the same record to finish.
     #[error(
         "timed out waiting for a concurrent refresh of {kind} record {name:?} of tenant {tenant}"
@@ -239,6 +240,33 @@ pub enum StoreError {
     /// An invalid tenant id, kind or name.
     #[error(transparent)]
     Id(#[from] IdError),
+}
+
+/// Which kind of key a [`StoreError::KeyInUse`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// A version of the key-encryption key (`kek`).
+    Kek,
+    /// A version of a tenant's data key (`dek`).
+    Dek,
+}
+
+impl KeyKind {
+    /// Its short name in messages: `kek`, `dek`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kek => "kek",
+            Self::Dek => "dek",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl StoreError {

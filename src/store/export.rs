@@ -4,11 +4,11 @@
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use crate::backend::{SecretRow, TenantRow};
+use crate::backend::{AuditAction, SecretRow, TenantRow};
 use crate::store::{StoreError, Tenant};
 
-/// What an export wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What an export wrote. Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportReport {
     /// Records written.
     pub records: u64,
@@ -90,7 +90,7 @@ impl Tenant {
         write(out, unreadable_text.as_bytes()).await?;
         write(out, b"}\n").await?;
         out.flush().await.map_err(StoreError::Export)?;
-        self.audit_export("export_json").await?;
+        self.audit_export(AuditAction::ExportJson).await?;
         Ok(report)
     }
 
@@ -135,7 +135,7 @@ impl Tenant {
             }
         }
         out.flush().await.map_err(StoreError::Export)?;
-        self.audit_export("export_csv").await?;
+        self.audit_export(AuditAction::ExportCsv).await?;
         Ok(report)
     }
 
@@ -151,10 +151,8 @@ impl Tenant {
         Ok(row)
     }
 
-    async fn audit_export(&self, action: &str) -> Result<(), StoreError> {
-        let audit = [self
-            .vault
-            .audit_row(&self.id, None, None, action, &self.actor, "ok")];
+    async fn audit_export(&self, action: AuditAction) -> Result<(), StoreError> {
+        let audit = [self.vault.tenant_audit(&self.id, action, &self.actor, "ok")];
         Ok(self.vault.backend().append_audit(&audit).await?)
     }
 }

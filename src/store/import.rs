@@ -176,8 +176,31 @@ pub enum FailureCause {
     UnreadableSource,
 }
 
-/// One value that was not imported. Never holds the token or the plaintext.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl FailureCause {
+    /// Its name in snake case (`invalid_token`, `plaintext_not_allowed`, ...): how it is
+    /// serialised. The token's own reason is in the failure's `reason` text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidToken(_) => "invalid_token",
+            Self::PlaintextNotAllowed => "plaintext_not_allowed",
+            Self::NotUtf8 => "not_utf8",
+            Self::MappingFailed => "mapping_failed",
+            Self::InvalidRecord => "invalid_record",
+            Self::TenantNotWritable => "tenant_not_writable",
+            Self::UnreadableSource => "unreadable_source",
+        }
+    }
+}
+
+impl serde::Serialize for FailureCause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One value that was not imported. Never holds the token or the plaintext. Serialised with
+/// these field names (`cause` as [`FailureCause::as_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportFailure {
     /// The value's tenant, as the source gave it (cut to 256 bytes); `None` when the source
     /// could not read it.
@@ -200,7 +223,9 @@ pub struct ImportFailure {
 /// assert_eq!(report.seen(), 0);
 /// assert!(report.failures.is_empty());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
     /// Values sealed into the vault by this run.
     pub imported: u64,

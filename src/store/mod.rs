@@ -27,8 +27,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use audit::ReadAudit;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use disconnect::{DisconnectReport, RevocationRequest, RevokeError, Revoker};
-pub use error::StoreError;
+pub use disconnect::{
+    DisconnectReport, RevocationFailure, RevocationRequest, RevokeError, Revoker,
+};
+pub use error::{KeyKind, StoreError};
 pub use export::{CSV_HEADER, ExportReport};
 pub use import::{
     FailureCause, FernetImport, IMPORT_ACTOR, ImportError, ImportFailure, ImportReport,
@@ -40,12 +42,12 @@ pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCoo
 pub use report::{DekState, DekStatus, KekStatus, KeyReport, RotationPolicy};
 pub use retention::{PURGE_ACTOR, PurgeReport};
 pub use rotate::{
-    MAX_LISTED_FAILURES, REENCRYPT_ACTOR, ROTATE_ACTOR, ReencryptOptions, ReencryptReport,
-    RewrapReport,
+    MAX_LISTED_FAILURES, REENCRYPT_ACTOR, ROTATE_ACTOR, ReencryptFailure, ReencryptOptions,
+    ReencryptReport, RewrapFailure, RewrapReport,
 };
 pub use tenant::{RecordInfo, Tenant, Versioned};
 
-use crate::backend::{AuditRow, Backend, DekRow, IntoBackend, TenantRow};
+use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, TenantRow};
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
@@ -286,12 +288,24 @@ impl Vault {
         self.inner.clock.now()
     }
 
+    /// An audit row about a tenant as a whole (no record).
+    pub(crate) fn tenant_audit(
+        &self,
+        tenant: &TenantId,
+        action: AuditAction,
+        actor: &str,
+        outcome: &str,
+    ) -> AuditRow {
+        self.audit_row(tenant, None, None, action, actor, outcome)
+    }
+
+    /// An audit row about a tenant and, if given, one of its records.
     pub(crate) fn audit_row(
         &self,
         tenant: &TenantId,
         kind: Option<&str>,
         name: Option<&str>,
-        action: &str,
+        action: AuditAction,
         actor: &str,
         outcome: &str,
     ) -> AuditRow {
@@ -300,7 +314,7 @@ impl Vault {
             tenant: Some(tenant.clone()),
             kind: kind.map(str::to_owned),
             name: name.map(str::to_owned),
-            action: action.to_owned(),
+            action,
             actor: actor.to_owned(),
             outcome: outcome.to_owned(),
         }
@@ -381,7 +395,7 @@ impl Vault {
             purge_after: None,
             shredded_at: None,
         };
-        let audit = [self.audit_row(tenant, None, None, "tenant_create", actor, "ok")];
+        let audit = [self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok")];
         Ok(self.inner.backend.insert_tenant(&row, &audit).await?)
     }
 
@@ -405,13 +419,7 @@ impl Vault {
         wrapped: &[u8],
     ) -> Result<Arc<TenantDek>, StoreError> {
         let cache_key = (tenant.clone(), version, created_at);
-        if let Some(dek) = self
-            .inner
-            .deks
-            .read()
-            .ok()
-            .and_then(|m| m.get(&cache_key).cloned())
-        {
+        if let Some(dek) = self.cached_dek(&cache_key) {
             return Ok(dek);
         }
         let shred = self
@@ -450,14 +458,7 @@ impl Vault {
         if version == row.dek_version {
             return self.dek(row).map(Some);
         }
-        let cache_key = (row.tenant.clone(), version, row.created_at);
-        if let Some(dek) = self
-            .inner
-            .deks
-            .read()
-            .ok()
-            .and_then(|m| m.get(&cache_key).cloned())
-        {
+        if let Some(dek) = self.cached_dek(&(row.tenant.clone(), version, row.created_at)) {
             return Ok(Some(dek));
         }
         let retired = self.inner.backend.retired_deks(&row.tenant).await?;
@@ -470,6 +471,12 @@ impl Vault {
                 .map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The cached record key of (tenant, DEK version, tenant creation time), if unwrapped
+    /// before (a poisoned cache is a miss).
+    fn cached_dek(&self, key: &(TenantId, KeyVersion, i64)) -> Option<Arc<TenantDek>> {
+        self.inner.deks.read().ok()?.get(key).cloned()
     }
 
     /// The key provider (KEK).

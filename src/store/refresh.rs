@@ -7,11 +7,10 @@
 //! the same refresh token twice and one of the new tokens would be lost, disconnecting the
 //! user. A holder that dies leaves a lease that expires after `refresh_lease` seconds.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::backend::{BackendErrorKind, RecordKey, SecretRow};
+use crate::backend::{AuditAction, BackendErrorKind, RecordKey, SecretRow};
 use crate::store::{OAuthToken, StoreError, Tenant, Versioned};
 
 /// First wait between looks at a record whose refresh is in progress elsewhere.
@@ -30,8 +29,9 @@ impl Tenant {
     /// # Errors
     ///
     /// [`StoreError::RefreshFailed`] if the closure fails: the stored token is unchanged, the
-    /// lease released, and the closure's error message is kept (keep secrets out of it: it
-    /// reaches error messages and logs); [`StoreError::RefreshTimedOut`] if another refresh
+    /// lease released, and the closure's error is kept as the error's source (any
+    /// `std::error::Error + Send + Sync`, or a message: keep secrets out of it, it reaches
+    /// error messages and logs); [`StoreError::RefreshTimedOut`] if another refresh
     /// held the lease past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
     #[tracing::instrument(name = "credvault.refresh", skip_all, fields(tenant = %self.id, kind = "oauth_token", name = name), err(Display, level = "debug"))]
     pub async fn refresh<F, Fut, E>(
@@ -43,7 +43,7 @@ impl Tenant {
     where
         F: FnOnce(OAuthToken) -> Fut,
         Fut: Future<Output = Result<OAuthToken, E>>,
-        E: Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let key = self.key::<OAuthToken>(name)?;
         let lease = self.vault.config().refresh_lease;
@@ -80,7 +80,7 @@ impl Tenant {
             let mut leased = row.clone();
             leased.version = row.version.saturating_add(1);
             leased.lease_until = Some(now.saturating_add(lease));
-            let audit = [self.audit(&key, "refresh_lease", "ok")];
+            let audit = [self.audit(&key, AuditAction::RefreshLease, "ok")];
             match self
                 .vault
                 .backend()
@@ -103,7 +103,7 @@ impl Tenant {
                             Some(&leased),
                             leased.version,
                             None,
-                            "refresh",
+                            AuditAction::Refresh,
                         )
                         .await?;
                     Ok(Versioned {
@@ -113,7 +113,7 @@ impl Tenant {
                 }
                 Err(e) => {
                     self.release_lease(&key, leased).await?;
-                    Err(StoreError::RefreshFailed(e.to_string()))
+                    Err(StoreError::RefreshFailed(e.into()))
                 }
             };
         }
@@ -130,7 +130,7 @@ impl Tenant {
             let mut released = leased.clone();
             released.version = leased.version.saturating_add(1);
             released.lease_until = None;
-            let audit = [self.audit(key, "refresh", "failed")];
+            let audit = [self.audit(key, AuditAction::Refresh, "failed")];
             match self
                 .vault
                 .backend()

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::backend::RecordCount;
 use crate::keys::KeyState;
-use crate::store::rotate::DEK_PAGE;
+use crate::store::rotate::DekPages;
 use crate::store::{DAY, StoreError, Vault};
 use crate::{KeyVersion, TenantId};
 
@@ -180,9 +180,8 @@ impl Vault {
         let mut wrapped_per_kek: BTreeMap<KeyVersion, u64> = BTreeMap::new();
         let mut known: BTreeMap<(TenantId, KeyVersion), ()> = BTreeMap::new();
         let mut minimums: BTreeMap<TenantId, KeyVersion> = BTreeMap::new();
-        let mut after = None;
-        loop {
-            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+        let mut pages = DekPages::default();
+        while let Some(page) = pages.next(self).await? {
             for dek in &page {
                 if !dek.is_current() {
                     continue;
@@ -232,12 +231,6 @@ impl Vault {
                     below_minimum,
                     records,
                 });
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                    after = Some((last.tenant.clone(), last.version))
-                }
-                _ => break,
             }
         }
         // Records naming a data key version their tenant never had (or a purged tenant).

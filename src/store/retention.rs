@@ -1,10 +1,12 @@
 //! Tenant deletion with a grace period, and the purge job.
 
 use crate::TenantId;
+use crate::backend::AuditAction;
 use crate::store::{StoreError, Vault};
 
-/// What one run of [`Vault::purge`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one run of [`Vault::purge`] did. Serialised with these field names (tenants as their
+/// ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeReport {
     /// Tenants destroyed (shred secret, wrapped DEK and records).
     pub tenants: Vec<TenantId>,
@@ -33,7 +35,7 @@ impl Vault {
         self.keys_ready().await?;
         let now = self.now();
         let purge_after = now.saturating_add(self.config().grace_period);
-        let audit = [self.audit_row(&id, None, None, "tenant_delete", actor, "ok")];
+        let audit = [self.tenant_audit(&id, AuditAction::TenantDelete, actor, "ok")];
         let found = self
             .backend()
             .set_tenant_deletion(&id, Some(now), Some(purge_after), &audit)
@@ -56,7 +58,7 @@ impl Vault {
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
         self.keys_ready().await?;
-        let audit = [self.audit_row(&id, None, None, "tenant_restore", actor, "ok")];
+        let audit = [self.tenant_audit(&id, AuditAction::TenantRestore, actor, "ok")];
         self.forget_tenant_row(&id);
         if !self
             .backend()
@@ -102,11 +104,9 @@ impl Vault {
             };
             if row.shredded_at.is_none() {
                 if self.inner.tenant_keys.get(&tenant)?.is_none() {
-                    let audit = [self.audit_row(
+                    let audit = [self.tenant_audit(
                         &tenant,
-                        None,
-                        None,
-                        "tenant_purge",
+                        AuditAction::TenantPurge,
                         PURGE_ACTOR,
                         "refused: shred secret missing from the tenant-key store",
                     )];
@@ -117,7 +117,7 @@ impl Vault {
                 // Recorded first: a run killed after destroying the secret is recognised as
                 // ours by the next one, which finishes the purge.
                 let audit =
-                    [self.audit_row(&tenant, None, None, "tenant_shred", PURGE_ACTOR, "ok")];
+                    [self.tenant_audit(&tenant, AuditAction::TenantShred, PURGE_ACTOR, "ok")];
                 self.backend()
                     .set_tenant_shredded(&tenant, now, &audit)
                     .await?;
@@ -126,7 +126,7 @@ impl Vault {
             // opens, even if the process dies before they are deleted.
             self.inner.tenant_keys.destroy(&tenant)?;
             self.forget_tenant(&tenant);
-            let audit = [self.audit_row(&tenant, None, None, "tenant_purge", PURGE_ACTOR, "ok")];
+            let audit = [self.tenant_audit(&tenant, AuditAction::TenantPurge, PURGE_ACTOR, "ok")];
             report.tenant_records += self.backend().purge_tenant(&tenant, &audit).await?;
             report.tenants.push(tenant);
         }

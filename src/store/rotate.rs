@@ -10,12 +10,13 @@
 //! tenant's current data key, so no application write is lost or left under an old key.
 
 use crate::backend::{
-    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError, Resealed, StaleRecord,
+    AuditAction, AuditRow, BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError,
+    Resealed, StaleRecord,
 };
 use crate::crypto::Context;
 use crate::envelope::new_dek_material;
 use crate::keys::Keyring;
-use crate::store::{Progress, ProgressClock, StoreError, Vault};
+use crate::store::{KeyKind, Progress, ProgressClock, StoreError, Vault};
 use crate::{KeyVersion, TenantId};
 
 /// Who the audit log names for the re-encryption job's writes.
@@ -24,6 +25,35 @@ pub const REENCRYPT_ACTOR: &str = "job:reencrypt";
 pub const ROTATE_ACTOR: &str = "job:rotate";
 /// Data keys read per page when walking every tenant's keys.
 pub(crate) const DEK_PAGE: u32 = 500;
+/// Every data key of every tenant (current and retired, destroyed ones too), a page at a time
+/// in (tenant, version) order: `while let Some(page) = pages.next(vault).await? { ... }`.
+/// The last page may be empty.
+#[derive(Debug, Default)]
+pub(crate) struct DekPages {
+    after: Option<(TenantId, KeyVersion)>,
+    done: bool,
+}
+
+impl DekPages {
+    /// The next page, `None` after the last.
+    pub(crate) async fn next(&mut self, vault: &Vault) -> Result<Option<Vec<DekRow>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = vault
+            .backend()
+            .deks_page(self.after.as_ref(), DEK_PAGE)
+            .await?;
+        match page.last() {
+            Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                self.after = Some((last.tenant.clone(), last.version));
+            }
+            _ => self.done = true,
+        }
+        Ok(Some(page))
+    }
+}
+
 /// Failures kept by name in a report (the count is exact).
 pub const MAX_LISTED_FAILURES: usize = 100;
 
@@ -50,8 +80,33 @@ impl Default for ReencryptOptions {
     }
 }
 
+/// A record [`Vault::reencrypt`] could not reseal: it stays as it was.
+///
+/// Serialised flat: `tenant`, `kind`, `name`, `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReencryptFailure {
+    /// Where the record lives.
+    #[serde(flatten)]
+    pub key: RecordKey,
+    /// Why (unreadable, or sealed with a version below the tenant's minimum; never the
+    /// content).
+    pub reason: String,
+}
+
+/// A data key [`Vault::rewrap_deks`] could not rewrap: it stays wrapped as it was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RewrapFailure {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The data key's version.
+    pub dek_version: KeyVersion,
+    /// Why it could not be unwrapped or rewrapped.
+    pub reason: String,
+}
+
 /// What a run of [`Vault::reencrypt`] did (this worker only, when several share the job).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReencryptReport {
     /// Records that needed re-encryption when the job started (all workers).
     pub total: u64,
@@ -63,7 +118,7 @@ pub struct ReencryptReport {
     /// tenant's minimum), counted once.
     pub failed: u64,
     /// The first [`MAX_LISTED_FAILURES`] of them, with the reason (never the content).
-    pub failures: Vec<(RecordKey, String)>,
+    pub failures: Vec<ReencryptFailure>,
     /// Batches committed.
     pub batches: u64,
     /// Records still not under their tenant's current data key when the job ended (the
@@ -73,15 +128,15 @@ pub struct ReencryptReport {
     pub destroyed_deks: u64,
 }
 
-/// What [`Vault::rewrap_deks`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What [`Vault::rewrap_deks`] did. Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RewrapReport {
     /// Data keys (current and retired) now wrapped under the primary KEK that were not.
     pub rewrapped: u64,
     /// Data keys that already were.
     pub already_current: u64,
     /// Data keys that could not be unwrapped, with the reason.
-    pub failures: Vec<(TenantId, KeyVersion, String)>,
+    pub failures: Vec<RewrapFailure>,
 }
 
 impl Vault {
@@ -143,9 +198,8 @@ impl Vault {
         self.keys_ready().await?;
         let clock = ProgressClock::start(0);
         let mut rotated = 0u64;
-        let mut after = None;
-        loop {
-            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+        let mut pages = DekPages::default();
+        while let Some(page) = pages.next(self).await? {
             for dek in page.iter().filter(|d| d.is_current()) {
                 // A tenant rotated concurrently already has a fresh key: leave it.
                 if self
@@ -157,13 +211,8 @@ impl Vault {
                 }
             }
             progress(clock.at(rotated));
-            match page.last() {
-                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                    after = Some((last.tenant.clone(), last.version));
-                }
-                _ => return Ok(rotated),
-            }
         }
+        Ok(rotated)
     }
 
     /// Rewraps every data key (current and retired) that is not wrapped under the key
@@ -187,9 +236,8 @@ impl Vault {
         let primary = self.kek().primary_version();
         let clock = ProgressClock::start(0);
         let mut report = RewrapReport::default();
-        let mut after = None;
-        loop {
-            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+        let mut pages = DekPages::default();
+        while let Some(page) = pages.next(self).await? {
             for dek in &page {
                 let Some(wrapped) = &dek.wrapped_dek else {
                     continue; // destroyed: nothing to rewrap
@@ -202,21 +250,16 @@ impl Vault {
                     Ok(true) => report.rewrapped += 1,
                     Ok(false) => {} // changed meanwhile (rotated or rewrapped elsewhere)
                     Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e)),
-                    Err(e) => {
-                        report
-                            .failures
-                            .push((dek.tenant.clone(), dek.version, e.to_string()))
-                    }
+                    Err(e) => report.failures.push(RewrapFailure {
+                        tenant: dek.tenant.clone(),
+                        dek_version: dek.version,
+                        reason: e.to_string(),
+                    }),
                 }
             }
             progress(clock.at(report.rewrapped + report.already_current));
-            match page.last() {
-                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                    after = Some((last.tenant.clone(), last.version));
-                }
-                _ => return Ok(report),
-            }
         }
+        Ok(report)
     }
 
     /// How many data keys (current and retired, not destroyed) are wrapped under KEK
@@ -227,20 +270,14 @@ impl Vault {
     /// Storage errors.
     pub async fn kek_usage(&self, version: KeyVersion) -> Result<u64, StoreError> {
         let mut n = 0u64;
-        let mut after = None;
-        loop {
-            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+        let mut pages = DekPages::default();
+        while let Some(page) = pages.next(self).await? {
             n += page
                 .iter()
                 .filter(|d| d.wrapped_dek.is_some() && d.kek_version == version)
                 .count() as u64;
-            match page.last() {
-                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                    after = Some((last.tenant.clone(), last.version));
-                }
-                _ => return Ok(n),
-            }
         }
+        Ok(n)
     }
 
     /// Destroys KEK `version` in `keyring` if no data key in this vault is wrapped under it
@@ -265,7 +302,7 @@ impl Vault {
         let count = self.kek_usage(version).await?;
         if count > 0 {
             return Err(StoreError::KeyInUse {
-                what: "kek",
+                what: KeyKind::Kek,
                 version,
                 count,
                 needed_by: "tenant data keys",
@@ -300,7 +337,7 @@ impl Vault {
     pub async fn destroy_dek(&self, tenant: &str, version: KeyVersion) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
         self.keys_ready().await?;
-        let audit = [self.dek_audit(&id, "dek_destroy", version)];
+        let audit = [self.dek_audit(&id, AuditAction::DekDestroy, version)];
         let outcome = self
             .backend()
             .destroy_dek(&id, version, self.now(), &audit)
@@ -309,7 +346,7 @@ impl Vault {
         match outcome {
             DestroyDek::Destroyed => Ok(()),
             DestroyDek::InUse(count) => Err(StoreError::KeyInUse {
-                what: "dek",
+                what: KeyKind::Dek,
                 version,
                 count,
                 needed_by: "records",
@@ -331,14 +368,13 @@ impl Vault {
     /// Storage errors.
     pub async fn destroy_unused_deks(&self) -> Result<u64, StoreError> {
         let mut destroyed = 0u64;
-        let mut after = None;
-        loop {
-            let page = self.backend().deks_page(after.as_ref(), DEK_PAGE).await?;
+        let mut pages = DekPages::default();
+        while let Some(page) = pages.next(self).await? {
             for dek in page
                 .iter()
                 .filter(|d| !d.is_current() && d.wrapped_dek.is_some())
             {
-                let audit = [self.dek_audit(&dek.tenant, "dek_destroy", dek.version)];
+                let audit = [self.dek_audit(&dek.tenant, AuditAction::DekDestroy, dek.version)];
                 let outcome = self
                     .backend()
                     .destroy_dek(&dek.tenant, dek.version, self.now(), &audit)
@@ -348,13 +384,8 @@ impl Vault {
                     self.forget_deks(&dek.tenant);
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                    after = Some((last.tenant.clone(), last.version));
-                }
-                _ => return Ok(destroyed),
-            }
         }
+        Ok(destroyed)
     }
 
     /// Forbids opening a tenant's records sealed with a data key version below `minimum`
@@ -371,7 +402,7 @@ impl Vault {
         minimum: KeyVersion,
     ) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
-        let audit = [self.dek_audit(&id, "dek_min_version", minimum)];
+        let audit = [self.dek_audit(&id, AuditAction::DekMinVersion, minimum)];
         let done = self
             .backend()
             .set_min_dek_version(&id, minimum, &audit)
@@ -438,7 +469,10 @@ impl Vault {
                 failed += u64::try_from(out.failed.len()).unwrap_or(u64::MAX);
                 for f in out.failed {
                     if failures.len() < MAX_LISTED_FAILURES {
-                        failures.push((f.key, f.error.to_string()));
+                        failures.push(ReencryptFailure {
+                            key: f.key,
+                            reason: f.error.to_string(),
+                        });
                     }
                 }
                 progress(clock.at(report.resealed));
@@ -524,7 +558,7 @@ impl Vault {
             StoreError::KeyRefused(format!("tenant {tenant} has used every data key version"))
         })?;
         // The shred secret is unchanged: purging the tenant still shreds every version.
-        let audit = [self.dek_audit(tenant, "dek_rotate", next)];
+        let audit = [self.dek_audit(tenant, AuditAction::DekRotate, next)];
         let mut retried = false;
         loop {
             let wrapped = new_dek_material(self.kek(), tenant, next)?;
@@ -554,7 +588,7 @@ impl Vault {
         let rewrapped = self.kek().wrap_key(&material, &ctx)?;
         // The version the new wrapping names (the provider may have reloaded meanwhile).
         let primary = crate::crypto::format::parse(&rewrapped)?.header.key_version;
-        let audit = [self.dek_audit(&dek.tenant, "dek_rewrap", dek.version)];
+        let audit = [self.dek_audit(&dek.tenant, AuditAction::DekRewrap, dek.version)];
         let done = self
             .backend()
             .rewrap_dek(
@@ -572,16 +606,9 @@ impl Vault {
     }
 
     /// An audit row about a tenant's data key `version` (the outcome names the version).
-    fn dek_audit(
-        &self,
-        tenant: &TenantId,
-        action: &str,
-        version: KeyVersion,
-    ) -> crate::backend::AuditRow {
-        self.audit_row(
+    fn dek_audit(&self, tenant: &TenantId, action: AuditAction, version: KeyVersion) -> AuditRow {
+        self.tenant_audit(
             tenant,
-            None,
-            None,
             action,
             ROTATE_ACTOR,
             &format!("ok: version {version}"),

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-use crate::backend::{BackendErrorKind, ListQuery, RecordKey, SecretRow};
+use crate::backend::{AuditAction, AuditRow, BackendErrorKind, ListQuery, RecordKey, SecretRow};
 use crate::crypto::Context;
 use crate::secret::SecretBytes;
 use crate::store::{SecretKind, StoreError, Vault};
@@ -27,8 +27,9 @@ pub struct Versioned<R> {
     pub version: i64,
 }
 
-/// What the vault knows about a record without decrypting it.
-#[derive(Debug, Clone, PartialEq)]
+/// What the vault knows about a record without decrypting it. Serialised with these field
+/// names; times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecordInfo {
     /// The kind.
     pub kind: String,
@@ -114,7 +115,7 @@ impl Tenant {
         loop {
             let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
             let row = self.seal_row(&key, record, &tenant, 1, None)?;
-            let audit = [self.audit(&key, "put", "ok")];
+            let audit = [self.audit(&key, AuditAction::Put, "ok")];
             match self.vault.backend().insert(&row, &audit).await {
                 Ok(()) => break,
                 Err(e)
@@ -151,7 +152,7 @@ impl Tenant {
         let row = self.fetch(&key).await?;
         let value = self.open_row(&row, &tenant).await?;
         self.vault
-            .record_read(self.audit(&key, "get", "ok"))
+            .record_read(self.audit(&key, AuditAction::Get, "ok"))
             .await?;
         Ok(Versioned {
             value,
@@ -184,7 +185,7 @@ impl Tenant {
             None,
             expected_version,
             None,
-            "update",
+            AuditAction::Update,
         )
         .await
     }
@@ -198,7 +199,7 @@ impl Tenant {
     pub async fn delete<R: SecretKind>(&self, name: &str) -> Result<bool, StoreError> {
         let key = self.key::<R>(name)?;
         self.vault.active_tenant(&self.id).await?;
-        let audit = [self.audit(&key, "delete", "ok")];
+        let audit = [self.audit(&key, AuditAction::Delete, "ok")];
         let n = self
             .vault
             .backend()
@@ -276,12 +277,7 @@ impl Tenant {
         })
     }
 
-    pub(crate) fn audit(
-        &self,
-        key: &RecordKey,
-        action: &str,
-        outcome: &str,
-    ) -> crate::backend::AuditRow {
+    pub(crate) fn audit(&self, key: &RecordKey, action: AuditAction, outcome: &str) -> AuditRow {
         self.vault.audit_row(
             &self.id,
             Some(key.kind.as_str()),
@@ -416,7 +412,7 @@ impl Tenant {
         current: Option<&SecretRow>,
         expected_version: i64,
         lease_until: Option<i64>,
-        action: &str,
+        action: AuditAction,
     ) -> Result<i64, StoreError> {
         let conflict = || StoreError::Conflict {
             tenant: self.id.clone(),
@@ -433,7 +429,7 @@ impl Tenant {
         loop {
             let mut row = self.seal_row(key, record, &tenant, next, current)?;
             row.lease_until = lease_until;
-            let audit = [self.audit(key, action, "ok")];
+            let audit = [self.audit(key, action.clone(), "ok")];
             match self
                 .vault
                 .backend()

@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::{
     BcryptPrehash, DigestAlgorithm, DigestHash, DigestSalt, MAX_DIGEST_LEN, MAX_SALT_LEN,
     MIN_DIGEST_LEN, ParsedHash, Pbkdf2Hash, Prf, ScryptHash, bcrypt, decode_lower_hex,
-    encode_lower_hex, parse_canonical_decimal, parse_decimal, phc,
+    parse_canonical_decimal, parse_decimal, phc,
 };
 use crate::password::error::PasswordError;
 
@@ -190,6 +190,7 @@ pub(crate) fn encode_pbkdf2(h: &Pbkdf2Hash) -> String {
 }
 
 /// Writes `scrypt$N$salt$r$p$hash` (the salt must be `$`-free text).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_scrypt(h: &ScryptHash) -> String {
     format!(
         "scrypt${}${}${}${}${}",
@@ -202,6 +203,7 @@ pub(crate) fn encode_scrypt(h: &ScryptHash) -> String {
 }
 
 /// Writes `md5$salt$hex` or `sha1$salt$hex` (`$$` when unsalted).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_digest(h: &DigestHash) -> String {
     let algorithm = match h.algorithm {
         DigestAlgorithm::Md5 => "md5",
@@ -212,7 +214,7 @@ pub(crate) fn encode_digest(h: &DigestHash) -> String {
         DigestSalt::Prefix(salt) => salt.as_str(),
         DigestSalt::None | DigestSalt::Suffix(_) => "",
     };
-    format!("{algorithm}${salt}${}", encode_lower_hex(&h.digest))
+    format!("{algorithm}${salt}${}", super::encode_lower_hex(&h.digest))
 }
 
 /// Writes `bcrypt$<bcrypt string>`.

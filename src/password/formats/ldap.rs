@@ -86,6 +86,7 @@ fn parse_crypt(inner: &str) -> Result<ParsedHash, PasswordError> {
 
 /// Writes `{MD5}`/`{SHA}` for an unsalted digest, `{SMD5}`... for a suffix-salted one.
 /// Returns the unsalted form for a Django (prefix) salt, which no LDAP scheme has.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode(h: &DigestHash) -> String {
     let (scheme, salt): (_, &[u8]) = match (&h.salt, h.algorithm) {
         (DigestSalt::Suffix(salt), DigestAlgorithm::Md5) => ("{SMD5}", salt),

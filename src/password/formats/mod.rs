@@ -11,6 +11,7 @@ pub(crate) mod passlib;
 pub(crate) mod phc;
 pub(crate) mod shacrypt;
 
+#[cfg(any(test, feature = "fuzzing"))]
 use crate::password::PasswordPolicy;
 
 use base64::Engine as _;
@@ -172,6 +173,42 @@ pub(crate) enum Prf {
     Sha512,
 }
 
+impl Prf {
+    /// Every PRF with its identifier in `$pbkdf2[-sha256|-sha512]$...` strings (passlib's and
+    /// PHC's alike).
+    const IDENTS: [(Self, &'static str); 3] = [
+        (Self::Sha1, "pbkdf2"),
+        (Self::Sha256, "pbkdf2-sha256"),
+        (Self::Sha512, "pbkdf2-sha512"),
+    ];
+
+    /// Its identifier: `pbkdf2`, `pbkdf2-sha256`, `pbkdf2-sha512`.
+    pub(crate) fn pbkdf2_ident(self) -> &'static str {
+        Self::IDENTS
+            .iter()
+            .find(|(prf, _)| *prf == self)
+            .map_or("pbkdf2", |(_, ident)| ident)
+    }
+}
+
+/// Splits a `$pbkdf2[-sha256|-sha512]$params$salt$hash` string (passlib's and PHC's share this
+/// shape) into its PRF and its parameter, salt and hash fields; `format` names it in errors.
+pub(crate) fn split_pbkdf2<'h>(
+    hash: &'h str,
+    format: &'static str,
+) -> Result<(Prf, [&'h str; 3]), PasswordError> {
+    let malformed = |problem| PasswordError::MalformedHash { format, problem };
+    let fields: Vec<&str> = hash.split('$').collect();
+    let ["", ident, params, salt, digest] = fields[..] else {
+        return Err(malformed("wrong number of fields"));
+    };
+    let (prf, _) = Prf::IDENTS
+        .iter()
+        .find(|(_, i)| *i == ident)
+        .ok_or(malformed("unknown pbkdf2 variant"))?;
+    Ok((*prf, [params, salt, digest]))
+}
+
 /// A parsed PBKDF2 hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pbkdf2Hash {
@@ -256,7 +293,9 @@ pub(crate) fn parse(hash: &str) -> Result<ParsedHash, PasswordError> {
 }
 
 /// The fuzz target's body: parse; if it parses, the policy's checks must not panic either,
-/// and the re-encoded standard form must parse back to the same hash.
+/// and the re-encoded standard form must parse back to the same hash. Only in fuzz and test
+/// builds.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_round_trip(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -321,6 +360,7 @@ pub(crate) fn decode_lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
 }
 
 /// Lowercase hex.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_lower_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -12,8 +12,8 @@
 use base64::Engine as _;
 
 use super::{
-    B64, BcryptHash, BcryptPrehash, MAX_DIGEST_LEN, MAX_SALT_LEN, MIN_DIGEST_LEN, Pbkdf2Hash, Prf,
-    ScryptHash, bcrypt, decode_b64_field, parse_canonical_decimal, parse_decimal,
+    B64, BcryptHash, BcryptPrehash, MAX_DIGEST_LEN, MAX_SALT_LEN, MIN_DIGEST_LEN, Pbkdf2Hash,
+    ScryptHash, bcrypt, decode_b64_field, parse_canonical_decimal, parse_decimal, split_pbkdf2,
 };
 use crate::password::error::PasswordError;
 
@@ -31,16 +31,7 @@ pub(crate) fn parse_pbkdf2(hash: &str) -> Result<Pbkdf2Hash, PasswordError> {
         format: PBKDF2,
         problem,
     };
-    let fields: Vec<&str> = hash.split('$').collect();
-    let ["", ident, rounds, salt, digest] = fields[..] else {
-        return Err(malformed("wrong number of fields"));
-    };
-    let prf = match ident {
-        "pbkdf2" => Prf::Sha1,
-        "pbkdf2-sha256" => Prf::Sha256,
-        "pbkdf2-sha512" => Prf::Sha512,
-        _ => return Err(malformed("unknown pbkdf2 variant")),
-    };
+    let (prf, [rounds, salt, digest]) = split_pbkdf2(hash, PBKDF2)?;
     let iterations = parse_decimal(rounds)
         .filter(|&i| i > 0)
         .ok_or(malformed("rounds are not a positive number"))?;
@@ -78,11 +69,7 @@ fn decode_ab64(
 
 /// Writes passlib's `$pbkdf2-sha256$rounds$salt$hash` (the form `pbkdf2_sha256.verify` reads).
 pub(crate) fn encode_pbkdf2(h: &Pbkdf2Hash) -> String {
-    let ident = match h.prf {
-        Prf::Sha1 => "pbkdf2",
-        Prf::Sha256 => "pbkdf2-sha256",
-        Prf::Sha512 => "pbkdf2-sha512",
-    };
+    let ident = h.prf.pbkdf2_ident();
     let ab64 = |bytes: &[u8]| B64.encode(bytes).replace('+', ".");
     format!(
         "${ident}${}${}${}",
@@ -176,6 +163,7 @@ pub(crate) fn parse_scrypt(hash: &str) -> Result<ScryptHash, PasswordError> {
 }
 
 /// Writes `$scrypt$ln=..,r=..,p=..$salt$hash`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_scrypt(h: &ScryptHash) -> String {
     format!(
         "$scrypt$ln={},r={},p={}${}${}",

@@ -8,8 +8,8 @@
 use base64::Engine as _;
 
 use super::{
-    Argon2Hash, Argon2Variant, B64, MAX_DIGEST_LEN, MAX_SALT_LEN, MIN_DIGEST_LEN, Pbkdf2Hash, Prf,
-    decode_b64_field, parse_decimal,
+    Argon2Hash, Argon2Variant, B64, MAX_DIGEST_LEN, MAX_SALT_LEN, MIN_DIGEST_LEN, Pbkdf2Hash,
+    decode_b64_field, parse_decimal, split_pbkdf2,
 };
 use crate::password::error::PasswordError;
 
@@ -101,16 +101,7 @@ pub(crate) fn parse_pbkdf2(hash: &str) -> Result<Pbkdf2Hash, PasswordError> {
         format: PBKDF2,
         problem,
     };
-    let fields: Vec<&str> = hash.split('$').collect();
-    let ["", ident, params, salt, digest] = fields[..] else {
-        return Err(malformed("wrong number of fields"));
-    };
-    let prf = match ident {
-        "pbkdf2" => Prf::Sha1,
-        "pbkdf2-sha256" => Prf::Sha256,
-        "pbkdf2-sha512" => Prf::Sha512,
-        _ => return Err(malformed("unknown pbkdf2 variant")),
-    };
+    let (prf, [params, salt, digest]) = split_pbkdf2(hash, PBKDF2)?;
     let mut parts = params.split(',');
     let iterations = parts
         .next()
@@ -174,11 +165,7 @@ pub(crate) fn encode_argon2(h: &Argon2Hash) -> String {
 
 /// Writes a PBKDF2 PHC string, as RustCrypto's `pbkdf2` does.
 pub(crate) fn encode_pbkdf2(h: &Pbkdf2Hash) -> String {
-    let ident = match h.prf {
-        Prf::Sha1 => "pbkdf2",
-        Prf::Sha256 => "pbkdf2-sha256",
-        Prf::Sha512 => "pbkdf2-sha512",
-    };
+    let ident = h.prf.pbkdf2_ident();
     format!(
         "${ident}$i={},l={}${}${}",
         h.iterations,
@@ -190,6 +177,7 @@ pub(crate) fn encode_pbkdf2(h: &Pbkdf2Hash) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Prf;
     use super::*;
 
     #[test]

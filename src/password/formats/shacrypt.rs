@@ -69,6 +69,7 @@ pub(crate) fn parse(hash: &str) -> Result<ShaCryptHash, PasswordError> {
 }
 
 /// Writes the string back as it was read.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode(h: &ShaCryptHash) -> String {
     let ident = match h.variant {
         ShaCryptVariant::Sha256 => "5",

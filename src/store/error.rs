@@ -239,6 +239,18 @@ pub enum StoreError {
     /// An invalid tenant id, kind or name.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A `*_in` method was given a connection this vault cannot write on: one of another
+    /// database than the vault's backend (`sqlite`, `postgres`), or any connection when the
+    /// backend is not a SQL one (`non-sql`). Nothing was written.
+    #[error(
+        "a {connection} connection cannot carry a write of this {vault} vault: pass a connection to the vault's own database"
+    )]
+    WrongConnection {
+        /// The vault's backend: `sqlite`, `postgres` or `non-sql`.
+        vault: &'static str,
+        /// The connection given: `sqlite` or `postgres`.
+        connection: &'static str,
+    },
 }
 
 impl StoreError {

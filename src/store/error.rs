@@ -9,7 +9,9 @@ use crate::{IdError, KeyVersion, TenantId};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// No such tenant: nothing was ever stored for it (or it was purged).
+    /// No such tenant, where that is not simply "no such record": restoring or rotating a
+    /// tenant that never stored anything (or was purged). A record read or written for such a
+    /// tenant is [`NotFound`](Self::NotFound), as for any missing record.
     #[error("unknown tenant {0}")]
     UnknownTenant(TenantId),
     /// No record at this key.

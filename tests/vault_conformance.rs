@@ -321,7 +321,7 @@ mod body {
         let acme = f.vault.tenant("acme").unwrap();
         assert!(matches!(
             acme.get::<OAuthToken>("github").await,
-            Err(StoreError::UnknownTenant(_))
+            Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(
             acme.put("", &token("x", None)).await,
@@ -644,7 +644,7 @@ mod body {
         assert_eq!(report.tenant_records, 1);
         assert!(matches!(
             acme.get::<OAuthToken>("github").await,
-            Err(StoreError::UnknownTenant(_))
+            Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(
             f.vault.restore_tenant("acme", "admin:bob").await,

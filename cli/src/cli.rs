@@ -362,19 +362,26 @@ Example:
         #[arg(long)]
         provider: String,
     },
-    /// Export a tenant: json = every record decrypted; csv = metadata only.
+    /// Export a tenant: json = every record decrypted (metadata only with --no-secrets);
+    /// csv = metadata only.
     #[command(after_help = "\
-The JSON export holds the tenant's secrets in clear. A file written with --out is created
-with mode 0600; an existing file is never replaced.
+The JSON export holds the tenant's secrets in clear, unless --no-secrets is given (then
+nothing is decrypted). A file written with --out is created with mode 0600; an existing file
+is never replaced.
 
-Example:
-  credvault vault export --tenant acme --format json --out acme-export.json")]
+Examples:
+  credvault vault export --tenant acme --format json --out acme-export.json
+  credvault vault export --tenant acme --no-secrets")]
     Export {
         #[command(flatten)]
         tenant: TenantArg,
         /// The export format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
         format: ExportFormat,
+        /// Leave the secrets out of the JSON export: each record's metadata only, nothing
+        /// decrypted (the CSV export never holds secrets).
+        #[arg(long)]
+        no_secrets: bool,
         /// Write to this file (refused if it exists) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use credvault::envelope::DirTenantKeys;
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
-    ApiKey, DerivedData, OAuthToken, ReadAudit, SecretKind, SessionCookies, StoreError, Tenant,
-    Vault, VaultConfig,
+    ApiKey, DerivedData, ExportOptions, OAuthToken, ReadAudit, SecretKind, SessionCookies,
+    StoreError, Tenant, Vault, VaultConfig,
 };
 use credvault::{Keyring, TenantId};
 use serde::Serialize;
@@ -86,8 +86,12 @@ async fn command(
         VaultCommand::Export {
             tenant: t,
             format,
+            no_secrets,
             out: file,
-        } => export(&tenant(&t.tenant)?, *format, file.as_deref(), out).await,
+        } => {
+            let options = ExportOptions::default().with_secrets(!no_secrets);
+            export(&tenant(&t.tenant)?, *format, options, file.as_deref(), out).await
+        }
         VaultCommand::Purge => purge(vault, out).await,
         VaultCommand::Audit {
             tenant: t,
@@ -411,6 +415,7 @@ async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), Cl
 async fn export(
     tenant: &Tenant,
     format: ExportFormat,
+    options: ExportOptions,
     file: Option<&Path>,
     out: Output,
 ) -> Result<(), CliError> {
@@ -418,14 +423,14 @@ async fn export(
         None => {
             let mut writer = BlockingWriter(io::stdout().lock());
             match format {
-                ExportFormat::Json => tenant.export_json(&mut writer).await?,
+                ExportFormat::Json => tenant.export_json_with(&mut writer, options).await?,
                 ExportFormat::Csv => tenant.export_csv(&mut writer).await?,
             }
         }
         Some(path) => {
             let mut writer = BlockingWriter(io::BufWriter::new(output::create_secret_file(path)?));
             let written = match format {
-                ExportFormat::Json => tenant.export_json(&mut writer).await,
+                ExportFormat::Json => tenant.export_json_with(&mut writer, options).await,
                 ExportFormat::Csv => tenant.export_csv(&mut writer).await,
             };
             let synced = written.map_err(CliError::from).and_then(|report| {

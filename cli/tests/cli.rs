@@ -845,8 +845,32 @@ fn vault_delete_and_disconnect_remove_records() {
         2,
         "no oauth_token record named",
     );
-    let a = run(dir.path(), &["vault", "list", "--tenant", "nobody"], "");
-    fails_with(a, 2, "unknown tenant nobody");
+    // A tenant that never stored anything has no records (issue 13: one "not found").
+    let a = run(
+        dir.path(),
+        &["vault", "list", "--tenant", "nobody", "--json"],
+        "",
+    )
+    .success();
+    assert_eq!(json(&a), serde_json::json!([]));
+}
+
+#[test]
+fn vault_export_no_secrets_leaves_the_payloads_out() {
+    let dir = vault_with_token();
+    let out = run(
+        dir.path(),
+        &["vault", "export", "--tenant", "acme", "--no-secrets"],
+        "",
+    )
+    .success();
+    assert!(
+        !stdout(&out).contains(SECRET),
+        "a secret in a --no-secrets export"
+    );
+    let doc = json(&out);
+    assert_eq!(doc["records"][0]["kind"], "oauth_token");
+    assert!(doc["records"][0].get("payload").is_none());
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub enum AuditAction {
     Get,
     /// `update`: a record replaced (compare-and-swap).
     Update,
+    /// `upsert`: a record stored or replaced, whichever its absence or presence called for.
+    Upsert,
     /// `delete`: a record deleted.
     Delete,
     /// `refresh`: a token refreshed through the application's closure (outcome `failed` when
@@ -49,6 +51,8 @@ pub enum AuditAction {
     ExportJson,
     /// `export_csv`: a tenant's metadata exported as CSV.
     ExportCsv,
+    /// `export_metadata`: a tenant exported as JSON without its secrets (nothing decrypted).
+    ExportMetadata,
     /// `tenant_create`: a tenant's first data key made.
     TenantCreate,
     /// `tenant_delete`: a tenant's deletion requested (grace period starts).
@@ -91,8 +95,9 @@ impl OtherAction {
 }
 
 /// Every known action with its stored name: one table for both directions.
-static NAMES: [(AuditAction, &str); 24] = [
+static NAMES: [(AuditAction, &str); 26] = [
     (AuditAction::Put, "put"),
+    (AuditAction::Upsert, "upsert"),
     (AuditAction::Get, "get"),
     (AuditAction::Update, "update"),
     (AuditAction::Delete, "delete"),
@@ -104,6 +109,7 @@ static NAMES: [(AuditAction, &str); 24] = [
     (AuditAction::Purge, "purge"),
     (AuditAction::ExportJson, "export_json"),
     (AuditAction::ExportCsv, "export_csv"),
+    (AuditAction::ExportMetadata, "export_metadata"),
     (AuditAction::TenantCreate, "tenant_create"),
     (AuditAction::TenantDelete, "tenant_delete"),
     (AuditAction::TenantRestore, "tenant_restore"),

@@ -7,6 +7,8 @@
 //! `PgBackend` (feature `postgres`), all passing the same conformance suite.
 
 mod audit_action;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod join;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -15,6 +17,8 @@ mod rotation;
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_backend;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_join;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_queries;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -34,6 +38,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use audit_action::{AuditAction, OtherAction};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use join::VaultConnection;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use join::{Joinable, Joined};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -410,6 +419,59 @@ pub trait Backend: Send + Sync + fmt::Debug {
         row: &'a SecretRow,
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Inserts `row` (its `version` should be 1), or replaces the record stored at its key,
+    /// bumping the stored version by one and keeping the stored `created_at` and
+    /// `purge_after`. Returns the version stored. A `dek_version` that is not the tenant's
+    /// current one (when the tenant's row exists) is [`BackendErrorKind::StaleKey`], writing
+    /// nothing.
+    ///
+    /// The provided implementation reads, then inserts or updates by compare-and-swap,
+    /// retrying on a race (the audit rows commit with the write); the SQL backends do it in
+    /// one statement.
+    fn upsert<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<i64, BackendError>> {
+        Box::pin(async move {
+            loop {
+                match self.get(&row.key).await? {
+                    None => match self.insert(row, audit).await {
+                        Ok(()) => return Ok(row.version),
+                        Err(e) if e.kind() == BackendErrorKind::Conflict => {}
+                        Err(e) => return Err(e),
+                    },
+                    Some(stored) => {
+                        let next = stored.version.checked_add(1).ok_or_else(|| {
+                            BackendError::new(BackendErrorKind::Corrupt, "record version overflow")
+                        })?;
+                        let replacement = SecretRow {
+                            version: next,
+                            created_at: stored.created_at,
+                            ..row.clone()
+                        };
+                        if self.update(&replacement, stored.version, audit).await? {
+                            return Ok(next);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// The forms of this backend's writes that run on the application's own connection, for
+    /// the vault's `*_in` methods. `None` (the default) for backends that cannot: the vault
+    /// then refuses a `*_in` call with `StoreError::WrongConnection`.
+    #[doc(hidden)]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[allow(
+        private_interfaces,
+        reason = "sealed: only credvault's SQL backends provide it"
+    )]
+    fn joinable(&self) -> Option<&dyn Joinable> {
+        None
+    }
 
     /// Replaces a record if its stored version is `expected_version` (compare-and-swap).
     /// Returns `false`, writing nothing, if the version differs or the record is gone.

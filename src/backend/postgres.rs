@@ -32,6 +32,7 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{AssertSqlSafe, PgConnection, Pool, Postgres, Transaction};
 
+use crate::backend::join::Joined;
 use crate::backend::sql::{Dialect, SqlBackend};
 use crate::backend::sql_rows::map_err;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
@@ -139,6 +140,18 @@ impl Dialect for Postgres {
     // current data keys from being rotated under it.
     const CLAIM_LOCK: &'static str = " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+
+    #[allow(
+        unreachable_patterns,
+        reason = "one variant when only `postgres` is enabled"
+    )]
+    fn joined(conn: Joined<'_>) -> Option<&mut PgConnection> {
+        match conn {
+            Joined::Postgres(c) => Some(c),
+            _ => None,
+        }
+    }
 
     fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
         classify(err)

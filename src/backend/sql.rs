@@ -49,6 +49,13 @@ pub(crate) trait Dialect: sqlx::Database {
     /// Rows changed by a statement.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
+    /// The statement that begins a write transaction on a connection with none open (the
+    /// same as [`begin_write`](Self::begin_write)'s).
+    const BEGIN_WRITE: &'static str;
+
+    /// The caller's connection, if it is one of this database.
+    fn joined(conn: crate::backend::join::Joined<'_>) -> Option<&mut Self::Connection>;
+
     /// Begins a write transaction, taking whatever lock this database needs at once.
     fn begin_write(
         pool: &Pool<Self>,

@@ -4,15 +4,15 @@
 //!
 //! [`Session`]: crate::backend::sql_session::Session
 
+use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    audit_from_row, count, count_from_row, dek_from_row, key_from_row, secret_from_row,
-    tenant_from_id_row, tenant_from_row,
+    audit_from_row, count, count_from_row, dek_from_row, key_from_row, tenant_from_id_row,
 };
 use crate::backend::{
-    AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
-    BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SecretRow, TenantRow, purged_record_audit, stale_key,
+    AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
+    DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, TenantRow,
+    purged_record_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -31,36 +31,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<TenantRow, BackendError>> {
         Box::pin(async move {
-            let q = &*self.queries;
-            let mut tx = self.begin("inserting a tenant").await?;
-            let inserted = tx
-                .execute(
-                    &q.tenants.insert,
-                    params![
-                        &row.tenant,
-                        &row.wrapped_dek,
-                        row.dek_version,
-                        row.kek_version,
-                        row.created_at,
-                        row.dek_created_at,
-                        row.min_dek_version,
-                        row.deleted_at,
-                        row.purge_after,
-                        row.shredded_at,
-                    ],
-                )
-                .await?;
-            if inserted == 1 {
-                tx.check_kek(row.kek_version).await?;
-                tx.commit(audit).await?;
-                return Ok(row.clone());
-            }
-            let found = tx
-                .fetch_one(&q.tenants.select, params![&row.tenant])
-                .await?;
-            let found = tenant_from_row(&found)?;
-            tx.commit(&[]).await?;
-            Ok(found)
+            let tx = self.begin("inserting a tenant").await?;
+            self.insert_tenant_tx(tx, row, audit).await
         })
     }
 
@@ -69,11 +41,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         id: &'a TenantId,
     ) -> BoxFuture<'a, Result<Option<TenantRow>, BackendError>> {
         Box::pin(async move {
-            let mut conn = self.read("reading a tenant").await?;
-            let row = conn
-                .fetch_optional(&self.queries.tenants.select, params![id])
-                .await?;
-            row.as_ref().map(tenant_from_row).transpose()
+            let conn = self.read("reading a tenant").await?;
+            Self::tenant_on(conn, id).await
         })
     }
 
@@ -85,17 +54,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.tenants.set_deletion;
-            let mut tx = self.begin("setting a tenant's deletion state").await?;
-            if tx
-                .execute(sql, params![id, deleted_at, purge_after])
-                .await?
-                == 0
-            {
-                return Ok(false);
-            }
-            tx.commit(audit).await?;
-            Ok(true)
+            let tx = self.begin("setting a tenant's deletion state").await?;
+            Self::set_tenant_deletion_tx(tx, id, deleted_at, purge_after, audit).await
         })
     }
 
@@ -133,14 +93,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         key: &'a RecordKey,
     ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>> {
         Box::pin(async move {
-            let mut conn = self.read("reading a record").await?;
-            let row = conn
-                .fetch_optional(
-                    &self.queries.records.select,
-                    params![&key.tenant, &key.kind, &key.name],
-                )
-                .await?;
-            row.as_ref().map(secret_from_row).transpose()
+            let conn = self.read("reading a record").await?;
+            Self::get_on(conn, key).await
         })
     }
 
@@ -150,20 +104,25 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let mut tx = self.begin("inserting a record").await?;
-            let sql = &self.queries.records.insert;
-            if tx.execute(sql, &secret_params(row)).await? == 0 {
-                let current = tx.current_dek_version(&row.key.tenant).await?;
-                if current.is_some_and(|v| v != row.dek_version) {
-                    return Err(stale_key());
-                }
-                return Err(BackendError::new(
-                    BackendErrorKind::Conflict,
-                    "record already exists",
-                ));
-            }
-            tx.commit(audit).await
+            let tx = self.begin("inserting a record").await?;
+            Self::insert_tx(tx, row, audit).await
         })
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        row: &'a SecretRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<i64, BackendError>> {
+        Box::pin(async move {
+            let tx = self.begin("upserting a record").await?;
+            Self::upsert_tx(tx, row, audit).await
+        })
+    }
+
+    #[allow(private_interfaces, reason = "sealed: see Backend::joinable")]
+    fn joinable(&self) -> Option<&dyn Joinable> {
+        Some(self)
     }
 
     fn update<'a>(
@@ -173,26 +132,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
-            let q = &*self.queries;
-            let mut tx = self.begin("updating a record").await?;
-            let mut params = secret_params(row).to_vec();
-            params.push(expected_version.into());
-            if tx.execute(&q.records.update, &params).await? != 1 {
-                let k = &row.key;
-                let stored = tx
-                    .scalar(
-                        &q.records.select_version,
-                        params![&k.tenant, &k.kind, &k.name],
-                    )
-                    .await?;
-                if stored == Some(expected_version) {
-                    // The version matched: the data key did not.
-                    return Err(stale_key());
-                }
-                return Ok(false);
-            }
-            tx.commit(audit).await?;
-            Ok(true)
+            let tx = self.begin("updating a record").await?;
+            Self::update_tx(tx, row, expected_version, audit).await
         })
     }
 
@@ -202,16 +143,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.records.delete;
-            let mut tx = self.begin("deleting records").await?;
-            let mut deleted = 0u64;
-            for k in keys {
-                deleted += tx
-                    .execute(sql, params![&k.tenant, &k.kind, &k.name])
-                    .await?;
-            }
-            tx.commit(audit).await?;
-            Ok(deleted)
+            let tx = self.begin("deleting records").await?;
+            Self::delete_tx(tx, keys, audit).await
         })
     }
 
@@ -220,21 +153,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         query: &'a ListQuery,
     ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
         Box::pin(async move {
-            let sql = self.queries.list(
-                query.kind.is_some(),
-                query.provider.is_some(),
-                query.after.is_some(),
-            );
-            let mut params = params![&query.tenant].to_vec();
-            params.extend(query.kind.as_ref().map(Param::from));
-            params.extend(query.provider.as_deref().map(Param::from));
-            if let Some((kind, name)) = &query.after {
-                params.extend_from_slice(params![kind, name]);
-            }
-            params.push(i64::from(query.limit).into());
-            let mut conn = self.read("listing records").await?;
-            let rows = conn.fetch_all(&sql.into(), &params).await?;
-            rows.iter().map(secret_from_row).collect()
+            let conn = self.read("listing records").await?;
+            Self::list_on(conn, query).await
         })
     }
 
@@ -245,16 +165,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(async move {
-            let sql = &self.queries.records.set_purge_after;
-            let mut tx = self.begin("setting records' purge time").await?;
-            let mut changed = 0u64;
-            for k in keys {
-                changed += tx
-                    .execute(sql, params![&k.tenant, &k.kind, &k.name, purge_after])
-                    .await?;
-            }
-            tx.commit(audit).await?;
-            Ok(changed)
+            let tx = self.begin("setting records' purge time").await?;
+            Self::set_purge_after_tx(tx, keys, purge_after, audit).await
         })
     }
 
@@ -333,31 +245,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         at: i64,
     ) -> BoxFuture<'a, Result<KeyRegistry, BackendError>> {
         Box::pin(async move {
-            let q = &*self.queries;
-            let mut tx = self.begin("recording key identities").await?;
-            let mut newest = 0u32;
-            for key in keys {
-                let row = params![
-                    key.role.as_str(),
-                    i64::from(key.version),
-                    key.fingerprint.as_str(),
-                    key.recorded_at,
-                    key.last_primary_at,
-                ];
-                tx.execute(&q.keys.insert, row).await?;
-                if key.role == KeyRole::Kek {
-                    newest = newest.max(key.version);
-                }
-            }
-            tx.execute(&q.keys.raise_newest_kek, params![i64::from(newest)])
-                .await?;
-            if let Some(v) = primary {
-                tx.execute(&q.keys.touch_primary, params![i64::from(v), at])
-                    .await?;
-            }
-            let registry = tx.key_registry().await?;
-            tx.commit(&[]).await?;
-            Ok(registry)
+            let tx = self.begin("recording key identities").await?;
+            Self::register_keys_tx(tx, keys, primary, at).await
         })
     }
 
@@ -550,25 +439,4 @@ impl<D: Driver> Backend for SqlBackend<D> {
     ) -> BoxFuture<'a, Result<BatchOutcome, BackendError>> {
         Box::pin(self.reencrypt(request))
     }
-}
-
-/// The parameters of a record write, in [`SECRET_COLUMNS`](crate::backend::sql_queries)
-/// order.
-fn secret_params(row: &SecretRow) -> [Param<'_>; 14] {
-    *params![
-        &row.key.tenant,
-        &row.key.kind,
-        &row.key.name,
-        row.version,
-        &row.sealed,
-        row.dek_version,
-        row.kek_version,
-        row.metadata.as_str(),
-        row.provider.as_deref(),
-        row.created_at,
-        row.updated_at,
-        row.expires_at,
-        row.purge_after,
-        row.lease_until,
-    ]
 }

@@ -249,6 +249,7 @@ pub(crate) struct RecordSql {
     pub(crate) select: Arc<str>,
     pub(crate) select_version: Arc<str>,
     pub(crate) insert: Arc<str>,
+    pub(crate) upsert: Arc<str>,
     pub(crate) update: Arc<str>,
     pub(crate) delete: Arc<str>,
     pub(crate) delete_tenant: Arc<str>,
@@ -279,6 +280,19 @@ impl RecordSql {
                 "INSERT INTO {p}credvault_secrets ({SECRET_COLUMNS}) SELECT \
                  $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
                  WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO NOTHING"
+            )),
+            // Insert or replace in one statement: a new record gets version 1, a replaced one
+            // its stored version + 1, keeping created_at and a scheduled purge. Nothing is
+            // written (no row returned) if the data key is not the tenant's current one.
+            upsert: stmt(format!(
+                "INSERT INTO {p}credvault_secrets AS s ({SECRET_COLUMNS}) SELECT \
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+                 WHERE {current_dek} ON CONFLICT (tenant_id, kind, name) DO UPDATE SET \
+                 version = s.version + 1, sealed = excluded.sealed, \
+                 dek_version = excluded.dek_version, kek_version = excluded.kek_version, \
+                 metadata = excluded.metadata, provider = excluded.provider, \
+                 updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
+                 lease_until = excluded.lease_until RETURNING version"
             )),
             update: stmt(format!(
                 "UPDATE {p}credvault_secrets SET version = $4, sealed = $5, dek_version = $6, \

@@ -203,8 +203,9 @@ where
     }
 }
 
-impl<D: Driver> Session<'_, D, Transaction<'static, D>> {
-    /// Writes `audit` and commits: the end of every write.
+impl<D: Driver> Session<'_, D, Transaction<'_, D>> {
+    /// Writes `audit` and commits (releases the savepoint, in the caller's transaction): the
+    /// end of every write.
     pub(crate) async fn commit(mut self, audit: &[AuditRow]) -> Result<(), BackendError> {
         self.write_audit(audit).await?;
         let context = self.context;

@@ -36,6 +36,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
 
+use crate::backend::join::Joined;
 use crate::backend::sql::{Dialect, SqlBackend};
 use crate::backend::sql_rows::map_err;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
@@ -198,6 +199,18 @@ impl Dialect for Sqlite {
     const ROW_LOCK: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    #[allow(
+        unreachable_patterns,
+        reason = "one variant when only `sqlite` is enabled"
+    )]
+    fn joined(conn: Joined<'_>) -> Option<&mut SqliteConnection> {
+        match conn {
+            Joined::Sqlite(c) => Some(c),
+            _ => None,
+        }
+    }
 
     fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
         classify(err)

@@ -2,10 +2,12 @@
 
 use std::fmt;
 
-use crate::TenantId;
-use crate::backend::{AuditAction, BoxFuture, RecordKey};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::backend::VaultConnection;
+use crate::backend::{AuditAction, BoxFuture, RecordKey, SecretRow, TenantRow};
 use crate::secret::SecretBytes;
-use crate::store::{OAuthToken, SecretKind, StoreError, Tenant};
+use crate::store::{OAuthToken, On, SecretKind, StoreError, Tenant};
+use crate::{RecordKind, RecordName, TenantId};
 
 /// A credential about to be deleted, handed to the application's [`Revoker`].
 pub struct RevocationRequest {
@@ -106,41 +108,124 @@ pub struct DisconnectReport {
     pub derived_purge_after: Option<i64>,
 }
 
+/// The revocations a [`Tenant::disconnect_in`] leaves to run after the application's
+/// transaction commits: the deleted credentials, decrypted, for the provider's revocation
+/// endpoint. Run them with [`revoke`](Self::revoke) once the transaction has committed; drop
+/// them (their payloads are zeroed) if it rolled back. `Debug` shows no secret.
+pub struct Revocations {
+    tenant: Tenant,
+    report: DisconnectReport,
+    requests: Vec<RevocationRequest>,
+    /// Credentials that could not be opened: (kind, name, reason).
+    unreadable: Vec<RevocationFailure>,
+}
+
+impl fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocations")
+            .field("tenant", &self.tenant.id)
+            .field("report", &self.report)
+            .field("requests", &self.requests)
+            .field("unreadable", &self.unreadable)
+            .finish()
+    }
+}
+
+impl Revocations {
+    /// What the disconnect did in the transaction (nothing revoked yet).
+    pub fn report(&self) -> &DisconnectReport {
+        &self.report
+    }
+
+    /// The credentials to revoke.
+    pub fn requests(&self) -> &[RevocationRequest] {
+        &self.requests
+    }
+
+    /// Revokes each credential through `revoker` and audits each outcome (`revoke`, in its
+    /// own transaction on the vault's pool: call it after your transaction committed, and on
+    /// SQLite after it ended). Returns the disconnect's report with the revocations counted.
+    ///
+    /// # Errors
+    ///
+    /// A storage error writing the audit rows (the revocations were attempted). Revocation
+    /// failures are not errors: they are in the report and the audit log.
+    pub async fn revoke(self, revoker: &dyn Revoker) -> Result<DisconnectReport, StoreError> {
+        let Self {
+            tenant,
+            mut report,
+            requests,
+            unreadable,
+        } = self;
+        let mut audit = Vec::new();
+        for request in &requests {
+            let key = record_key(&tenant, &request.kind, &request.name)?;
+            match revoker.revoke(request).await {
+                Ok(()) => {
+                    report.revoked += 1;
+                    audit.push(tenant.audit(&key, AuditAction::Revoke, "ok"));
+                }
+                Err(e) => {
+                    audit.push(tenant.audit(
+                        &key,
+                        AuditAction::Revoke,
+                        &format!("failed: {}", e.0),
+                    ));
+                    report.revocation_failures.push(RevocationFailure {
+                        kind: request.kind.clone(),
+                        name: request.name.clone(),
+                        reason: e.0,
+                    });
+                }
+            }
+        }
+        for failure in unreadable {
+            let key = record_key(&tenant, &failure.kind, &failure.name)?;
+            let outcome = format!("failed: {}", failure.reason);
+            audit.push(tenant.audit(&key, AuditAction::Revoke, &outcome));
+            report.revocation_failures.push(failure);
+        }
+        tenant.vault.backend().append_audit(&audit).await?;
+        Ok(report)
+    }
+}
+
+fn record_key(tenant: &Tenant, kind: &str, name: &str) -> Result<RecordKey, StoreError> {
+    Ok(RecordKey {
+        tenant: tenant.id.clone(),
+        kind: RecordKind::new(kind)?,
+        name: RecordName::new(name)?,
+    })
+}
+
 impl Tenant {
     /// Disconnects `provider`: every credential of the provider is revoked through `revoker`
     /// (if given) and then deleted at once, in one transaction with its audit rows (a failed
     /// revocation is audited and does not keep the credential). Derived data of the provider
     /// is scheduled for deletion by the purge job within the vault's derived-data retention.
+    /// A tenant that never stored anything has nothing to disconnect (an empty report).
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], storage errors. Revocation failures are not errors.
+    /// [`StoreError::TenantDeleted`], storage errors. Revocation failures are not errors.
     #[tracing::instrument(name = "credvault.disconnect", skip_all, fields(tenant = %self.id, provider = provider), err(Display, level = "debug"))]
     pub async fn disconnect(
         &self,
         provider: &str,
         revoker: Option<&dyn Revoker>,
     ) -> Result<DisconnectReport, StoreError> {
-        let tenant = self.vault.active_tenant(&self.id).await?;
-        let rows = self.all_rows(None, Some(provider)).await?;
-        let derived_kinds = &self.vault.config().derived_kinds;
-        let (derived, credentials): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|r| derived_kinds.iter().any(|k| k == r.key.kind.as_str()));
+        let on = &mut On::Pool;
+        let Some((tenant, credentials, derived)) = self.provider_rows(on, provider).await? else {
+            return Ok(DisconnectReport::default());
+        };
         let mut report = DisconnectReport::default();
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
-            let outcome = match (revoker, self.open_bytes(row, &tenant).await) {
+            let outcome = match (revoker, self.open_bytes(on, row, &tenant).await) {
                 (None, _) => None,
                 (Some(r), Ok(payload)) => {
-                    let request = RevocationRequest {
-                        tenant: self.id.clone(),
-                        kind: row.key.kind.to_string(),
-                        name: row.key.name.to_string(),
-                        provider: provider.to_owned(),
-                        payload,
-                    };
+                    let request = self.request(row, provider, payload);
                     Some(r.revoke(&request).await.map_err(|e| e.0))
                 }
                 (Some(_), Err(e)) => Some(Err(format!("record unreadable, not revoked: {e}"))),
@@ -167,30 +252,116 @@ impl Tenant {
             audit.push(self.audit(&row.key, AuditAction::Disconnect, "ok"));
             keys.push(row.key.clone());
         }
-        report.deleted = self.vault.backend().delete(&keys, &audit).await?;
-        if !derived.is_empty() {
-            let purge_after = self
-                .vault
-                .now()
-                .saturating_add(self.vault.config().derived_retention);
-            let keys: Vec<RecordKey> = derived.iter().map(|r| r.key.clone()).collect();
-            let audit: Vec<_> = keys
-                .iter()
-                .map(|k| {
-                    self.audit(
-                        k,
-                        AuditAction::SchedulePurge,
-                        &format!("purge after {purge_after}"),
-                    )
-                })
-                .collect();
-            report.derived_scheduled = self
-                .vault
-                .backend()
-                .set_purge_after(&keys, purge_after, &audit)
-                .await?;
-            report.derived_purge_after = Some(purge_after);
-        }
+        report.deleted = on.delete(&self.vault, &keys, &audit).await?;
+        self.schedule_derived(on, &derived, &mut report).await?;
         Ok(report)
+    }
+
+    /// [`disconnect`](Self::disconnect) inside the application's transaction: the provider's
+    /// credentials are deleted and derived data scheduled, with their audit rows, in the
+    /// transaction; nothing is revoked yet. Revocation is a call to the provider that no
+    /// transaction can undo, so it must not run before the deletion is committed (a rollback
+    /// would keep a credential the provider already revoked) and credvault cannot know when
+    /// your transaction commits: the credentials are returned, decrypted, as [`Revocations`]
+    /// for you to [`revoke`](Revocations::revoke) after the commit (or drop after a rollback).
+    ///
+    /// # Errors
+    ///
+    /// As [`disconnect`](Self::disconnect); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.disconnect_in", skip_all, fields(tenant = %self.id, provider = provider), err(Display, level = "debug"))]
+    pub async fn disconnect_in<C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        provider: &str,
+    ) -> Result<Revocations, StoreError> {
+        let on = &mut self.vault.on(conn)?;
+        let mut out = Revocations {
+            tenant: self.clone(),
+            report: DisconnectReport::default(),
+            requests: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        let Some((tenant, credentials, derived)) = self.provider_rows(on, provider).await? else {
+            return Ok(out);
+        };
+        let mut audit = Vec::new();
+        let mut keys = Vec::new();
+        for row in &credentials {
+            match self.open_bytes(on, row, &tenant).await {
+                Ok(payload) => out.requests.push(self.request(row, provider, payload)),
+                Err(e) => out.unreadable.push(RevocationFailure {
+                    kind: row.key.kind.to_string(),
+                    name: row.key.name.to_string(),
+                    reason: format!("record unreadable, not revoked: {e}"),
+                }),
+            }
+            audit.push(self.audit(&row.key, AuditAction::Disconnect, "ok"));
+            keys.push(row.key.clone());
+        }
+        out.report.deleted = on.delete(&self.vault, &keys, &audit).await?;
+        self.schedule_derived(on, &derived, &mut out.report).await?;
+        Ok(out)
+    }
+
+    /// The tenant's row and the provider's credentials and derived records; `None` for a
+    /// tenant that never stored anything.
+    async fn provider_rows(
+        &self,
+        on: &mut On<'_>,
+        provider: &str,
+    ) -> Result<Option<(TenantRow, Vec<SecretRow>, Vec<SecretRow>)>, StoreError> {
+        let tenant = match self.vault.active_tenant_on(on, &self.id).await {
+            Err(StoreError::UnknownTenant(_)) => return Ok(None),
+            other => other?,
+        };
+        let rows = self.all_rows(on, None, Some(provider)).await?;
+        let derived_kinds = &self.vault.config().derived_kinds;
+        let (derived, credentials): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| derived_kinds.iter().any(|k| k == r.key.kind.as_str()));
+        Ok(Some((tenant, credentials, derived)))
+    }
+
+    fn request(&self, row: &SecretRow, provider: &str, payload: SecretBytes) -> RevocationRequest {
+        RevocationRequest {
+            tenant: self.id.clone(),
+            kind: row.key.kind.to_string(),
+            name: row.key.name.to_string(),
+            provider: provider.to_owned(),
+            payload,
+        }
+    }
+
+    /// Schedules the derived records for the purge job, within the derived-data retention.
+    async fn schedule_derived(
+        &self,
+        on: &mut On<'_>,
+        derived: &[SecretRow],
+        report: &mut DisconnectReport,
+    ) -> Result<(), StoreError> {
+        if derived.is_empty() {
+            return Ok(());
+        }
+        let purge_after = self
+            .vault
+            .now()
+            .saturating_add(self.vault.config().derived_retention);
+        let keys: Vec<RecordKey> = derived.iter().map(|r| r.key.clone()).collect();
+        let audit: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                self.audit(
+                    k,
+                    AuditAction::SchedulePurge,
+                    &format!("purge after {purge_after}"),
+                )
+            })
+            .collect();
+        report.derived_scheduled = on
+            .set_purge_after(&self.vault, &keys, purge_after, &audit)
+            .await?;
+        report.derived_purge_after = Some(purge_after);
+        Ok(())
     }
 }

@@ -9,7 +9,9 @@ use crate::{IdError, KeyVersion, TenantId};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// No such tenant: nothing was ever stored for it (or it was purged).
+    /// No such tenant, where that is not simply "no such record": restoring or rotating a
+    /// tenant that never stored anything (or was purged). A record read or written for such a
+    /// tenant is [`NotFound`](Self::NotFound), as for any missing record.
     #[error("unknown tenant {0}")]
     UnknownTenant(TenantId),
     /// No record at this key.
@@ -240,6 +242,18 @@ pub enum StoreError {
     /// An invalid tenant id, kind or name.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A `*_in` method was given a connection this vault cannot write on: one of another
+    /// database than the vault's backend (`sqlite`, `postgres`), or any connection when the
+    /// backend is not a SQL one (`non-sql`). Nothing was written.
+    #[error(
+        "a {connection} connection cannot carry a write of this {vault} vault: pass a connection to the vault's own database"
+    )]
+    WrongConnection {
+        /// The vault's backend: `sqlite`, `postgres` or `non-sql`.
+        vault: &'static str,
+        /// The connection given: `sqlite` or `postgres`.
+        connection: &'static str,
+    },
 }
 
 /// Which kind of key a [`StoreError::KeyInUse`] is about.

@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::backend::{AuditAction, SecretRow, TenantRow};
-use crate::store::{StoreError, Tenant};
+use crate::store::{On, StoreError, Tenant};
 
 /// What an export wrote. Serialised with these field names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -14,6 +14,34 @@ pub struct ExportReport {
     pub records: u64,
     /// Records that could not be opened (listed in the JSON export's `unreadable` array).
     pub unreadable: u64,
+}
+
+/// What [`Tenant::export_json_with`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// Whether each record's decrypted payload is written (default `true`). Without it,
+    /// nothing is decrypted: the export holds the records' clear metadata only.
+    pub secrets: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { secrets: true }
+    }
+}
+
+impl ExportOptions {
+    /// The records' metadata only: no payload, nothing decrypted.
+    pub fn metadata_only() -> Self {
+        Self { secrets: false }
+    }
+
+    /// Sets [`secrets`](Self::secrets).
+    pub fn with_secrets(mut self, secrets: bool) -> Self {
+        self.secrets = secrets;
+        self
+    }
 }
 
 /// The CSV header of [`Tenant::export_csv`].
@@ -30,18 +58,36 @@ impl Tenant {
     ///  "unreadable": [{"kind", "name", "reason"}, ...]}
     /// ```
     ///
-    /// Allowed during the deletion grace period. Audited as `export`.
+    /// Allowed during the deletion grace period. A tenant that never stored anything (or was
+    /// purged) exports as empty `records`. Audited as `export`. To leave the secrets out, use
+    /// [`export_json_with`](Self::export_json_with) and [`ExportOptions::metadata_only`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], [`StoreError::TenantShredded`], storage errors,
-    /// [`StoreError::Export`] if writing fails.
+    /// [`StoreError::TenantShredded`], storage errors, [`StoreError::Export`] if writing fails.
     #[tracing::instrument(name = "credvault.export_json", skip_all, fields(tenant = %self.id), err(Display, level = "debug"))]
     pub async fn export_json<W: AsyncWrite + Unpin>(
         &self,
         out: &mut W,
     ) -> Result<ExportReport, StoreError> {
-        let tenant = self.export_tenant().await?;
+        self.export_json_with(out, ExportOptions::default()).await
+    }
+
+    /// [`export_json`](Self::export_json) with `options`. With `secrets: false` nothing is
+    /// decrypted: each record has no `payload` member, `unreadable` is always empty, and the
+    /// export is audited as `export_metadata` (a shredded tenant's remaining rows can still be
+    /// listed this way).
+    ///
+    /// # Errors
+    ///
+    /// As [`export_json`](Self::export_json).
+    #[tracing::instrument(name = "credvault.export_json_with", skip_all, fields(tenant = %self.id, secrets = options.secrets), err(Display, level = "debug"))]
+    pub async fn export_json_with<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+        options: ExportOptions,
+    ) -> Result<ExportReport, StoreError> {
+        let tenant = self.export_tenant(options.secrets).await?;
         let header =
             json!({ "tenant": self.id.as_str(), "exported_at": self.vault.now() }).to_string();
         write(out, &header.as_bytes()[..header.len() - 1]).await?;
@@ -49,34 +95,44 @@ impl Tenant {
         let mut report = ExportReport::default();
         let mut unreadable: Vec<serde_json::Value> = Vec::new();
         let mut after = None;
-        loop {
-            let (page, next) = self.page(None, None, after.take()).await?;
+        let on = &mut On::Pool;
+        while tenant.is_some() {
+            let (page, next) = self.page(on, None, None, after.take()).await?;
             for row in &page {
-                let payload = match self.open_bytes(row, &tenant).await {
-                    Ok(p)
-                        if serde_json::from_slice::<serde::de::IgnoredAny>(p.expose_secret())
+                let payload = match &tenant {
+                    Some(t) if options.secrets => match self.open_bytes(on, row, t).await {
+                        Ok(p)
+                            if serde_json::from_slice::<serde::de::IgnoredAny>(
+                                p.expose_secret(),
+                            )
                             .is_ok() =>
-                    {
-                        p
-                    }
-                    Ok(_) => {
-                        unreadable.push(unreadable_json(row, "payload is not json"));
-                        continue;
-                    }
-                    Err(e) => {
-                        unreadable.push(unreadable_json(row, &e.to_string()));
-                        continue;
-                    }
+                        {
+                            Some(p)
+                        }
+                        Ok(_) => {
+                            unreadable.push(unreadable_json(row, "payload is not json"));
+                            continue;
+                        }
+                        Err(e) => {
+                            unreadable.push(unreadable_json(row, &e.to_string()));
+                            continue;
+                        }
+                    },
+                    _ => None,
                 };
                 let mut meta = record_json(row).to_string();
-                meta.pop(); // reopen the object to append the payload
                 if report.records > 0 {
                     write(out, b",").await?;
                 }
-                write(out, meta.as_bytes()).await?;
-                write(out, b",\"payload\":").await?;
-                write(out, payload.expose_secret()).await?;
-                write(out, b"}").await?;
+                if let Some(payload) = payload {
+                    meta.pop(); // reopen the object to append the payload
+                    write(out, meta.as_bytes()).await?;
+                    write(out, b",\"payload\":").await?;
+                    write(out, payload.expose_secret()).await?;
+                    write(out, b"}").await?;
+                } else {
+                    write(out, meta.as_bytes()).await?;
+                }
                 report.records += 1;
             }
             match next {
@@ -90,7 +146,12 @@ impl Tenant {
         write(out, unreadable_text.as_bytes()).await?;
         write(out, b"}\n").await?;
         out.flush().await.map_err(StoreError::Export)?;
-        self.audit_export(AuditAction::ExportJson).await?;
+        let action = if options.secrets {
+            AuditAction::ExportJson
+        } else {
+            AuditAction::ExportMetadata
+        };
+        self.audit_export(action).await?;
         Ok(report)
     }
 
@@ -106,12 +167,12 @@ impl Tenant {
         &self,
         out: &mut W,
     ) -> Result<ExportReport, StoreError> {
-        self.export_tenant().await?;
+        let tenant = self.export_tenant(true).await?;
         write(out, CSV_HEADER.as_bytes()).await?;
         let mut report = ExportReport::default();
         let mut after = None;
-        loop {
-            let (page, next) = self.page(None, None, after.take()).await?;
+        while tenant.is_some() {
+            let (page, next) = self.page(&mut On::Pool, None, None, after.take()).await?;
             for row in &page {
                 let cells = [
                     row.key.kind.to_string(),
@@ -139,15 +200,13 @@ impl Tenant {
         Ok(report)
     }
 
-    /// The tenant's row for an export: deleted tenants are allowed, shredded ones are not.
-    async fn export_tenant(&self) -> Result<TenantRow, StoreError> {
-        let row = self
-            .vault
-            .backend()
-            .tenant(&self.id)
-            .await?
-            .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
-        self.vault.dek(&row)?;
+    /// The tenant's row for an export (`None` if it never stored anything): deleted tenants
+    /// are allowed, shredded ones are not when `secrets` are exported.
+    async fn export_tenant(&self, secrets: bool) -> Result<Option<TenantRow>, StoreError> {
+        let row = self.vault.backend().tenant(&self.id).await?;
+        if secrets && let Some(row) = &row {
+            self.vault.dek(row)?;
+        }
         Ok(row)
     }
 

@@ -24,7 +24,7 @@ use crate::TenantId;
 use crate::backend::{BackendErrorKind, KeyIdentity, KeyRegistry, KeyRole};
 use crate::crypto::Context;
 use crate::keys::{KeyError, KeyState};
-use crate::store::{StoreError, Vault};
+use crate::store::{On, StoreError, Vault};
 
 /// How many data keys a first check of a vault made before fingerprints looks at, and how
 /// many tenants' shred secrets a first-seen tenant-key store must hold.
@@ -55,6 +55,13 @@ impl Vault {
     /// [`StoreError::TenantKeyStoreMismatch`], a [`KeyError::Store`] for a missing or foreign
     /// tenant-key directory, storage errors.
     pub async fn check_keys(&self) -> Result<KeyRegistry, StoreError> {
+        self.check_keys_on(&mut On::Pool).await
+    }
+
+    /// [`check_keys`](Self::check_keys), recording what is new on `on` (inside the
+    /// application's transaction for a `*_in` call: on SQLite, a second connection would wait
+    /// for the write lock that transaction holds).
+    pub(crate) async fn check_keys_on(&self, on: &mut On<'_>) -> Result<KeyRegistry, StoreError> {
         match self.kek().reload() {
             Ok(_) => {}
             // Keep working with the keys in hand; the error is the operator's to see.
@@ -94,12 +101,10 @@ impl Vault {
             .and_then(|k| k.last_primary_at)
             .is_none_or(|at| now.saturating_sub(at) >= interval.max(1) || now < at);
         let stored = if !new.is_empty() {
-            self.backend()
-                .register_keys(&new, Some(primary), now)
-                .await?
+            on.register_keys(self, &new, Some(primary), now).await?
         } else if heartbeat_due {
             // Only the heartbeat: a read-only database (or replica) still serves reads.
-            match self.backend().register_keys(&[], Some(primary), now).await {
+            match on.register_keys(self, &[], Some(primary), now).await {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::warn!(error = %e, "registering the primary key-encryption key failed");
@@ -135,6 +140,11 @@ impl Vault {
     /// Runs [`check_keys`](Self::check_keys) if it has not succeeded within the check
     /// interval.
     pub(crate) async fn keys_ready(&self) -> Result<(), StoreError> {
+        self.keys_ready_on(&mut On::Pool).await
+    }
+
+    /// [`keys_ready`](Self::keys_ready), a due check recording on `on`.
+    pub(crate) async fn keys_ready_on(&self, on: &mut On<'_>) -> Result<(), StoreError> {
         let fresh = self
             .inner
             .key_check
@@ -144,13 +154,13 @@ impl Vault {
         if fresh == Some(true) {
             return Ok(());
         }
-        self.check_keys().await.map(|_| ())
+        self.check_keys_on(on).await.map(|_| ())
     }
 
     /// After a write was refused because the provider is behind: reload it, check and
     /// register the new keys. `Ok(true)` if the provider is now current (retry the write).
-    pub(crate) async fn catch_up_kek(&self) -> Result<bool, StoreError> {
-        let registry = self.check_keys().await?;
+    pub(crate) async fn catch_up_kek(&self, on: &mut On<'_>) -> Result<bool, StoreError> {
+        let registry = self.check_keys_on(on).await?;
         let primary = self.kek().primary_version().get();
         if primary < registry.newest_kek {
             return Err(StoreError::KekBehind {

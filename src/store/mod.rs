@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod import;
 mod keys;
+mod on;
 mod open;
 mod progress;
 mod record;
@@ -28,10 +29,10 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use audit::ReadAudit;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use disconnect::{
-    DisconnectReport, RevocationFailure, RevocationRequest, RevokeError, Revoker,
+    DisconnectReport, RevocationFailure, RevocationRequest, Revocations, RevokeError, Revoker,
 };
 pub use error::{KeyKind, StoreError};
-pub use export::{CSV_HEADER, ExportReport};
+pub use export::{CSV_HEADER, ExportOptions, ExportReport};
 pub use import::{
     FailureCause, FernetImport, IMPORT_ACTOR, ImportError, ImportFailure, ImportReport,
     LegacyPayload, LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
@@ -51,6 +52,7 @@ use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, Tenant
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
+pub(crate) use on::On;
 
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
@@ -211,6 +213,12 @@ pub struct Vault {
     inner: Arc<Inner>,
 }
 
+/// A cached data key: (tenant, DEK version, tenant creation time).
+type DekCacheKey = (TenantId, KeyVersion, i64);
+
+/// A cached data key, with the wrapped bytes it was unwrapped from.
+type CachedDek = (Vec<u8>, Arc<TenantDek>);
+
 struct Inner {
     backend: Arc<dyn Backend>,
     kek: Arc<dyn KeyProvider>,
@@ -219,7 +227,9 @@ struct Inner {
     config: VaultConfig,
     /// Keyed by (tenant, DEK version, tenant creation time): a tenant purged and created again
     /// elsewhere gets a new entry.
-    deks: RwLock<HashMap<(TenantId, KeyVersion, i64), Arc<TenantDek>>>,
+    /// Each with the wrapped bytes it was unwrapped from: a hit must match them. Only keys of
+    /// committed rows are added (never one read inside an application's transaction).
+    deks: RwLock<HashMap<DekCacheKey, CachedDek>>,
     /// Recently read tenant rows, with when they were read.
     tenants: Mutex<HashMap<TenantId, (TenantRow, std::time::Instant)>>,
     read_buffer: Mutex<Vec<AuditRow>>,
@@ -322,17 +332,32 @@ impl Vault {
 
     /// The tenant's row, refusing unknown and deleted tenants.
     pub(crate) async fn active_tenant(&self, tenant: &TenantId) -> Result<TenantRow, StoreError> {
-        self.keys_ready().await?;
-        let row = match self.cached_tenant(tenant) {
+        self.active_tenant_on(&mut On::Pool, tenant).await
+    }
+
+    /// [`active_tenant`](Self::active_tenant) on `on`: a row read on the application's
+    /// connection is not cached (it may roll back).
+    pub(crate) async fn active_tenant_on(
+        &self,
+        on: &mut On<'_>,
+        tenant: &TenantId,
+    ) -> Result<TenantRow, StoreError> {
+        self.keys_ready_on(on).await?;
+        let cached = if on.joined() {
+            None
+        } else {
+            self.cached_tenant(tenant)
+        };
+        let row = match cached {
             Some(row) => row,
             None => {
-                let row = self
-                    .inner
-                    .backend
-                    .tenant(tenant)
+                let row = on
+                    .tenant(self, tenant)
                     .await?
                     .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
-                if let Ok(mut m) = self.inner.tenants.lock() {
+                if !on.joined()
+                    && let Ok(mut m) = self.inner.tenants.lock()
+                {
                     m.insert(tenant.clone(), (row.clone(), std::time::Instant::now()));
                 }
                 row
@@ -347,21 +372,23 @@ impl Vault {
         Ok(row)
     }
 
-    /// The tenant's row, creating the tenant (shred secret, wrapped DEK) if it is new.
-    pub(crate) async fn tenant_for_write(
+    /// The tenant's row, creating the tenant (shred secret, wrapped DEK) if it is new, on
+    /// `on` (in the application's transaction, the new tenant commits or rolls back with it).
+    pub(crate) async fn tenant_for_write_on(
         &self,
+        on: &mut On<'_>,
         tenant: &TenantId,
         actor: &str,
     ) -> Result<TenantRow, StoreError> {
-        match self.active_tenant(tenant).await {
+        match self.active_tenant_on(on, tenant).await {
             Err(StoreError::UnknownTenant(_)) => {}
             other => return other,
         }
         self.inner.tenant_keys.get_or_create(tenant)?;
-        let stored = match self.insert_tenant(tenant, actor).await {
+        let stored = match self.insert_tenant(on, tenant, actor).await {
             // A newer KEK is in use elsewhere: pick it up (reload, check) and wrap again.
-            Err(e) if keys::is_stale_key(&e) && self.catch_up_kek().await? => {
-                self.insert_tenant(tenant, actor).await?
+            Err(e) if keys::is_stale_key(&e) && self.catch_up_kek(on).await? => {
+                self.insert_tenant(on, tenant, actor).await?
             }
             other => other?,
         };
@@ -376,7 +403,12 @@ impl Vault {
 
     /// Inserts a new tenant with a new data key wrapped under the primary KEK (or finds the
     /// one another process inserted first).
-    async fn insert_tenant(&self, tenant: &TenantId, actor: &str) -> Result<TenantRow, StoreError> {
+    async fn insert_tenant(
+        &self,
+        on: &mut On<'_>,
+        tenant: &TenantId,
+        actor: &str,
+    ) -> Result<TenantRow, StoreError> {
         let version = KeyVersion::FIRST;
         let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
         // The version the wrapped key's header names (a reload may change the primary while
@@ -396,7 +428,7 @@ impl Vault {
             shredded_at: None,
         };
         let audit = [self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok")];
-        Ok(self.inner.backend.insert_tenant(&row, &audit).await?)
+        Ok(on.insert_tenant(self, &row, &audit).await?)
     }
 
     /// The ready record key of a tenant's current DEK, from the cache or unwrapped now.
@@ -406,20 +438,38 @@ impl Vault {
             row.created_at,
             row.dek_version,
             &row.wrapped_dek,
+            true,
+        )
+    }
+
+    /// [`dek`](Self::dek) of a row read on `on`: not cached if the row may be uncommitted.
+    pub(crate) fn dek_on(
+        &self,
+        on: &On<'_>,
+        row: &TenantRow,
+    ) -> Result<Arc<TenantDek>, StoreError> {
+        self.dek_from(
+            &row.tenant,
+            row.created_at,
+            row.dek_version,
+            &row.wrapped_dek,
+            !on.joined(),
         )
     }
 
     /// The ready record key of DEK `version` (wrapped as `wrapped`) of the tenant created at
-    /// `created_at`, from the cache or unwrapped now.
+    /// `created_at`, from the cache (if it was unwrapped from the same bytes) or unwrapped now
+    /// (and cached if `keep`).
     pub(crate) fn dek_from(
         &self,
         tenant: &TenantId,
         created_at: i64,
         version: KeyVersion,
         wrapped: &[u8],
+        keep: bool,
     ) -> Result<Arc<TenantDek>, StoreError> {
         let cache_key = (tenant.clone(), version, created_at);
-        if let Some(dek) = self.cached_dek(&cache_key) {
+        if let Some(dek) = self.cached_dek(&cache_key, Some(wrapped)) {
             return Ok(dek);
         }
         let shred = self
@@ -442,32 +492,43 @@ impl Vault {
             }
             other => other?,
         });
-        if let Ok(mut m) = self.inner.deks.write() {
-            m.insert(cache_key, Arc::clone(&dek));
+        if keep && let Ok(mut m) = self.inner.deks.write() {
+            m.insert(cache_key, (wrapped.to_vec(), Arc::clone(&dek)));
         }
         Ok(dek)
     }
 
     /// The ready record key of any live DEK version of a tenant: the current one, or a
     /// retired one read from the backend. `None` if the version is unknown or destroyed.
+    /// `keep`: whether `row` is committed (its current key may be cached).
     pub(crate) async fn dek_version(
         &self,
         row: &TenantRow,
         version: KeyVersion,
+        keep: bool,
     ) -> Result<Option<Arc<TenantDek>>, StoreError> {
         if version == row.dek_version {
-            return self.dek(row).map(Some);
+            return self
+                .dek_from(
+                    &row.tenant,
+                    row.created_at,
+                    row.dek_version,
+                    &row.wrapped_dek,
+                    keep,
+                )
+                .map(Some);
         }
-        if let Some(dek) = self.cached_dek(&(row.tenant.clone(), version, row.created_at)) {
+        if let Some(dek) = self.cached_dek(&(row.tenant.clone(), version, row.created_at), None) {
             return Ok(Some(dek));
         }
+        // Retired keys are read on the pool: committed, so cached.
         let retired = self.inner.backend.retired_deks(&row.tenant).await?;
         match retired.iter().find(|d| d.version == version) {
             Some(DekRow {
                 wrapped_dek: Some(wrapped),
                 ..
             }) => self
-                .dek_from(&row.tenant, row.created_at, version, wrapped)
+                .dek_from(&row.tenant, row.created_at, version, wrapped, true)
                 .map(Some),
             _ => Ok(None),
         }
@@ -475,8 +536,14 @@ impl Vault {
 
     /// The cached record key of (tenant, DEK version, tenant creation time), if unwrapped
     /// before (a poisoned cache is a miss).
-    fn cached_dek(&self, key: &(TenantId, KeyVersion, i64)) -> Option<Arc<TenantDek>> {
-        self.inner.deks.read().ok()?.get(key).cloned()
+    /// The cached data key for `key`; with `wrapped`, only if it was unwrapped from exactly
+    /// those bytes (a cache entry never outlives a change of the tenant's wrapped key).
+    fn cached_dek(&self, key: &DekCacheKey, wrapped: Option<&[u8]>) -> Option<Arc<TenantDek>> {
+        let cache = self.inner.deks.read().ok()?;
+        let (w, dek) = cache.get(key)?;
+        wrapped
+            .is_none_or(|wrapped| w.as_slice() == wrapped)
+            .then(|| Arc::clone(dek))
     }
 
     /// The key provider (KEK).

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::backend::{AuditAction, BackendErrorKind, RecordKey, SecretRow};
-use crate::store::{OAuthToken, StoreError, Tenant, Versioned};
+use crate::store::{OAuthToken, On, StoreError, Tenant, Versioned};
 
 /// First wait between looks at a record whose refresh is in progress elsewhere.
 const FIRST_WAIT: Duration = Duration::from_millis(10);
@@ -51,9 +51,12 @@ impl Tenant {
             + Duration::from_secs(u64::try_from(lease).unwrap_or(0).saturating_add(5));
         let mut wait = FIRST_WAIT;
         loop {
-            let tenant = self.vault.active_tenant(&self.id).await?;
-            let row = self.fetch(&key).await?;
-            let token: OAuthToken = self.open_row(&row, &tenant).await?;
+            let tenant = match self.vault.active_tenant(&self.id).await {
+                Err(StoreError::UnknownTenant(_)) => return Err(self.not_found(&key)),
+                other => other?,
+            };
+            let row = self.fetch(&mut On::Pool, &key).await?;
+            let token: OAuthToken = self.open_row(&On::Pool, &row, &tenant).await?;
             let now = self.vault.now();
             let fresh = token
                 .expires_at
@@ -97,6 +100,7 @@ impl Tenant {
                 Ok(new_token) => {
                     let version = self
                         .update_row(
+                            &mut On::Pool,
                             &key,
                             &new_token,
                             &tenant,
@@ -139,7 +143,7 @@ impl Tenant {
             {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == BackendErrorKind::StaleKey => {
-                    let current = self.fetch(key).await?;
+                    let current = self.fetch(&mut On::Pool, key).await?;
                     if current.version != leased.version {
                         return Ok(());
                     }

@@ -2,7 +2,9 @@
 
 use crate::TenantId;
 use crate::backend::AuditAction;
-use crate::store::{StoreError, Vault};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::backend::VaultConnection;
+use crate::store::{On, StoreError, Vault};
 
 /// What one run of [`Vault::purge`] did. Serialised with these field names (tenants as their
 /// ids).
@@ -26,25 +28,63 @@ impl Vault {
     /// restored) until the grace period ends and [`purge`](Self::purge) destroys it. Returns
     /// when it will be purged.
     ///
+    /// Idempotent: a tenant already being deleted keeps its first purge time (returned, nothing
+    /// written), and a tenant that never stored anything (or was purged) has nothing to delete
+    /// (returns the current time, nothing written).
+    ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], storage errors.
+    /// An invalid tenant id, storage errors.
     #[tracing::instrument(name = "credvault.delete_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn delete_tenant(&self, tenant: &str, actor: &str) -> Result<i64, StoreError> {
+        self.delete_tenant_on(&mut On::Pool, tenant, actor).await
+    }
+
+    /// [`delete_tenant`](Self::delete_tenant) inside the application's transaction (see
+    /// [`Tenant::put_in`](crate::store::Tenant::put_in)): the deletion and its audit row
+    /// commit or roll back with it. The tenant's cached row is dropped either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete_tenant`](Self::delete_tenant); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.delete_tenant_in", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
+    pub async fn delete_tenant_in<C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        tenant: &str,
+        actor: &str,
+    ) -> Result<i64, StoreError> {
+        self.delete_tenant_on(&mut self.on(conn)?, tenant, actor)
+            .await
+    }
+
+    async fn delete_tenant_on(
+        &self,
+        on: &mut On<'_>,
+        tenant: &str,
+        actor: &str,
+    ) -> Result<i64, StoreError> {
         let id = TenantId::new(tenant)?;
-        self.keys_ready().await?;
+        self.keys_ready_on(on).await?;
         let now = self.now();
+        self.forget_tenant_row(&id);
+        match on.tenant(self, &id).await? {
+            None => return Ok(now),
+            Some(row) => {
+                if let Some(purge_after) = row.purge_after {
+                    return Ok(purge_after);
+                }
+            }
+        }
         let purge_after = now.saturating_add(self.config().grace_period);
         let audit = [self.tenant_audit(&id, AuditAction::TenantDelete, actor, "ok")];
-        let found = self
-            .backend()
-            .set_tenant_deletion(&id, Some(now), Some(purge_after), &audit)
+        let found = on
+            .set_tenant_deletion(self, &id, Some(now), Some(purge_after), &audit)
             .await?;
         self.forget_tenant_row(&id);
-        if !found {
-            return Err(StoreError::UnknownTenant(id));
-        }
-        Ok(purge_after)
+        // Not found: purged (or its shred secret destroyed) since it was read.
+        Ok(if found { purge_after } else { now })
     }
 
     /// Cancels a tenant's deletion during its grace period.

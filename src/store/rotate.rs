@@ -16,7 +16,7 @@ use crate::backend::{
 use crate::crypto::Context;
 use crate::envelope::new_dek_material;
 use crate::keys::Keyring;
-use crate::store::{KeyKind, Progress, ProgressClock, StoreError, Vault};
+use crate::store::{KeyKind, On, Progress, ProgressClock, StoreError, Vault};
 use crate::{KeyVersion, TenantId};
 
 /// Who the audit log names for the re-encryption job's writes.
@@ -517,7 +517,7 @@ impl Vault {
                 wrapped_dek: Some(wrapped),
                 version,
                 ..
-            }) => self.dek_from(&tenant.tenant, tenant.created_at, *version, wrapped)?,
+            }) => self.dek_from(&tenant.tenant, tenant.created_at, *version, wrapped, true)?,
             Some(_) => {
                 return Err(refuse(format!(
                     "sealed with data key version {}, which was destroyed",
@@ -570,7 +570,7 @@ impl Vault {
             match done {
                 // A newer KEK is in use elsewhere: pick it up and wrap again, once.
                 Err(e) if !retried && e.kind() == crate::backend::BackendErrorKind::StaleKey => {
-                    self.catch_up_kek().await?;
+                    self.catch_up_kek(&mut On::Pool).await?;
                     retried = true;
                 }
                 done => {

@@ -5,10 +5,12 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::backend::VaultConnection;
 use crate::backend::{AuditAction, AuditRow, BackendErrorKind, ListQuery, RecordKey, SecretRow};
 use crate::crypto::Context;
 use crate::secret::SecretBytes;
-use crate::store::{SecretKind, StoreError, Vault};
+use crate::store::{On, SecretKind, StoreError, Vault};
 use crate::{RecordKind, RecordName, TenantId};
 
 /// Rows fetched per page when listing or exporting.
@@ -102,7 +104,8 @@ impl Tenant {
         &self.id
     }
 
-    /// Stores a new record. Creates the tenant (its keys) on first use.
+    /// Stores a new record. Creates the tenant (its keys) on first use. Returns its version
+    /// (1).
     ///
     /// # Errors
     ///
@@ -110,14 +113,47 @@ impl Tenant {
     /// [`StoreError::TenantDeleted`] during the grace period; invalid names; storage errors.
     #[tracing::instrument(name = "credvault.put", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn put<R: SecretKind>(&self, name: &str, record: &R) -> Result<i64, StoreError> {
+        self.put_on(&mut On::Pool, name, record).await
+    }
+
+    /// [`put`](Self::put) inside the application's transaction: pass the inside of your open
+    /// `sqlx::Transaction`, `&mut *tx`, on the vault's own database. The record, its audit row
+    /// and (on first use) the tenant's row commit or roll back with your transaction. See the
+    /// crate's README, "Inside your own transaction".
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put); [`StoreError::WrongConnection`] for a connection to another
+    /// database than the vault's. After an error, the vault's statements are rolled back to
+    /// their savepoint: your transaction is usable.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.put_in", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn put_in<R: SecretKind, C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        name: &str,
+        record: &R,
+    ) -> Result<i64, StoreError> {
+        self.put_on(&mut self.vault.on(conn)?, name, record).await
+    }
+
+    async fn put_on<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        name: &str,
+        record: &R,
+    ) -> Result<i64, StoreError> {
         let key = self.key::<R>(name)?;
         let mut attempts = 0;
         loop {
-            let tenant = self.vault.tenant_for_write(&self.id, &self.actor).await?;
-            let row = self.seal_row(&key, record, &tenant, 1, None)?;
+            let tenant = self
+                .vault
+                .tenant_for_write_on(on, &self.id, &self.actor)
+                .await?;
+            let row = self.seal_row(on, &key, record, &tenant, 1, None)?;
             let audit = [self.audit(&key, AuditAction::Put, "ok")];
-            match self.vault.backend().insert(&row, &audit).await {
-                Ok(()) => break,
+            match on.insert(&self.vault, &row, &audit).await {
+                Ok(()) => return Ok(1),
                 Err(e)
                     if e.kind() == BackendErrorKind::StaleKey && attempts < STALE_KEY_RETRIES =>
                 {
@@ -135,25 +171,115 @@ impl Tenant {
                 Err(e) => return Err(StoreError::Backend(e)),
             }
         }
-        Ok(1)
+    }
+
+    /// Stores a record whether or not one exists at this kind and name: inserts it (version
+    /// 1) or replaces it (the stored version + 1, keeping its creation time and any scheduled
+    /// purge), in one statement on the SQL backends, audited as `upsert`. Creates the tenant on
+    /// first use. Returns the new version. No compare-and-swap: use [`update`](Self::update)
+    /// to replace only what you read.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TenantDeleted`] during the grace period; invalid names; storage errors.
+    #[tracing::instrument(name = "credvault.upsert", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn upsert<R: SecretKind>(&self, name: &str, record: &R) -> Result<i64, StoreError> {
+        self.upsert_on(&mut On::Pool, name, record).await
+    }
+
+    /// [`upsert`](Self::upsert) inside the application's transaction (see
+    /// [`put_in`](Self::put_in)).
+    ///
+    /// # Errors
+    ///
+    /// As [`upsert`](Self::upsert); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.upsert_in", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn upsert_in<R: SecretKind, C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        name: &str,
+        record: &R,
+    ) -> Result<i64, StoreError> {
+        self.upsert_on(&mut self.vault.on(conn)?, name, record)
+            .await
+    }
+
+    async fn upsert_on<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        name: &str,
+        record: &R,
+    ) -> Result<i64, StoreError> {
+        let key = self.key::<R>(name)?;
+        let mut attempts = 0;
+        loop {
+            let tenant = self
+                .vault
+                .tenant_for_write_on(on, &self.id, &self.actor)
+                .await?;
+            let row = self.seal_row(on, &key, record, &tenant, 1, None)?;
+            let audit = [self.audit(&key, AuditAction::Upsert, "ok")];
+            match on.upsert(&self.vault, &row, &audit).await {
+                Ok(version) => return Ok(version),
+                Err(e)
+                    if e.kind() == BackendErrorKind::StaleKey && attempts < STALE_KEY_RETRIES =>
+                {
+                    attempts += 1;
+                    self.vault.forget_tenant_row(&self.id);
+                }
+                Err(e) => return Err(StoreError::Backend(e)),
+            }
+        }
     }
 
     /// Reads and opens a record.
     ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`], [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`],
-    /// [`StoreError::CorruptRecord`] if the stored bytes do not open under this tenant, kind
-    /// and name (moved, altered, or sealed with a destroyed key); storage errors.
+    /// [`StoreError::NotFound`] if there is no such record, whether or not the tenant ever
+    /// stored anything; [`StoreError::TenantDeleted`], [`StoreError::CorruptRecord`] if the
+    /// stored bytes do not open under this tenant, kind and name (moved, altered, or sealed
+    /// with a destroyed key); storage errors.
     #[tracing::instrument(name = "credvault.get", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn get<R: SecretKind>(&self, name: &str) -> Result<Versioned<R>, StoreError> {
+        self.get_on(&mut On::Pool, name).await
+    }
+
+    /// [`get`](Self::get) inside the application's transaction: sees what the transaction
+    /// wrote (a record put in it, not yet committed). Its read event is written to the audit
+    /// log in the same transaction (not buffered), unless read auditing is off.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.get_in", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn get_in<R: SecretKind, C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        name: &str,
+    ) -> Result<Versioned<R>, StoreError> {
+        self.get_on(&mut self.vault.on(conn)?, name).await
+    }
+
+    async fn get_on<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        name: &str,
+    ) -> Result<Versioned<R>, StoreError> {
         let key = self.key::<R>(name)?;
-        let tenant = self.vault.active_tenant(&self.id).await?;
-        let row = self.fetch(&key).await?;
-        let value = self.open_row(&row, &tenant).await?;
-        self.vault
-            .record_read(self.audit(&key, AuditAction::Get, "ok"))
-            .await?;
+        let tenant = self.record_tenant(on, &key).await?;
+        let row = self.fetch(on, &key).await?;
+        let value = self.open_row(on, &row, &tenant).await?;
+        let audit = self.audit(&key, AuditAction::Get, "ok");
+        if on.joined() {
+            if self.vault.config().read_audit != crate::store::ReadAudit::Off {
+                on.append_audit(&self.vault, &[audit]).await?;
+            }
+        } else {
+            self.vault.record_read(audit).await?;
+        }
         Ok(Versioned {
             value,
             version: row.version,
@@ -174,11 +300,42 @@ impl Tenant {
         record: &R,
         expected_version: i64,
     ) -> Result<i64, StoreError> {
+        self.update_on(&mut On::Pool, name, record, expected_version)
+            .await
+    }
+
+    /// [`update`](Self::update) inside the application's transaction (see
+    /// [`put_in`](Self::put_in)).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.update_in", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn update_in<R: SecretKind, C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        name: &str,
+        record: &R,
+        expected_version: i64,
+    ) -> Result<i64, StoreError> {
+        self.update_on(&mut self.vault.on(conn)?, name, record, expected_version)
+            .await
+    }
+
+    async fn update_on<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        name: &str,
+        record: &R,
+        expected_version: i64,
+    ) -> Result<i64, StoreError> {
         let key = self.key::<R>(name)?;
-        let tenant = self.vault.active_tenant(&self.id).await?;
+        let tenant = self.record_tenant(on, &key).await?;
         // No read first: the compare-and-swap decides, and the backend keeps created_at and
         // purge_after.
         self.update_row(
+            on,
             &key,
             record,
             &tenant,
@@ -190,46 +347,89 @@ impl Tenant {
         .await
     }
 
-    /// Deletes a record at once (hard delete). Returns whether it existed.
+    /// Deletes a record at once (hard delete). Returns whether it existed (`false` for a
+    /// tenant that never stored anything).
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], [`StoreError::TenantDeleted`], storage errors.
+    /// [`StoreError::TenantDeleted`], storage errors.
     #[tracing::instrument(name = "credvault.delete", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
     pub async fn delete<R: SecretKind>(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_on::<R>(&mut On::Pool, name).await
+    }
+
+    /// [`delete`](Self::delete) inside the application's transaction (see
+    /// [`put_in`](Self::put_in)).
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete); [`StoreError::WrongConnection`].
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[tracing::instrument(name = "credvault.delete_in", skip_all, fields(tenant = %self.id, kind = R::KIND, name = name), err(Display, level = "debug"))]
+    pub async fn delete_in<R: SecretKind, C: VaultConnection>(
+        &self,
+        conn: &mut C,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.delete_on::<R>(&mut self.vault.on(conn)?, name).await
+    }
+
+    async fn delete_on<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let key = self.key::<R>(name)?;
-        self.vault.active_tenant(&self.id).await?;
+        match self.vault.active_tenant_on(on, &self.id).await {
+            Err(StoreError::UnknownTenant(_)) => return Ok(false),
+            other => other?,
+        };
         let audit = [self.audit(&key, AuditAction::Delete, "ok")];
-        let n = self
-            .vault
-            .backend()
-            .delete(std::slice::from_ref(&key), &audit)
+        let n = on
+            .delete(&self.vault, std::slice::from_ref(&key), &audit)
             .await?;
         Ok(n > 0)
     }
 
     /// Lists the tenant's records (metadata only, nothing is decrypted), optionally of one
-    /// kind, ordered by kind and name.
+    /// kind, ordered by kind and name. Empty for a tenant that never stored anything.
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], an invalid kind, storage errors.
+    /// An invalid kind, storage errors.
     #[tracing::instrument(name = "credvault.list", skip_all, fields(tenant = %self.id, kind), err(Display, level = "debug"))]
     pub async fn list(&self, kind: Option<&str>) -> Result<Vec<RecordInfo>, StoreError> {
-        self.vault
-            .backend()
-            .tenant(&self.id)
-            .await?
-            .ok_or_else(|| StoreError::UnknownTenant(self.id.clone()))?;
         let kind = kind.map(RecordKind::new).transpose()?;
-        let rows = self.all_rows(kind.as_ref(), None).await?;
+        let rows = self.all_rows(&mut On::Pool, kind.as_ref(), None).await?;
         Ok(rows.iter().map(RecordInfo::from_row).collect())
+    }
+
+    /// The tenant's row for a read or write of the record at `key`: a tenant that never stored
+    /// anything has no such record ([`StoreError::NotFound`]).
+    async fn record_tenant(
+        &self,
+        on: &mut On<'_>,
+        key: &RecordKey,
+    ) -> Result<crate::backend::TenantRow, StoreError> {
+        match self.vault.active_tenant_on(on, &self.id).await {
+            Err(StoreError::UnknownTenant(_)) => Err(self.not_found(key)),
+            other => other,
+        }
+    }
+
+    pub(crate) fn not_found(&self, key: &RecordKey) -> StoreError {
+        StoreError::NotFound {
+            tenant: self.id.clone(),
+            kind: key.kind.to_string(),
+            name: key.name.to_string(),
+        }
     }
 
     /// One page of the tenant's rows after `after`, optionally of one kind or provider, and
     /// where the next page starts (`None` after the last).
     pub(crate) async fn page(
         &self,
+        on: &mut On<'_>,
         kind: Option<&RecordKind>,
         provider: Option<&str>,
         after: Option<(RecordKind, RecordName)>,
@@ -241,7 +441,7 @@ impl Tenant {
             after,
             limit: PAGE,
         };
-        let page = self.vault.backend().list(&query).await?;
+        let page = on.list(&self.vault, &query).await?;
         let next = (page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
             .then(|| {
                 page.last()
@@ -254,13 +454,14 @@ impl Tenant {
     /// Every row of the tenant (optionally of one kind or provider), page by page.
     pub(crate) async fn all_rows(
         &self,
+        on: &mut On<'_>,
         kind: Option<&RecordKind>,
         provider: Option<&str>,
     ) -> Result<Vec<SecretRow>, StoreError> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) = self.page(kind, provider, after.take()).await?;
+            let (page, next) = self.page(on, kind, provider, after.take()).await?;
             out.extend(page);
             match next {
                 Some(n) => after = Some(n),
@@ -288,21 +489,20 @@ impl Tenant {
         )
     }
 
-    pub(crate) async fn fetch(&self, key: &RecordKey) -> Result<SecretRow, StoreError> {
-        self.vault
-            .backend()
-            .get(key)
+    pub(crate) async fn fetch(
+        &self,
+        on: &mut On<'_>,
+        key: &RecordKey,
+    ) -> Result<SecretRow, StoreError> {
+        on.get(&self.vault, key)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                tenant: self.id.clone(),
-                kind: key.kind.to_string(),
-                name: key.name.to_string(),
-            })
+            .ok_or_else(|| self.not_found(key))
     }
 
     /// Seals `record` into a row at `version`.
     pub(crate) fn seal_row<R: SecretKind>(
         &self,
+        on: &On<'_>,
         key: &RecordKey,
         record: &R,
         tenant: &crate::backend::TenantRow,
@@ -317,7 +517,7 @@ impl Tenant {
                 max,
             });
         }
-        let dek = self.vault.dek(tenant)?;
+        let dek = self.vault.dek_on(on, tenant)?;
         let ctx = Context::record(key.tenant.as_str(), key.kind.as_str(), key.name.as_str())?;
         let sealed = dek.seal(payload.expose_secret(), &ctx)?;
         let now = self.vault.now();
@@ -340,10 +540,11 @@ impl Tenant {
     /// Opens a row into its record type.
     pub(crate) async fn open_row<R: SecretKind>(
         &self,
+        on: &On<'_>,
         row: &SecretRow,
         tenant: &crate::backend::TenantRow,
     ) -> Result<R, StoreError> {
-        let plain = self.open_bytes(row, tenant).await?;
+        let plain = self.open_bytes(on, row, tenant).await?;
         serde_json::from_slice(plain.expose_secret()).map_err(|e| {
             self.corrupt(
                 row,
@@ -360,6 +561,7 @@ impl Tenant {
     /// the retired version that sealed it.
     pub(crate) async fn open_bytes(
         &self,
+        on: &On<'_>,
         row: &SecretRow,
         tenant: &crate::backend::TenantRow,
     ) -> Result<SecretBytes, StoreError> {
@@ -377,7 +579,11 @@ impl Tenant {
                 minimum: tenant.min_dek_version,
             });
         }
-        let Some(dek) = self.vault.dek_version(tenant, row.dek_version).await? else {
+        let Some(dek) = self
+            .vault
+            .dek_version(tenant, row.dek_version, !on.joined())
+            .await?
+        else {
             return Err(self.corrupt(
                 row,
                 format!(
@@ -406,6 +612,7 @@ impl Tenant {
     )]
     pub(crate) async fn update_row<R: SecretKind>(
         &self,
+        on: &mut On<'_>,
         key: &RecordKey,
         record: &R,
         tenant: &crate::backend::TenantRow,
@@ -427,15 +634,10 @@ impl Tenant {
         let mut tenant = tenant.clone();
         let mut attempts = 0;
         loop {
-            let mut row = self.seal_row(key, record, &tenant, next, current)?;
+            let mut row = self.seal_row(on, key, record, &tenant, next, current)?;
             row.lease_until = lease_until;
             let audit = [self.audit(key, action.clone(), "ok")];
-            match self
-                .vault
-                .backend()
-                .update(&row, expected_version, &audit)
-                .await
-            {
+            match on.update(&self.vault, &row, expected_version, &audit).await {
                 Ok(true) => return Ok(next),
                 Ok(false) => return Err(conflict()),
                 Err(e)
@@ -444,7 +646,7 @@ impl Tenant {
                     // The tenant's data key was rotated since its row was cached: seal again.
                     attempts += 1;
                     self.vault.forget_tenant_row(&self.id);
-                    tenant = self.vault.active_tenant(&self.id).await?;
+                    tenant = self.vault.active_tenant_on(on, &self.id).await?;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -32,6 +32,22 @@ impl fmt::Debug for RevocationRequest {
 }
 
 impl RevocationRequest {
+    pub(crate) fn new(
+        tenant: TenantId,
+        kind: String,
+        name: String,
+        provider: String,
+        payload: SecretBytes,
+    ) -> Self {
+        Self {
+            tenant,
+            kind,
+            name,
+            provider,
+            payload,
+        }
+    }
+
     /// The record's decrypted JSON.
     pub fn payload(&self) -> &SecretBytes {
         &self.payload
@@ -101,16 +117,24 @@ impl Tenant {
     /// revocation is audited and does not keep the credential). Derived data of the provider
     /// is scheduled for deletion by the purge job within the vault's derived-data retention.
     ///
+    /// Allowed during a tenant's deletion grace period too (a deleted tenant's tokens are
+    /// revoked by the deletion itself; this serves the credentials it left). Afterwards the
+    /// database file is flushed ([`Backend::flush_deleted`]): on SQLite no byte of the deleted
+    /// rows stays in the file or its WAL.
+    ///
+    /// [`Backend::flush_deleted`]: crate::backend::Backend::flush_deleted
+    ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], storage errors. Revocation failures are not errors.
+    /// [`StoreError::UnknownTenant`], [`StoreError::TenantShredded`] (already purged), storage
+    /// errors. Revocation failures are not errors.
     #[tracing::instrument(name = "credvault.disconnect", skip_all, fields(tenant = %self.id, provider = provider), err(Display, level = "debug"))]
     pub async fn disconnect(
         &self,
         provider: &str,
         revoker: Option<&dyn Revoker>,
     ) -> Result<DisconnectReport, StoreError> {
-        let tenant = self.vault.active_tenant(&self.id).await?;
+        let tenant = self.vault.live_tenant(&self.id).await?;
         let rows = self.all_rows(None, Some(provider)).await?;
         let derived_kinds = &self.vault.config().derived_kinds;
         let (derived, credentials): (Vec<_>, Vec<_>) = rows
@@ -153,6 +177,9 @@ impl Tenant {
             keys.push(row.key.clone());
         }
         report.deleted = self.vault.backend().delete(&keys, &audit).await?;
+        if report.deleted > 0 {
+            self.vault.flush_deleted().await?;
+        }
         if !derived.is_empty() {
             let purge_after = self
                 .vault

@@ -1,11 +1,25 @@
 //! Tenant deletion with a grace period, and the purge job.
 
+use std::time::Duration;
+
 use crate::TenantId;
-use crate::store::{StoreError, Vault};
+use crate::store::{PurgerConfig, Revoker, StoreError, Tenant, Vault};
 
 /// What one run of [`Vault::purge`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeReport {
+    /// How late the oldest item waiting for deletion was when the run started: the time since
+    /// its promised deadline (a deleted tenant's `purge_after`, a derived record's). Zero when
+    /// every promise was kept; anything else means the purge ran too rarely or failed.
+    pub oldest_overdue: Duration,
+    /// OAuth tokens of deleted tenants whose revocation the run retried and the revoker now
+    /// accepted (then deleted).
+    pub tokens_revoked: u64,
+    /// OAuth tokens of deleted tenants deleted by the run's retry pass.
+    pub tokens_removed: u64,
+    /// OAuth tokens of deleted tenants whose revocation failed again (audited, kept for the
+    /// next run; the tenant's purge deletes them at the latest).
+    pub revocation_failures: u64,
     /// Tenants destroyed (shred secret, wrapped DEK and records).
     pub tenants: Vec<TenantId>,
     /// Records of those tenants deleted.
@@ -19,21 +33,77 @@ pub struct PurgeReport {
 /// The actor the purge job writes into the audit log.
 pub const PURGE_ACTOR: &str = "job:purge";
 
+/// What [`Vault::delete_tenant_with`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantDeletion {
+    /// The promised deadline (Unix seconds): the tenant is destroyed by then, by a purge.
+    pub purge_after: i64,
+    /// OAuth tokens the revoker accepted.
+    pub tokens_revoked: u64,
+    /// OAuth tokens deleted at once (revoked, or unreadable and so never revocable).
+    pub tokens_removed: u64,
+    /// OAuth tokens whose revocation failed: audited and kept, sealed, for the purge to retry
+    /// with the vault's [`revoker`](crate::store::VaultBuilder::revoker) (the tenant's own
+    /// purge deletes them at the latest).
+    pub revocation_failures: u64,
+}
+
 impl Vault {
-    /// Starts deleting a tenant: from now on its records can only be exported (or the tenant
-    /// restored) until the grace period ends and [`purge`](Self::purge) destroys it. Returns
-    /// when it will be purged.
+    /// Starts deleting a tenant: its OAuth tokens are revoked through the vault's
+    /// [`revoker`](crate::store::VaultBuilder::revoker) and removed at once (without a
+    /// revoker, removed unrevoked); the rest of its records can only be exported (or the
+    /// tenant restored) until the purge destroys it, by the deadline `grace_period` from now.
+    /// Returns that deadline. [`disconnect`](Tenant::disconnect) still works meanwhile.
+    ///
+    /// See [`delete_tenant_with`](Self::delete_tenant_with) for what happens to a token whose
+    /// revocation fails.
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownTenant`], storage errors.
+    /// [`StoreError::UnknownTenant`], storage errors (the tenant may then be marked deleted
+    /// with tokens left: the next purge revokes and removes them).
     #[tracing::instrument(name = "credvault.delete_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn delete_tenant(&self, tenant: &str, actor: &str) -> Result<i64, StoreError> {
+        let revoker = self.revoker();
+        Ok(self
+            .delete_tenant_inner(tenant, actor, revoker)
+            .await?
+            .purge_after)
+    }
+
+    /// [`delete_tenant`](Self::delete_tenant), revoking the tenant's OAuth tokens through
+    /// `revoker` (one [`RevocationRequest`](crate::store::RevocationRequest) per token, the
+    /// refresh token first per RFC 7009). A token the revoker accepts is deleted at once, in
+    /// one transaction with its `revoke` and `delete` audit rows. A token whose revocation
+    /// fails is audited (`revoke`, `failed: ...`) and kept, sealed and unreadable through the
+    /// API, for [`purge`](Self::purge) to retry with the vault's revoker on each run; the
+    /// tenant's purge deletes it at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete_tenant`](Self::delete_tenant). Revocation failures are not errors.
+    #[tracing::instrument(name = "credvault.delete_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
+    pub async fn delete_tenant_with(
+        &self,
+        tenant: &str,
+        actor: &str,
+        revoker: &dyn Revoker,
+    ) -> Result<TenantDeletion, StoreError> {
+        self.delete_tenant_inner(tenant, actor, Some(revoker)).await
+    }
+
+    async fn delete_tenant_inner(
+        &self,
+        tenant: &str,
+        actor: &str,
+        revoker: Option<&dyn Revoker>,
+    ) -> Result<TenantDeletion, StoreError> {
         let id = TenantId::new(tenant)?;
         self.keys_ready().await?;
         let now = self.now();
         let purge_after = now.saturating_add(self.config().grace_period);
         let audit = [self.audit_row(&id, None, None, "tenant_delete", actor, "ok")];
+        // Marked first: no token can be written while the others are being revoked.
         let found = self
             .backend()
             .set_tenant_deletion(&id, Some(now), Some(purge_after), &audit)
@@ -42,7 +112,17 @@ impl Vault {
         if !found {
             return Err(StoreError::UnknownTenant(id));
         }
-        Ok(purge_after)
+        let row = self.live_tenant(&id).await?;
+        let tokens = Tenant::new(self.clone(), id)
+            .with_actor(actor)
+            .remove_tokens(&row, revoker)
+            .await?;
+        Ok(TenantDeletion {
+            purge_after,
+            tokens_revoked: tokens.revoked,
+            tokens_removed: tokens.removed,
+            revocation_failures: tokens.failed,
+        })
     }
 
     /// Cancels a tenant's deletion during its grace period.
@@ -71,12 +151,22 @@ impl Vault {
         Ok(())
     }
 
-    /// The purge job: destroys tenants whose grace period is over (shred secret first, then
-    /// the wrapped DEK and every record, in one transaction), deletes records whose retention
-    /// ran out, and trims the audit log to its retention. Safe to run from several servers
-    /// and to run again after a crash.
+    /// The purge job, deleting what has reached its deadline: destroys tenants whose grace
+    /// period is over (shred secret first, then the wrapped DEK and every record, in one
+    /// transaction), deletes records whose retention ran out, and trims the audit log to its
+    /// retention. Before that it retries the revocation of deleted tenants' OAuth tokens
+    /// that failed (with the vault's [`revoker`](crate::store::VaultBuilder::revoker)), and
+    /// after it flushes the database file ([`Backend::flush_deleted`]). Safe to run from
+    /// several servers and to run again after a crash.
     ///
-    /// Run it at least daily (hourly if you promise deletion of derived data within 24 hours).
+    /// Run on its own, it deletes each item at or after its deadline, never before: a purge
+    /// that runs every hour is up to an hour late. To keep the promises, run it on a schedule
+    /// that deletes ahead: [`spawn_purger`](Self::spawn_purger) (or
+    /// [`purge_on_schedule`](Self::purge_on_schedule) from your own scheduler, or
+    /// `credvault vault purge --every`/`--watch`). [`PurgeReport::oldest_overdue`] says
+    /// whether a promise was missed.
+    ///
+    /// [`Backend::flush_deleted`]: crate::backend::Backend::flush_deleted
     ///
     /// A tenant is shredded in three steps, each safe to interrupt: the vault records that
     /// its shred secret is being destroyed, destroys it, then deletes its rows. A run killed
@@ -92,11 +182,100 @@ impl Vault {
     /// key-store error; what was done before it stays done.
     #[tracing::instrument(name = "credvault.purge", skip_all, err(Display, level = "warn"))]
     pub async fn purge(&self) -> Result<PurgeReport, StoreError> {
+        self.purge_ahead(0).await
+    }
+
+    /// The purge job as run every `schedule.interval`: it deletes every item whose deadline
+    /// falls before the next run could start, that is at or before now + interval + margin,
+    /// so that each item is gone before its promised deadline (a deleted tenant's grace
+    /// period is cut short by that lead). Otherwise as [`purge`](Self::purge). Audit rows are
+    /// trimmed at their retention exactly (a promise to keep them, not to delete them).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidPurgeSchedule`] if the schedule cannot keep the vault's shortest
+    /// promise (nothing is done); otherwise as [`purge`](Self::purge).
+    #[tracing::instrument(name = "credvault.purge", skip_all, err(Display, level = "warn"))]
+    pub async fn purge_on_schedule(
+        &self,
+        schedule: &PurgerConfig,
+    ) -> Result<PurgeReport, StoreError> {
+        let lead = self.schedule_lead(schedule)?;
+        self.purge_ahead(lead).await
+    }
+
+    /// The lead a schedule needs, in whole seconds, after checking it against the promises.
+    pub(crate) fn schedule_lead(&self, schedule: &PurgerConfig) -> Result<i64, StoreError> {
+        let config = self.config();
+        let shortest = config.grace_period.min(config.derived_retention);
+        let promise = Duration::from_secs(u64::try_from(shortest).unwrap_or(0));
+        let lead = schedule.lead();
+        if schedule.interval.is_zero() || lead >= promise {
+            return Err(StoreError::InvalidPurgeSchedule {
+                interval: schedule.interval,
+                margin: schedule.margin,
+                promise,
+            });
+        }
+        let secs = lead
+            .as_secs()
+            .saturating_add(u64::from(lead.subsec_nanos() > 0));
+        Ok(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    /// Moves deleted rows' bytes out of the live database files (see
+    /// [`Backend::flush_deleted`](crate::backend::Backend::flush_deleted)); an incomplete
+    /// flush is logged (the next one finishes it).
+    pub(crate) async fn flush_deleted(&self) -> Result<(), StoreError> {
+        if !self.backend().flush_deleted().await? {
+            tracing::warn!(
+                "credvault: the WAL checkpoint after a deletion was blocked by a reader; \
+                 deleted bytes stay in the WAL until the next flush"
+            );
+        }
+        Ok(())
+    }
+
+    /// Retries the token revocations of every tenant in its grace period (tokens left by a
+    /// failed revocation or an interrupted deletion). A tenant whose pass fails is logged and
+    /// skipped: it is retried on the next run.
+    async fn retry_revocations(&self, report: &mut PurgeReport) -> Result<(), StoreError> {
+        for id in self.backend().tenants_due_for_purge(i64::MAX).await? {
+            let Some(row) = self.backend().tenant(&id).await? else {
+                continue;
+            };
+            if row.shredded_at.is_some() {
+                continue;
+            }
+            let tenant = Tenant::new(self.clone(), id).with_actor(PURGE_ACTOR);
+            match tenant.remove_tokens(&row, self.revoker()).await {
+                Ok(done) => {
+                    report.tokens_revoked += done.revoked;
+                    report.tokens_removed += done.removed;
+                    report.revocation_failures += done.failed;
+                }
+                Err(e) => tracing::warn!(
+                    tenant = %tenant.id,
+                    error = %e,
+                    "credvault purge: revoking a deleted tenant's tokens failed; retried next run"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The purge, deleting what is due by now + `lead` seconds.
+    async fn purge_ahead(&self, lead: i64) -> Result<PurgeReport, StoreError> {
         self.keys_ready().await?;
         let now = self.now();
-        let mut report = PurgeReport::default();
+        let due = now.saturating_add(lead);
+        let mut report = PurgeReport {
+            oldest_overdue: overdue(now, self.backend().oldest_purge_deadline().await?),
+            ..PurgeReport::default()
+        };
+        self.retry_revocations(&mut report).await?;
         let mut refused = Vec::new();
-        for tenant in self.backend().tenants_due_for_purge(now).await? {
+        for tenant in self.backend().tenants_due_for_purge(due).await? {
             let Some(row) = self.backend().tenant(&tenant).await? else {
                 continue; // purged by another process meanwhile
             };
@@ -130,18 +309,30 @@ impl Vault {
             report.tenant_records += self.backend().purge_tenant(&tenant, &audit).await?;
             report.tenants.push(tenant);
         }
-        let expired = self.backend().purge_records(now, PURGE_ACTOR).await?;
+        let expired = self.backend().purge_records(due, now, PURGE_ACTOR).await?;
         report.expired_records = u64::try_from(expired.len()).unwrap_or(u64::MAX);
         self.flush_audit().await?;
         report.audit_rows = self
             .backend()
             .purge_audit(now.saturating_sub(self.config().audit_retention))
             .await?;
+        if !report.tenants.is_empty() || report.expired_records > 0 || report.audit_rows > 0 {
+            self.flush_deleted().await?;
+        }
+        if !report.oldest_overdue.is_zero() {
+            tracing::warn!(
+                overdue_seconds = report.oldest_overdue.as_secs(),
+                "credvault purge: an item waited past its promised deletion deadline; run the \
+                 purge more often (spawn_purger, or purge --every)"
+            );
+        }
         tracing::info!(
             tenants = report.tenants.len(),
             tenant_records = report.tenant_records,
             expired_records = report.expired_records,
             audit_rows = report.audit_rows,
+            tokens_revoked = report.tokens_revoked,
+            revocation_failures = report.revocation_failures,
             refused = refused.len(),
             "credvault purge finished"
         );
@@ -153,4 +344,11 @@ impl Vault {
         }
         Ok(report)
     }
+}
+
+/// How long past `deadline` `now` is (zero if not past, or nothing waits).
+fn overdue(now: i64, deadline: Option<i64>) -> Duration {
+    deadline
+        .and_then(|d| u64::try_from(now.saturating_sub(d)).ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
 }

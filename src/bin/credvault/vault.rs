@@ -9,8 +9,8 @@ use std::sync::Arc;
 use credvault::envelope::DirTenantKeys;
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
-    ApiKey, DerivedData, OAuthToken, ReadAudit, RecordInfo, SecretKind, SessionCookies, StoreError,
-    Tenant, Vault, VaultConfig,
+    ApiKey, DerivedData, OAuthToken, PurgeReport, PurgerConfig, ReadAudit, RecordInfo, SecretKind,
+    SessionCookies, StoreError, Tenant, Vault, VaultConfig,
 };
 use credvault::{Keyring, TenantId};
 use serde::Serialize;
@@ -88,7 +88,10 @@ async fn command(
             format,
             out: file,
         } => export(&tenant(&t.tenant)?, *format, file.as_deref(), out).await,
-        VaultCommand::Purge => purge(vault, out).await,
+        VaultCommand::Purge { every, watch } => match (every, watch) {
+            (_, Some(interval)) => purge_watch(vault, *interval, out).await,
+            (every, None) => purge(vault, every.map(PurgerConfig::every), out).await,
+        },
         VaultCommand::Audit {
             tenant: t,
             since,
@@ -511,8 +514,38 @@ async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), 
     )
 }
 
-async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
-    let report = match vault.purge().await {
+/// `purge --watch`: the library's purge runner in the foreground, one line per run, until the
+/// process is stopped (a run interrupted by a kill is finished by the next one).
+async fn purge_watch(
+    vault: &Vault,
+    interval: std::time::Duration,
+    out: Output,
+) -> Result<(), CliError> {
+    let runner = vault.spawn_purger(PurgerConfig::every(interval))?;
+    let mut runs = runner.subscribe();
+    let mut failures = 0;
+    while runs.changed().await.is_ok() {
+        let status = runs.borrow_and_update().clone();
+        if status.failures > failures {
+            failures = status.failures;
+            let error = status.last_error.unwrap_or_default();
+            eprintln!(
+                "credvault: purge run {} failed (retried at the next run): {error}",
+                status.runs
+            );
+        } else if let Some(report) = &status.last_report {
+            print_purge(report, out)?;
+        }
+    }
+    Ok(())
+}
+
+async fn purge(vault: &Vault, schedule: Option<PurgerConfig>, out: Output) -> Result<(), CliError> {
+    let result = match &schedule {
+        Some(schedule) => vault.purge_on_schedule(schedule).await,
+        None => vault.purge().await,
+    };
+    let report = match result {
         Ok(report) => report,
         // Refused tenants are a failed check (exit 1), named in the message; the rest of the
         // purge ran and is printed on stderr with it.
@@ -536,17 +569,30 @@ async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
         }
         Err(e) => return Err(e.into()),
     };
+    print_purge(&report, out)
+}
+
+fn print_purge(report: &PurgeReport, out: Output) -> Result<(), CliError> {
     let tenants: Vec<&str> = report.tenants.iter().map(TenantId::as_str).collect();
+    let overdue = report.oldest_overdue.as_secs();
     out.print(
         &json!({
             "tenants": tenants,
             "tenant_records": report.tenant_records,
             "expired_records": report.expired_records,
             "audit_rows": report.audit_rows,
+            "oldest_overdue_seconds": overdue,
+            "tokens_revoked": report.tokens_revoked,
+            "revocation_failures": report.revocation_failures,
         }),
         || {
+            let late = if overdue > 0 {
+                format!("; the oldest item was {overdue} s past its deadline: purge more often")
+            } else {
+                String::new()
+            };
             format!(
-                "purged {} tenants ({} records), {} expired records, {} audit rows\n",
+                "purged {} tenants ({} records), {} expired records, {} audit rows{late}\n",
                 tenants.len(),
                 report.tenant_records,
                 report.expired_records,

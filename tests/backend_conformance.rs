@@ -719,7 +719,8 @@ mod cases {
             r.purge_after = p;
             b.insert(&r, &[]).await.unwrap();
         }
-        let purged = b.purge_records(100, "job:purge").await.unwrap();
+        // Due by 100, run at 90 (a purge running ahead of its deadlines): audited at 90.
+        let purged = b.purge_records(100, 90, "job:purge").await.unwrap();
         assert_eq!(
             purged,
             [
@@ -734,7 +735,7 @@ mod cases {
         let expected: Vec<AuditRow> = purged
             .iter()
             .map(|k| AuditRow {
-                at: 100,
+                at: 90,
                 tenant: Some(k.tenant.clone()),
                 kind: Some(k.kind.to_string()),
                 name: Some(k.name.to_string()),
@@ -744,7 +745,12 @@ mod cases {
             })
             .collect();
         assert_eq!(audit, expected);
-        assert!(b.purge_records(100, "job:purge").await.unwrap().is_empty());
+        assert!(
+            b.purge_records(100, 90, "job:purge")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(all_audit(b).await.len(), 3);
     }
 

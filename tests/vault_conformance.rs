@@ -618,20 +618,32 @@ mod body {
         let f = fixture(b).await;
         let acme = f.vault.tenant("acme").unwrap();
         acme.put("github", &token("a", None)).await.unwrap();
+        let api = ApiKey {
+            provider: "stripe".to_owned(),
+            key: SecretString::from("sk_live_a"),
+            label: None,
+        };
+        acme.put("stripe", &api).await.unwrap();
         let purge_after = f.vault.delete_tenant("acme", "admin:bob").await.unwrap();
         assert_eq!(purge_after, T0 + 30 * 86_400);
         assert!(matches!(
-            acme.get::<OAuthToken>("github").await,
+            acme.get::<ApiKey>("stripe").await,
             Err(StoreError::TenantDeleted { .. })
         ));
         assert!(matches!(
             acme.put("x", &token("b", None)).await,
             Err(StoreError::TenantDeleted { .. })
         ));
+        // The OAuth token went at once (issue 14: account deletion revokes and removes the
+        // tokens); the rest is exportable and restorable.
         let mut out = Vec::new();
         assert_eq!(acme.export_json(&mut out).await.unwrap().records, 1);
         f.vault.restore_tenant("acme", "admin:bob").await.unwrap();
-        assert!(acme.get::<OAuthToken>("github").await.is_ok());
+        assert_eq!(acme.get::<ApiKey>("stripe").await.unwrap().value, api);
+        assert!(matches!(
+            acme.get::<OAuthToken>("github").await,
+            Err(StoreError::NotFound { .. })
+        ));
         f.vault.delete_tenant("acme", "admin:bob").await.unwrap();
         f.clock.advance(30 * 86_400 - 1);
         assert!(

@@ -386,10 +386,23 @@ Examples:
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Run the purge job once: destroy tenants past their grace period, expired records and
-    /// old audit rows.
-    #[command(after_help = "Example (cron, hourly):\n  credvault vault purge --json")]
-    Purge,
+    /// Run the purge job: destroy tenants past their grace period, expired records and old
+    /// audit rows. Without --every or --watch, deletes what has reached its deadline (so it
+    /// is late by up to the time between runs).
+    #[command(after_help = "Examples:
+  crontab, hourly, deleting ahead so that each item goes before its deadline:
+    0 * * * *  credvault vault purge --every 1h --json
+  in the foreground (a service), every 15 minutes:
+    credvault vault purge --watch 15m")]
+    Purge {
+        /// One run, as part of a schedule that runs it every INTERVAL (cron): deletes what
+        /// falls due before the next run plus a 5-minute margin (90s, 15m, 1h, 1d).
+        #[arg(long, value_name = "INTERVAL", value_parser = parse_interval, conflicts_with = "watch")]
+        every: Option<std::time::Duration>,
+        /// Run every INTERVAL until stopped, deleting ahead as --every does; prints each run.
+        #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+        watch: Option<std::time::Duration>,
+    },
     /// Print the audit log, oldest first.
     #[command(
         after_help = "Example:\n  credvault vault audit --tenant acme --since 1763856000 --limit 100"
@@ -614,4 +627,26 @@ pub(crate) enum ExportFormat {
     Json,
     /// Metadata only, as CSV.
     Csv,
+}
+
+/// An interval: a number with a unit, `s`, `m`, `h` or `d` (`90s`, `15m`, `1h`, `1d`); a bare
+/// number is seconds.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a number and a unit: 90s, 15m, 1h, 1d".to_owned())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("the unit must be s, m, h or d".to_owned()),
+    };
+    n.checked_mul(scale)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "interval too long".to_owned())
 }

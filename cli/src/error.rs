@@ -180,6 +180,10 @@ impl From<StoreError> for CliError {
                 what: KeyKind::Kek, ..
             } => "run `credvault vault rotate --kek` first: it rewraps them under the primary",
             StoreError::KeyInUse { .. } => "run `credvault vault reencrypt` first",
+            StoreError::InvalidPurgeSchedule { .. } => {
+                "pass a shorter --every/--watch interval: below the shortest retention promise, \
+                 margin included"
+            }
             StoreError::KeyRefused(_) => {
                 "see the tenants' data key versions with `credvault vault report`"
             }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use credvault::envelope::DirTenantKeys;
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
-    ApiKey, DerivedData, ExportOptions, OAuthToken, ReadAudit, SecretKind, SessionCookies,
-    StoreError, Tenant, Vault, VaultConfig,
+    ApiKey, DerivedData, ExportOptions, OAuthToken, PurgeReport, PurgerConfig, ReadAudit,
+    SecretKind, SessionCookies, StoreError, Tenant, Vault, VaultConfig,
 };
 use credvault::{Keyring, TenantId};
 use serde::Serialize;
@@ -92,7 +92,10 @@ async fn command(
             let options = ExportOptions::default().with_secrets(!no_secrets);
             export(&tenant(&t.tenant)?, *format, options, file.as_deref(), out).await
         }
-        VaultCommand::Purge => purge(vault, out).await,
+        VaultCommand::Purge { every, watch } => match (every, watch) {
+            (_, Some(interval)) => purge_watch(vault, *interval, out).await,
+            (every, None) => purge(vault, every.map(PurgerConfig::every), out).await,
+        },
         VaultCommand::Audit {
             tenant: t,
             since,
@@ -490,8 +493,38 @@ async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), 
     })
 }
 
-async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
-    let report = match vault.purge().await {
+/// `purge --watch`: the library's purge runner in the foreground, one line per run, until the
+/// process is stopped (a run interrupted by a kill is finished by the next one).
+async fn purge_watch(
+    vault: &Vault,
+    interval: std::time::Duration,
+    out: Output,
+) -> Result<(), CliError> {
+    let runner = vault.spawn_purger(PurgerConfig::every(interval))?;
+    let mut runs = runner.subscribe();
+    let mut failures = 0;
+    while runs.changed().await.is_ok() {
+        let status = runs.borrow_and_update().clone();
+        if status.failures > failures {
+            failures = status.failures;
+            let error = status.last_error.unwrap_or_default();
+            eprintln!(
+                "credvault: purge run {} failed (retried at the next run): {error}",
+                status.runs
+            );
+        } else if let Some(report) = &status.last_report {
+            print_purge(report, out)?;
+        }
+    }
+    Ok(())
+}
+
+async fn purge(vault: &Vault, schedule: Option<PurgerConfig>, out: Output) -> Result<(), CliError> {
+    let result = match &schedule {
+        Some(schedule) => vault.purge_on_schedule(schedule).await,
+        None => vault.purge().await,
+    };
+    let report = match result {
         Ok(report) => report,
         // Refused tenants are a failed check (exit 1), named in the message; the rest of the
         // purge ran and is printed on stderr with it.
@@ -515,9 +548,19 @@ async fn purge(vault: &Vault, out: Output) -> Result<(), CliError> {
         }
         Err(e) => return Err(e.into()),
     };
-    out.print(&report, || {
+    print_purge(&report, out)
+}
+
+fn print_purge(report: &PurgeReport, out: Output) -> Result<(), CliError> {
+    let overdue = report.oldest_overdue.as_secs();
+    out.print(report, || {
+        let late = if overdue > 0 {
+            format!("; the oldest item was {overdue} s past its deadline: purge more often")
+        } else {
+            String::new()
+        };
         format!(
-            "purged {} tenants ({} records), {} expired records, {} audit rows\n",
+            "purged {} tenants ({} records), {} expired records, {} audit rows{late}\n",
             report.tenants.len(),
             report.tenant_records,
             report.expired_records,

@@ -906,13 +906,37 @@ fn vault_tenant_delete_blocks_reads_until_restored_and_purge_reports() {
     run(dir.path(), &["vault", "export", "--tenant", "acme"], "").success();
     let purge = run(dir.path(), &["vault", "purge", "--json"], "").success();
     assert_eq!(json(&purge)["tenants"], serde_json::json!([]));
+    assert_eq!(json(&purge)["oldest_overdue_seconds"], 0);
     run(
         dir.path(),
         &["vault", "tenant", "restore", "--tenant", "acme"],
         "",
     )
     .success();
-    get_github(dir.path(), &[]).success();
+    // The deletion removed the OAuth token at once (issue 14); the tenant itself is back.
+    fails_with(get_github(dir.path(), &[]), 2, "no oauth_token record");
+    run(dir.path(), &["vault", "list", "--tenant", "acme"], "").success();
+}
+
+#[test]
+fn vault_purge_every_and_watch_take_an_interval_and_refuse_a_bad_one() {
+    let dir = vault_with_token();
+    let purge = run(
+        dir.path(),
+        &["vault", "purge", "--every", "1h", "--json"],
+        "",
+    )
+    .success();
+    assert_eq!(json(&purge)["oldest_overdue_seconds"], 0);
+    // An interval the promises cannot be kept with (derived data: 24 hours).
+    fails_with(
+        run(dir.path(), &["vault", "purge", "--every", "1d"], ""),
+        2,
+        "cannot keep the promise",
+    );
+    let bad = run(dir.path(), &["vault", "purge", "--watch", "2x"], "");
+    assert!(stderr(&bad).contains("the unit must be s, m, h or d"));
+    bad.code(2);
 }
 
 #[test]

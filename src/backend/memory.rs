@@ -283,6 +283,7 @@ impl Backend for MemoryBackend {
 
     fn purge_records(
         &self,
+        due_by: i64,
         now: i64,
         actor: &str,
     ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
@@ -291,7 +292,7 @@ impl Backend for MemoryBackend {
             let due: Vec<RecordKey> = s
                 .secrets
                 .values()
-                .filter(|r| r.purge_after.is_some_and(|p| p <= now))
+                .filter(|r| r.purge_after.is_some_and(|p| p <= due_by))
                 .map(|r| r.key.clone())
                 .collect();
             for k in &due {
@@ -300,6 +301,19 @@ impl Backend for MemoryBackend {
             }
             Ok(due)
         })
+    }
+
+    fn oldest_purge_deadline(&self) -> BoxFuture<'_, Result<Option<i64>, BackendError>> {
+        self.run(|s| {
+            let records = s.secrets.values().filter_map(|r| r.purge_after);
+            let tenants = s.tenants.values().filter_map(|t| t.purge_after);
+            Ok(records.chain(tenants).min())
+        })
+    }
+
+    /// Nothing to flush: deleted rows leave memory when they are removed.
+    fn flush_deleted(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(std::future::ready(Ok(true)))
     }
 
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {

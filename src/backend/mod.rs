@@ -510,14 +510,27 @@ pub trait Backend: Send + Sync + fmt::Debug {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<u64, BackendError>>;
 
-    /// Deletes every record whose `purge_after` is at or before `now` and, in the same
+    /// Deletes every record whose `purge_after` is at or before `due` and, in the same
     /// transaction, writes one audit row per record (at `now`, action `purge`, the given
-    /// `actor`, outcome `ok`). Returns the deleted keys.
+    /// `actor`, outcome `ok`). Returns the deleted keys. (`due` is later than `now` when the
+    /// purge runs ahead of the deadlines, so that the next run does not come too late.)
     fn purge_records(
         &self,
+        due: i64,
         now: i64,
         actor: &str,
     ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>>;
+
+    /// The earliest `purge_after` of any record or tenant still stored (the deadline of the
+    /// oldest item waiting for the purge), `None` if nothing waits.
+    fn oldest_purge_deadline(&self) -> BoxFuture<'_, Result<Option<i64>, BackendError>>;
+
+    /// Makes the bytes of deleted rows leave the live database files where the backend can:
+    /// SQLite checkpoints its WAL into the main file and truncates it (with `secure_delete`
+    /// on, deleted content is zeroed in the file); PostgreSQL and memory do nothing here
+    /// (dead tuples wait for VACUUM). Returns whether the flush was complete (a SQLite
+    /// checkpoint blocked by a long reader is not).
+    fn flush_deleted(&self) -> BoxFuture<'_, Result<bool, BackendError>>;
 
     /// Appends audit rows (the buffered read events).
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>>;

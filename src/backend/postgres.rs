@@ -205,6 +205,12 @@ impl Dialect for Postgres {
         })
     }
 
+    /// Nothing here: deleted rows stay as dead tuples until VACUUM (autovacuum, or the
+    /// operator's schedule: see SECURITY.md, "Deletion on disk") reclaims them.
+    fn flush_deleted(_pool: &Pool<Self>) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
     /// `SET LOCAL search_path` (transaction-scoped: the migration files use unqualified names).
     fn enter_schema<'c>(
         conn: &'c mut PgConnection,

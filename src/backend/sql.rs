@@ -79,6 +79,10 @@ pub(crate) trait Dialect: sqlx::Database {
         conn: &'c mut Self::Connection,
         schema: Option<&'c str>,
     ) -> BoxFuture<'c, Result<(), BackendError>>;
+
+    /// After deletions: move deleted rows' bytes out of the live files where the database
+    /// allows it ([`Backend::flush_deleted`](crate::backend::Backend::flush_deleted)).
+    fn flush_deleted(pool: &Pool<Self>) -> BoxFuture<'_, Result<bool, BackendError>>;
 }
 
 /// A [`Dialect`] whose driver runs the statements the backend needs: the sqlx bounds, stated

@@ -7,7 +7,8 @@
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    audit_from_row, count, count_from_row, dek_from_row, key_from_row, tenant_from_id_row,
+    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, key_from_row,
+    tenant_from_id_row,
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
@@ -172,6 +173,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
 
     fn purge_records(
         &self,
+        due: i64,
         now: i64,
         actor: &str,
     ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
@@ -179,7 +181,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let mut tx = self.begin("purging records").await?;
             let rows = tx
-                .fetch_all(&self.queries.records.purge, params![now])
+                .fetch_all(&self.queries.records.purge, params![due])
                 .await?;
             let mut keys = rows
                 .iter()
@@ -194,6 +196,25 @@ impl<D: Driver> Backend for SqlBackend<D> {
             tx.commit(&audit).await?;
             Ok(keys)
         })
+    }
+
+    fn oldest_purge_deadline(&self) -> BoxFuture<'_, Result<Option<i64>, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("reading the oldest purge deadline").await?;
+            let row = conn
+                .fetch_optional(&self.queries.oldest_deadline, params![])
+                .await?;
+            match row {
+                Some(row) => row.opt_int("d").map_err(|e| {
+                    corrupt("the oldest purge deadline cannot be read".to_owned()).with_source(e)
+                }),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn flush_deleted(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        D::flush_deleted(&self.pool)
     }
 
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {

@@ -52,6 +52,8 @@ pub(crate) struct Queries {
     pub(crate) batch: BatchSql,
     pub(crate) throttle: ThrottleSql,
     pub(crate) purge_audit: Arc<str>,
+    /// The earliest `purge_after` of any record or tenant (column `d`).
+    pub(crate) oldest_deadline: Arc<str>,
 }
 
 impl Queries {
@@ -68,6 +70,11 @@ impl Queries {
             batch: BatchSql::new::<D>(p),
             throttle: ThrottleSql::new::<D>(p),
             purge_audit: stmt(format!("DELETE FROM {p}credvault_audit WHERE at < $1")),
+            oldest_deadline: stmt(format!(
+                "SELECT MIN(d) AS d FROM (\
+                 SELECT MIN(purge_after) AS d FROM {p}credvault_secrets \
+                 UNION ALL SELECT MIN(purge_after) AS d FROM {p}credvault_tenants) AS m"
+            )),
         }
     }
 

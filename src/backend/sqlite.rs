@@ -24,6 +24,19 @@
 //! consistent). For durability across power loss too, build the options yourself with
 //! [`SqliteBackend::options`], set `synchronous(SqliteSynchronous::Full)` and open with
 //! [`SqliteBackend::connect_with`] (each commit then costs about 10x more on a typical disk).
+//!
+//! # Deleted means gone from the file
+//!
+//! [`SqliteBackend::options`] sets `PRAGMA secure_delete = ON` on every pooled connection:
+//! SQLite overwrites deleted cells, freed pages and index entries with zeros. After a
+//! disconnect, a tenant deletion's token removal and every purge, the vault also runs
+//! `PRAGMA wal_checkpoint(TRUNCATE)` ([`Backend::flush_deleted`]), so that the WAL, which holds
+//! pages as they were before the deletion, is emptied. A pool built by the application
+//! ([`SqliteBackend::from_pool`]) should set `.pragma("secure_delete", "ON")` in its own
+//! options; the vault warns in its log when it finds it off. Copies taken before the deletion
+//! (backups) are not touched: see SECURITY.md.
+//!
+//! [`Backend::flush_deleted`]: crate::backend::Backend::flush_deleted
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -82,7 +95,9 @@ impl SqliteBackend {
 
     /// The options [`connect`](Self::connect) uses for `url_or_path` (a `sqlite:` URL or a
     /// file path): create the file if missing, WAL journal, `synchronous = NORMAL`, foreign
-    /// keys on, a 5 s busy timeout. Change what you need and pass them to
+    /// keys on, a 5 s busy timeout, and `secure_delete = ON` on every connection (deleted
+    /// rows are overwritten with zeros, so that a disconnected or purged record leaves no
+    /// bytes in the file; see the module docs). Change what you need and pass them to
     /// [`connect_with`](Self::connect_with).
     ///
     /// # Errors
@@ -100,7 +115,8 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT))
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("secure_delete", "ON"))
     }
 
     /// Opens (creating if missing) the database at `url_or_path`, a `sqlite:` URL or a file
@@ -239,6 +255,37 @@ impl Dialect for Sqlite {
             .fetch_optional(conn)
             .await?;
             Ok(exists.is_some())
+        })
+    }
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`: the WAL's frames (which hold deleted rows as they
+    /// were) are copied into the main file, where `secure_delete` has zeroed them, and the WAL
+    /// is truncated to zero bytes. Complete unless a reader still uses an older snapshot past
+    /// the busy timeout (then the next flush finishes it). Warns if the connection runs
+    /// without `secure_delete` (a pool the application built without it).
+    fn flush_deleted(pool: &Pool<Self>) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let context = "checkpointing the WAL after a deletion";
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| map_err(e, context, classify))?;
+            let secure: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| map_err(e, context, classify))?;
+            if secure == 0 {
+                tracing::warn!(
+                    "credvault: sqlite runs without secure_delete: deleted records stay readable \
+                     in the database file until their pages are reused; open it with \
+                     SqliteBackend::options (or set the pragma on the application's pool)"
+                );
+            }
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| map_err(e, context, classify))?;
+            Ok(busy == 0)
         })
     }
 

@@ -34,6 +34,22 @@ impl fmt::Debug for RevocationRequest {
 }
 
 impl RevocationRequest {
+    pub(crate) fn new(
+        tenant: TenantId,
+        kind: String,
+        name: String,
+        provider: String,
+        payload: SecretBytes,
+    ) -> Self {
+        Self {
+            tenant,
+            kind,
+            name,
+            provider,
+            payload,
+        }
+    }
+
     /// The record's decrypted JSON.
     pub fn payload(&self) -> &SecretBytes {
         &self.payload
@@ -205,9 +221,18 @@ impl Tenant {
     /// is scheduled for deletion by the purge job within the vault's derived-data retention.
     /// A tenant that never stored anything has nothing to disconnect (an empty report).
     ///
+    /// Allowed during a tenant's deletion grace period too (a deleted tenant's tokens are
+    /// revoked by the deletion itself; this serves the credentials it left). Afterwards the
+    /// database file is flushed ([`Backend::flush_deleted`]): on SQLite no byte of the deleted
+    /// rows stays in the file or its WAL.
+    ///
+    /// [`Backend::flush_deleted`]: crate::backend::Backend::flush_deleted
+    ///
     /// # Errors
     ///
-    /// [`StoreError::TenantDeleted`], storage errors. Revocation failures are not errors.
+    /// [`StoreError::TenantShredded`] (already purged), storage errors. A tenant that never
+    /// stored anything has nothing to disconnect (an empty report). Revocation failures are
+    /// not errors.
     #[tracing::instrument(name = "credvault.disconnect", skip_all, fields(tenant = %self.id, provider = provider), err(Display, level = "debug"))]
     pub async fn disconnect(
         &self,
@@ -253,6 +278,9 @@ impl Tenant {
             keys.push(row.key.clone());
         }
         report.deleted = on.delete(&self.vault, &keys, &audit).await?;
+        if report.deleted > 0 && !on.joined() {
+            self.vault.flush_deleted().await?;
+        }
         self.schedule_derived(on, &derived, &mut report).await?;
         Ok(report)
     }
@@ -311,7 +339,7 @@ impl Tenant {
         on: &mut On<'_>,
         provider: &str,
     ) -> Result<Option<(TenantRow, Vec<SecretRow>, Vec<SecretRow>)>, StoreError> {
-        let tenant = match self.vault.active_tenant_on(on, &self.id).await {
+        let tenant = match self.vault.live_tenant_on(on, &self.id).await {
             Err(StoreError::UnknownTenant(_)) => return Ok(None),
             other => other?,
         };

@@ -184,6 +184,25 @@ pub enum StoreError {
         /// What the purge did for the others.
         report: Box<crate::store::PurgeReport>,
     },
+    /// A purge schedule that cannot keep the vault's shortest deletion promise: its interval
+    /// is zero, or its interval plus margin is not shorter than the promise (the grace period
+    /// or the derived-data retention), so items would be due before they are even scheduled.
+    #[error(
+        "a purge every {} s with a {} s margin cannot keep the promise of deletion within {} s: the interval must be above zero and interval + margin below the promise; run the purge more often",
+        interval.as_secs(), margin.as_secs(), promise.as_secs()
+    )]
+    InvalidPurgeSchedule {
+        /// The runner's interval.
+        interval: std::time::Duration,
+        /// The runner's margin.
+        margin: std::time::Duration,
+        /// The shortest promise it must keep.
+        promise: std::time::Duration,
+    },
+    /// [`Vault::spawn_purger`](crate::store::Vault::spawn_purger) was called outside a tokio
+    /// runtime.
+    #[error("the purge runner needs a tokio runtime: call spawn_purger from async code")]
+    NoRuntime,
     /// The database holds no vault (never initialised): opening an existing vault never
     /// creates one.
     #[error("{0} holds no credvault vault: create it with `credvault vault init` (or Vault::init)")]

@@ -15,10 +15,12 @@ mod keys;
 mod on;
 mod open;
 mod progress;
+mod purger;
 mod record;
 mod refresh;
 mod report;
 mod retention;
+mod revoke;
 mod rotate;
 mod tenant;
 
@@ -39,9 +41,10 @@ pub use import::{
 };
 pub use progress::Progress;
 pub(crate) use progress::ProgressClock;
+pub use purger::{DEFAULT_PURGE_MARGIN, PurgerConfig, PurgerHandle, PurgerStatus};
 pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCookies};
 pub use report::{DekState, DekStatus, KekStatus, KeyReport, RotationPolicy};
-pub use retention::{PURGE_ACTOR, PurgeReport};
+pub use retention::{PURGE_ACTOR, PurgeReport, TenantDeletion};
 pub use rotate::{
     MAX_LISTED_FAILURES, REENCRYPT_ACTOR, ROTATE_ACTOR, ReencryptFailure, ReencryptOptions,
     ReencryptReport, RewrapFailure, RewrapReport,
@@ -60,13 +63,16 @@ pub const DAY: i64 = 86_400;
 /// The vault's settings. Every field has a documented default; set them on [`VaultBuilder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultConfig {
-    /// How long a deleted tenant can still be exported or restored before the purge job
-    /// destroys it. Default: 30 days.
+    /// The promise for a deleted tenant, in seconds: "permanently erased within" this time of
+    /// [`Vault::delete_tenant`]. Until then (less the purge runner's lead, see
+    /// [`PurgerConfig`]) the tenant can still be exported or restored. Default: 30 days.
     pub grace_period: i64,
     /// How long audit rows are kept. Default: 90 days.
     pub audit_retention: i64,
-    /// How long derived data ([`DerivedData`] and the kinds in `derived_kinds`) survives a
-    /// disconnect before the purge job deletes it. Default: 24 hours.
+    /// The promise for derived data ([`DerivedData`] and the kinds in `derived_kinds`) after
+    /// a disconnect, in seconds: "purged within" this time. A purge on a schedule
+    /// ([`Vault::spawn_purger`], [`Vault::purge_on_schedule`]) deletes it one interval plus
+    /// margin before. Default: 24 hours.
     pub derived_retention: i64,
     /// Kinds treated as derived data on disconnect. Default: `["derived"]`.
     pub derived_kinds: Vec<String>,
@@ -120,6 +126,7 @@ pub struct VaultBuilder {
     tenant_keys: Arc<dyn TenantKeyStore>,
     clock: Arc<dyn Clock>,
     config: VaultConfig,
+    revoker: Option<Arc<dyn Revoker>>,
 }
 
 impl VaultBuilder {
@@ -129,7 +136,8 @@ impl VaultBuilder {
         self
     }
 
-    /// Grace period of a deleted tenant, in seconds (default 30 days).
+    /// The deletion promise for a tenant, in seconds (default 30 days): see
+    /// [`VaultConfig::grace_period`].
     pub fn grace_period(mut self, seconds: i64) -> Self {
         self.config.grace_period = seconds;
         self
@@ -141,7 +149,8 @@ impl VaultBuilder {
         self
     }
 
-    /// Retention of derived data after a disconnect, in seconds (default 24 hours).
+    /// The deletion promise for derived data after a disconnect, in seconds (default 24
+    /// hours): see [`VaultConfig::derived_retention`].
     pub fn derived_retention(mut self, seconds: i64) -> Self {
         self.config.derived_retention = seconds;
         self
@@ -172,6 +181,14 @@ impl VaultBuilder {
         self
     }
 
+    /// The application's [`Revoker`]: [`Vault::delete_tenant`] revokes the tenant's OAuth
+    /// tokens through it, and the purge retries the revocations that failed. Without one,
+    /// a deleted tenant's tokens are removed without being revoked (default: none).
+    pub fn revoker(mut self, revoker: impl Revoker + 'static) -> Self {
+        self.revoker = Some(Arc::new(revoker));
+        self
+    }
+
     /// Builds the vault.
     pub fn build(self) -> Vault {
         Vault {
@@ -181,6 +198,7 @@ impl VaultBuilder {
                 tenant_keys: self.tenant_keys,
                 clock: self.clock,
                 config: self.config,
+                revoker: self.revoker,
                 deks: RwLock::new(HashMap::new()),
                 tenants: Mutex::new(HashMap::new()),
                 read_buffer: Mutex::new(Vec::new()),
@@ -225,6 +243,8 @@ struct Inner {
     tenant_keys: Arc<dyn TenantKeyStore>,
     clock: Arc<dyn Clock>,
     config: VaultConfig,
+    /// The application's revoker, for tenant deletion and the purge's retries.
+    revoker: Option<Arc<dyn Revoker>>,
     /// Keyed by (tenant, DEK version, tenant creation time): a tenant purged and created again
     /// elsewhere gets a new entry.
     /// Each with the wrapped bytes it was unwrapped from: a hit must match them. Only keys of
@@ -244,6 +264,7 @@ impl fmt::Debug for Vault {
             .field("kek", &self.inner.kek)
             .field("tenant_keys", &self.inner.tenant_keys)
             .field("config", &self.inner.config)
+            .field("revoker", &self.inner.revoker)
             .finish_non_exhaustive()
     }
 }
@@ -263,6 +284,7 @@ impl Vault {
             tenant_keys: Arc::new(tenant_keys),
             clock: Arc::new(SystemClock),
             config: VaultConfig::default(),
+            revoker: None,
         }
     }
 
@@ -370,6 +392,35 @@ impl Vault {
             });
         }
         Ok(row)
+    }
+
+    /// The tenant's row, unknown tenants refused, deleted ones (in their grace period) allowed:
+    /// for disconnect and export. A tenant whose shred secret the purge already destroyed is
+    /// [`StoreError::TenantShredded`].
+    pub(crate) async fn live_tenant(&self, tenant: &TenantId) -> Result<TenantRow, StoreError> {
+        self.live_tenant_on(&mut On::Pool, tenant).await
+    }
+
+    /// [`live_tenant`](Self::live_tenant) on `on` (never cached).
+    pub(crate) async fn live_tenant_on(
+        &self,
+        on: &mut On<'_>,
+        tenant: &TenantId,
+    ) -> Result<TenantRow, StoreError> {
+        self.keys_ready_on(on).await?;
+        let row = on
+            .tenant(self, tenant)
+            .await?
+            .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
+        if row.shredded_at.is_some() {
+            return Err(StoreError::TenantShredded(tenant.clone()));
+        }
+        Ok(row)
+    }
+
+    /// The revoker set on the builder.
+    pub(crate) fn revoker(&self) -> Option<&dyn Revoker> {
+        self.inner.revoker.as_deref()
     }
 
     /// The tenant's row, creating the tenant (shred secret, wrapped DEK) if it is new, on

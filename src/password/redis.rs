@@ -7,6 +7,10 @@
 //! `EXEC` does nothing and the failure is counted again from the new state (optimistic
 //! concurrency: no failure is lost, none counted twice). Every key expires on its own once
 //! forgetting it changes no decision (the rule `SqlThrottle::prune` applies in SQL).
+//!
+//! Key names hold no account name and no address: each is a keyed hash under the vault's
+//! [`PseudonymKey`] (see [`Key::store_name`]), so a Redis dump or replica means nothing
+//! without the vault's key-encryption key.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -18,7 +22,7 @@ use crate::password::throttle::{
     Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
     known_key, to_millis, to_stored,
 };
-use crate::password::{Decision, LoginThrottle, ThrottleConfig};
+use crate::password::{Decision, LoginThrottle, PseudonymKey, ThrottleConfig};
 
 /// How often a failure is retried when other servers keep changing its keys.
 const MAX_TRIES: u32 = 16;
@@ -47,13 +51,21 @@ pub enum RedisThrottleError {
 /// [`InMemoryThrottle`](crate::password::InMemoryThrottle) (times are stored to the
 /// millisecond); nothing to prune: keys expire by themselves.
 ///
+/// Its keys are named with keyed hashes under `pseudonyms`, the vault's key from
+/// `Vault::throttle_key` (every server sharing the Redis must use the same one).
+///
 /// ```no_run
 /// use std::net::{IpAddr, Ipv4Addr};
 /// use std::time::SystemTime;
 /// use credvault::password::{Decision, LoginThrottle, RedisThrottle, ThrottleConfig};
+/// use credvault::store::Vault;
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let throttle = RedisThrottle::open("redis://127.0.0.1:6379/", ThrottleConfig::default())?;
+/// # async fn run(vault: Vault) -> Result<(), Box<dyn std::error::Error>> {
+/// let throttle = RedisThrottle::open(
+///     "redis://127.0.0.1:6379/",
+///     ThrottleConfig::default(),
+///     vault.throttle_key().await?,
+/// )?;
 /// let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 /// if let Decision::Deny { retry_after } = throttle.check("alice", ip, SystemTime::now()).await? {
 ///     println!("locked for {retry_after:?}");
@@ -65,6 +77,7 @@ pub struct RedisThrottle {
     client: Client,
     config: ThrottleConfig,
     prefix: String,
+    pseudonyms: PseudonymKey,
 }
 
 impl fmt::Debug for RedisThrottle {
@@ -79,16 +92,22 @@ impl fmt::Debug for RedisThrottle {
 
 impl RedisThrottle {
     /// A throttle on the Redis at `url` (`redis://[:password@]host:port/db`), keys under
-    /// [`DEFAULT_PREFIX`]. Connects lazily, on the first call.
+    /// [`DEFAULT_PREFIX`] named with keyed hashes under `pseudonyms` (the vault's
+    /// `Vault::throttle_key`). Connects lazily, on the first call.
     ///
     /// # Errors
     ///
     /// [`RedisThrottleError::Redis`] for a URL that does not parse.
-    pub fn open(url: &str, config: ThrottleConfig) -> Result<Self, RedisThrottleError> {
+    pub fn open(
+        url: &str,
+        config: ThrottleConfig,
+        pseudonyms: PseudonymKey,
+    ) -> Result<Self, RedisThrottleError> {
         Ok(Self {
             client: Client::open(url)?,
             config,
             prefix: DEFAULT_PREFIX.to_owned(),
+            pseudonyms,
         })
     }
 
@@ -117,7 +136,7 @@ impl RedisThrottle {
     }
 
     fn name(&self, key: &Key) -> String {
-        format!("{}{}", self.prefix, key.store_name())
+        format!("{}{}", self.prefix, key.store_name(&self.pseudonyms))
     }
 
     async fn read(
@@ -248,8 +267,8 @@ impl LoginThrottle for RedisThrottle {
         Ok(())
     }
 
-    /// Scans the prefix's `pair:` keys for the account's (a support action: its cost grows
-    /// with the number of pairs held).
+    /// Scans for the account's `pair#` keys (by their prefix, the account's pseudonym: a
+    /// support action whose cost grows with the number of keys under the prefix).
     ///
     /// # Errors
     ///
@@ -265,7 +284,11 @@ impl LoginThrottle for RedisThrottle {
         }
         let mut conn = self.connection().await?;
         let mut names = vec![self.name(&Key::Account(account.to_owned()))];
-        let pattern = format!("{}pair:*", glob_escape(&self.prefix));
+        let pattern = format!(
+            "{}{}*",
+            glob_escape(&self.prefix),
+            Key::pairs_prefix(account, &self.pseudonyms)
+        );
         let mut cursor = 0u64;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -276,10 +299,7 @@ impl LoginThrottle for RedisThrottle {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await?;
-            names.extend(batch.into_iter().filter(|n| {
-                n.strip_prefix(&self.prefix)
-                    .is_some_and(|rest| Key::is_pair_of(rest, account))
-            }));
+            names.extend(batch);
             if next == 0 {
                 break;
             }

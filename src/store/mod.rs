@@ -20,6 +20,7 @@ mod report;
 mod retention;
 mod rotate;
 mod tenant;
+mod vault_keys;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -872,7 +872,7 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(again, first);
-        assert_eq!(b.vault_keys().await.unwrap(), [first.clone()]);
+        assert_eq!(b.vault_keys().await.unwrap(), std::slice::from_ref(&first));
         // Rewrapped only from the KEK it is under, never to an older one than the newest.
         let rewrap = |old: u32, new: u32| {
             let audit = [audit("vault_key_rewrap")];

@@ -5,6 +5,10 @@
 //! and PostgreSQL under the `postgres` feature (skipped if unreachable unless
 //! `CREDVAULT_REQUIRE_POSTGRES=1`).
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
 
 mod common;
 

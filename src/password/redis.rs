@@ -9,8 +9,8 @@
 //! forgetting it changes no decision (the rule `SqlThrottle::prune` applies in SQL).
 //!
 //! Key names hold no account name and no address: each is a keyed hash under the vault's
-//! [`PseudonymKey`] (see [`Key::store_name`]), so a Redis dump or replica means nothing
-//! without the vault's key-encryption key.
+//! [`PseudonymKey`] (`pair#<account>.<pair>`, `acct#...`, `addr#...`, `known#...`), so a
+//! Redis dump or replica means nothing without the vault's key-encryption key.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -25,6 +25,10 @@
 //! of servers needs a shared implementation of [`LoginThrottle`]: `SqlThrottle` in
 //! [`crate::backend`] (features `sqlite` / `postgres`) keeps the counts in the vault's
 //! database and applies the very same rules (one implementation, in this module).
+//!
+//! The shared stores (SQL, Redis) never hold an account name or an address: each key's name
+//! is a keyed hash under the vault's [`PseudonymKey`].
+//! [`InMemoryThrottle`] keeps clear keys: its table is never written anywhere.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

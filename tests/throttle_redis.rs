@@ -295,3 +295,51 @@ async fn another_key_sees_none_of_the_counts() {
         Decision::Allow
     );
 }
+
+/// Keys an earlier version named in clear (`pair:<address>/<account>`...) are renamed by the
+/// handle's first call, keeping their state: a lockout in force stays in force.
+#[tokio::test]
+async fn keys_named_in_clear_are_renamed_with_their_state() {
+    if throttle(config(5, 1000)).await.is_none() {
+        return;
+    }
+    let prefix = format!("credvault-test:{:016x}:", rand::random::<u64>());
+    let mut conn = raw().await;
+    let ms = |secs: u64| (1_700_000_000 + secs) * 1000;
+    for (name, value) in [
+        (
+            "pair:192.0.2.80/hal",
+            format!("0,{},1,{},{}", ms(100), ms(700), ms(100)),
+        ),
+        ("acct:hal", format!("3,{},0,,{}", ms(100), ms(100))),
+        ("addr:192.0.2.80", format!("3,{},0,,{}", ms(100), ms(100))),
+        ("pair:nonsense/hal", "1,2,3".to_owned()),
+    ] {
+        redis::cmd("SET")
+            .arg(format!("{prefix}{name}"))
+            .arg(value)
+            .arg("PX")
+            .arg(3_600_000)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let throttle = RedisThrottle::open(&url(), config(5, 1000), key())
+        .unwrap()
+        .with_prefix(prefix.clone());
+    assert_eq!(
+        throttle.check("hal", v4(80), t(200)).await.unwrap(),
+        deny(500)
+    );
+    let after = names(&prefix).await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    for name in &after {
+        assert!(!name.contains("hal") && !name.contains("192.0.2"), "{name}");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 3_000_000, "{name} keeps its expiry: {ttl}");
+    }
+}

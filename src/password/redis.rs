@@ -10,10 +10,13 @@
 //!
 //! Key names hold no account name and no address: each is a keyed hash under the vault's
 //! [`PseudonymKey`] (`pair#<account>.<pair>`, `acct#...`, `addr#...`, `known#...`), so a
-//! Redis dump or replica means nothing without the vault's key-encryption key.
+//! Redis dump or replica means nothing without the vault's key-encryption key. Keys an
+//! earlier version named in clear are renamed by each handle's first call.
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -78,6 +81,8 @@ pub struct RedisThrottle {
     config: ThrottleConfig,
     prefix: String,
     pseudonyms: PseudonymKey,
+    /// Whether the keys named in clear by an earlier version were renamed.
+    renamed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisThrottle {
@@ -108,6 +113,7 @@ impl RedisThrottle {
             config,
             prefix: DEFAULT_PREFIX.to_owned(),
             pseudonyms,
+            renamed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -129,10 +135,112 @@ impl RedisThrottle {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)));
-        Ok(self
+        let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+            .await?;
+        if !self.renamed.load(Ordering::Acquire) {
+            let n = self.rename_clear_keys(&mut conn).await?;
+            if n > 0 {
+                tracing::info!(
+                    keys = n,
+                    "credvault login throttle: redis keys named in clear renamed to their pseudonyms"
+                );
+            }
+            self.renamed.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    /// Renames the keys under the prefix that an earlier version named in clear
+    /// (`pair:<address>/<account>`, `addr:`, `acct:`, `known:`) to their keyed-hash names,
+    /// keeping each state and its expiry (merging into a key of the new name if there is one;
+    /// deleting a name it cannot read). Run once per handle, by its first call: one `SCAN` of
+    /// the keyspace. Returns how many keys were renamed or deleted.
+    async fn rename_clear_keys(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<u64, RedisThrottleError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut clear = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
+            clear.extend(batch.into_iter().filter(|n| {
+                n.strip_prefix(&self.prefix).is_some_and(|rest| {
+                    ["pair:", "addr:", "acct:", "known:"]
+                        .iter()
+                        .any(|p| rest.starts_with(p))
+                })
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut renamed = 0u64;
+        for name in clear {
+            let rest = name.get(self.prefix.len()..).unwrap_or_default();
+            let new = Key::from_clear_name(rest).map(|k| self.name(&k));
+            if self.rename_one(conn, &name, new.as_deref()).await? {
+                renamed += 1;
+            }
+        }
+        Ok(renamed)
+    }
+
+    /// Moves the state of key `clear` to `new` (merged with what `new` holds; dropped if
+    /// `new` is `None`), keeping the longer expiry, in one `WATCH`ed transaction.
+    async fn rename_one(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        clear: &str,
+        new: Option<&str>,
+    ) -> Result<bool, RedisThrottleError> {
+        for _ in 0..MAX_TRIES {
+            let watched: Vec<&str> = std::iter::once(clear).chain(new).collect();
+            redis::cmd("WATCH")
+                .arg(&watched)
+                .query_async::<()>(&mut *conn)
+                .await?;
+            let names: Vec<String> = watched.iter().map(|n| (*n).to_owned()).collect();
+            let states = Self::read(conn, &names).await;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            // A state or a name this crate did not write: nothing to keep, only the DEL.
+            if let (Ok(states), Some(new)) = (states, new) {
+                let Some(old) = states.first().copied().flatten() else {
+                    redis::cmd("UNWATCH").query_async::<()>(&mut *conn).await?;
+                    return Ok(false); // gone meanwhile
+                };
+                let merged = match states.get(1).copied().flatten() {
+                    Some(current) => current.merge(old),
+                    None => old,
+                };
+                let ttl = |name: &str| redis::cmd("PTTL").arg(name).to_owned();
+                let a: i64 = ttl(clear).query_async(&mut *conn).await?;
+                let b: i64 = ttl(new).query_async(&mut *conn).await?;
+                pipe.cmd("SET")
+                    .arg(new)
+                    .arg(encode(&merged))
+                    .arg("PX")
+                    .arg(a.max(b).max(1))
+                    .ignore();
+            }
+            pipe.cmd("DEL").arg(clear).ignore();
+            let done: Value = pipe.query_async(&mut *conn).await?;
+            if !matches!(done, Value::Nil) {
+                return Ok(true);
+            }
+        }
+        Err(RedisThrottleError::Contention)
     }
 
     fn name(&self, key: &Key) -> String {

@@ -323,8 +323,8 @@ impl KeyState {
     /// fewer failures, than either. A key never counted (a known-address mark) keeps its
     /// latest `last_seen`.
     #[cfg_attr(
-        not(any(feature = "sqlite", feature = "postgres")),
-        allow(dead_code, reason = "used by the SQL throttle only")
+        not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+        allow(dead_code, reason = "used by the shared stores only")
     )]
     pub(crate) fn merge(self, other: Self) -> Self {
         Self {

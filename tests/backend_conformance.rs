@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use credvault::backend::{
-    AuditQuery, AuditRow, Backend, BackendErrorKind, ListQuery, MemoryBackend, RecordKey,
-    SCHEMA_VERSION, SecretRow, TenantRow,
+    AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery,
+    MemoryBackend, RecordKey, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
 };
 use credvault::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -835,6 +835,81 @@ mod cases {
         assert_eq!(b.purge_audit(0).await.unwrap(), 0);
     }
 
+    /// A vault key is inserted once (a second insert gets the first row back, unaudited), not
+    /// under a KEK older than the newest presented, and rewrapped by compare-and-swap on its
+    /// KEK version.
+    pub(crate) async fn vault_keys_insert_once_and_rewrap_by_compare_and_swap(f: &impl Fixture) {
+        let b = migrated(f).await;
+        let newest = KeyIdentity {
+            role: KeyRole::Kek,
+            version: 2,
+            fingerprint: "f2".to_owned(),
+            recorded_at: 0,
+            last_primary_at: None,
+        };
+        b.register_keys(&[newest], None, 0).await.unwrap();
+        let row = |wrapped: &[u8], kek: u32| VaultKeyRow {
+            name: "throttle_pseudonyms".to_owned(),
+            wrapped_key: wrapped.to_vec(),
+            kek_version: KeyVersion::new(kek),
+            created_at: 1_700_000_000,
+        };
+        let audit = |action: &str| AuditRow {
+            at: 1_700_000_000,
+            tenant: None,
+            kind: None,
+            name: Some("throttle_pseudonyms".to_owned()),
+            action: action.into(),
+            actor: "vault".to_owned(),
+            outcome: "ok".to_owned(),
+        };
+        let err = b
+            .insert_vault_key(&row(b"old", 1), &[audit("vault_key_create")])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::StaleKey);
+        assert!(b.vault_keys().await.unwrap().is_empty());
+        let first = row(b"first", 2);
+        let stored = b
+            .insert_vault_key(&first, &[audit("vault_key_create")])
+            .await
+            .unwrap();
+        assert_eq!(stored, first);
+        let again = b
+            .insert_vault_key(&row(b"second", 2), &[audit("vault_key_create")])
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(b.vault_keys().await.unwrap(), std::slice::from_ref(&first));
+        // Rewrapped only from the KEK it is under, never to an older one than the newest.
+        let rewrap = |old: u32, new: u32| {
+            let audit = [audit("vault_key_rewrap")];
+            async move {
+                b.rewrap_vault_key(
+                    "throttle_pseudonyms",
+                    KeyVersion::new(old),
+                    b"third",
+                    KeyVersion::new(new),
+                    &audit,
+                )
+                .await
+            }
+        };
+        assert!(!rewrap(1, 3).await.unwrap());
+        assert_eq!(
+            rewrap(2, 1).await.unwrap_err().kind(),
+            BackendErrorKind::StaleKey
+        );
+        assert!(rewrap(2, 3).await.unwrap());
+        assert_eq!(b.vault_keys().await.unwrap(), [row(b"third", 3)]);
+        let actions: Vec<String> = all_audit(b)
+            .await
+            .into_iter()
+            .map(|r| r.action.to_string())
+            .collect();
+        assert_eq!(actions, ["vault_key_create", "vault_key_rewrap"]);
+    }
+
     pub(crate) async fn corrupted_row_is_corrupt_and_other_rows_still_read(f: &impl Fixture) {
         let b = migrated(f).await;
         b.insert(&record("t1", "api_key", "good"), &[])
@@ -920,6 +995,7 @@ macro_rules! conformance {
             audit_reads_oldest_first_with_filters,
             purge_audit_removes_only_older_rows,
             corrupted_row_is_corrupt_and_other_rows_still_read,
+            vault_keys_insert_once_and_rewrap_by_compare_and_swap,
         );
     };
     (@tests $backend:ident, $make:expr; $($case:ident,)*) => {
@@ -995,7 +1071,8 @@ mod sqlite_only {
                 "credvault_tenant_deks",
                 "credvault_tenants",
                 "credvault_throttle",
-                "credvault_vault"
+                "credvault_vault",
+                "credvault_vault_keys"
             ]
         );
         f.finish().await;
@@ -1119,7 +1196,8 @@ mod postgres_only {
                 "credvault_tenant_deks",
                 "credvault_tenants",
                 "credvault_throttle",
-                "credvault_vault"
+                "credvault_vault",
+                "credvault_vault_keys"
             ]
         );
         let sqlx_tables: i64 = sqlx::query_scalar(

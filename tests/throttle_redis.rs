@@ -18,7 +18,7 @@ mod scripts;
 use std::sync::Arc;
 
 use credvault::password::{
-    Decision, InMemoryThrottle, LoginThrottle, RedisThrottle, ThrottleConfig,
+    Decision, InMemoryThrottle, LoginThrottle, PseudonymKey, RedisThrottle, ThrottleConfig,
 };
 use scripts::*;
 
@@ -30,7 +30,7 @@ fn url() -> String {
 /// Redis answers and CREDVAULT_REQUIRE_REDIS is not 1.
 async fn throttle(config: ThrottleConfig) -> Option<(RedisThrottle, String)> {
     let prefix = format!("credvault-test:{:016x}:", rand::random::<u64>());
-    let throttle = RedisThrottle::open(&url(), config)
+    let throttle = RedisThrottle::open(&url(), config, key())
         .unwrap()
         .with_prefix(prefix.clone());
     match throttle.check("probe", v4(1), t(0)).await {
@@ -46,6 +46,23 @@ async fn throttle(config: ThrottleConfig) -> Option<(RedisThrottle, String)> {
             None
         }
     }
+}
+
+/// The pseudonym key of the tests' "vault".
+fn key() -> PseudonymKey {
+    PseudonymKey::from_bytes(&[9; 32])
+}
+
+/// Every key name under `prefix`.
+async fn names(prefix: &str) -> Vec<String> {
+    let mut conn = raw().await;
+    let mut names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    names.sort();
+    names
 }
 
 async fn raw() -> redis::aio::MultiplexedConnection {
@@ -81,7 +98,7 @@ async fn two_servers_share_one_count_and_a_success_clears_the_pair() {
     let Some((a, prefix)) = throttle(config(3, 1000)).await else {
         return;
     };
-    let b = RedisThrottle::open(&url(), config(3, 1000))
+    let b = RedisThrottle::open(&url(), config(3, 1000), key())
         .unwrap()
         .with_prefix(prefix);
     let ip = v4(10);
@@ -168,7 +185,13 @@ async fn keys_expire_by_themselves() {
         Decision::Allow
     );
     let mut conn = raw().await;
-    let pair = format!("{prefix}pair:192.0.2.30/bob");
+    let pairs: Vec<String> = names(&prefix)
+        .await
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}pair#{}.", key().pseudonym("bob"))))
+        .collect();
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let pair = pairs[0].clone();
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&pair)
         .query_async(&mut conn)
@@ -189,7 +212,7 @@ async fn keys_expire_by_themselves() {
     let horizon = (60 + 3600 + 15 * 60) * 1000;
     assert!(ttl > horizon - 5_000 && ttl <= horizon + 1, "{ttl}");
     let addr: i64 = redis::cmd("PTTL")
-        .arg(format!("{prefix}addr:192.0.2.30"))
+        .arg(format!("{prefix}addr#{}", key().address_pseudonym(v4(30))))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -198,11 +221,125 @@ async fn keys_expire_by_themselves() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_an_error_not_a_panic_and_the_url_stays_private() {
-    let throttle = RedisThrottle::open("redis://:hunter2@127.0.0.1:1/", config(3, 100)).unwrap();
+    let throttle =
+        RedisThrottle::open("redis://:hunter2@127.0.0.1:1/", config(3, 100), key()).unwrap();
     assert!(!format!("{throttle:?}").contains("hunter2"));
     let err = throttle
         .record_failure("alice", v4(1), t(0))
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+/// After a lockout, a known-address mark and an unlock, no key name (nor value) under the
+/// prefix holds the account name or the address: only keyed hashes.
+#[tokio::test]
+async fn keys_name_no_account_and_no_address() {
+    let Some((throttle, prefix)) = throttle(config(2, 1000)).await else {
+        return;
+    };
+    let account = "zoe.private@example.com";
+    let (home, away) = (
+        "198.51.100.77".parse().unwrap(),
+        "2001:db8:77::5".parse().unwrap(),
+    );
+    throttle.record_success(account, home, t(0)).await.unwrap();
+    for at in 1..3 {
+        let _ = throttle.record_failure(account, away, t(at)).await.unwrap();
+    }
+    assert_eq!(throttle.check(account, away, t(3)).await.unwrap(), deny(59));
+    let before = names(&prefix).await;
+    assert_eq!(before.len(), 4, "pair, account, address, known: {before:?}");
+    let mut conn = raw().await;
+    for name in &before {
+        let value: String = redis::cmd("GET")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let text = format!("{name} {value}");
+        for needle in ["zoe", "example.com", "198.51.100", "2001:db8", "2001:0db8"] {
+            assert!(!text.contains(needle), "{needle} in {text}");
+        }
+    }
+    // Unlock still finds the account's pair by its pseudonym.
+    assert!(throttle.unlock(account, "support", t(4)).await.unwrap());
+    assert_eq!(
+        throttle.check(account, away, t(4)).await.unwrap(),
+        Decision::Allow
+    );
+}
+
+/// A throttle under another vault's key shares the Redis and the prefix but sees none of the
+/// counts.
+#[tokio::test]
+async fn another_key_sees_none_of_the_counts() {
+    let Some((throttle, prefix)) = throttle(config(2, 1000)).await else {
+        return;
+    };
+    for at in 0..2 {
+        let _ = throttle
+            .record_failure("yann", v4(60), t(at))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        throttle.check("yann", v4(60), t(2)).await.unwrap(),
+        deny(59)
+    );
+    let other = RedisThrottle::open(&url(), config(2, 1000), PseudonymKey::from_bytes(&[10; 32]))
+        .unwrap()
+        .with_prefix(prefix);
+    assert_eq!(
+        other.check("yann", v4(60), t(2)).await.unwrap(),
+        Decision::Allow
+    );
+}
+
+/// Keys an earlier version named in clear (`pair:<address>/<account>`...) are renamed by the
+/// handle's first call, keeping their state: a lockout in force stays in force.
+#[tokio::test]
+async fn keys_named_in_clear_are_renamed_with_their_state() {
+    if throttle(config(5, 1000)).await.is_none() {
+        return;
+    }
+    let prefix = format!("credvault-test:{:016x}:", rand::random::<u64>());
+    let mut conn = raw().await;
+    let ms = |secs: u64| (1_700_000_000 + secs) * 1000;
+    for (name, value) in [
+        (
+            "pair:192.0.2.80/hal",
+            format!("0,{},1,{},{}", ms(100), ms(700), ms(100)),
+        ),
+        ("acct:hal", format!("3,{},0,,{}", ms(100), ms(100))),
+        ("addr:192.0.2.80", format!("3,{},0,,{}", ms(100), ms(100))),
+        ("pair:nonsense/hal", "1,2,3".to_owned()),
+    ] {
+        redis::cmd("SET")
+            .arg(format!("{prefix}{name}"))
+            .arg(value)
+            .arg("PX")
+            .arg(3_600_000)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let throttle = RedisThrottle::open(&url(), config(5, 1000), key())
+        .unwrap()
+        .with_prefix(prefix.clone());
+    assert_eq!(
+        throttle.check("hal", v4(80), t(200)).await.unwrap(),
+        deny(500)
+    );
+    let after = names(&prefix).await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    for name in &after {
+        assert!(!name.contains("hal") && !name.contains("192.0.2"), "{name}");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 3_000_000, "{name} keeps its expiry: {ttl}");
+    }
 }

@@ -17,7 +17,9 @@ mod common;
 use std::net::IpAddr;
 
 use credvault::backend::{Backend, SCHEMA_VERSION, SqlThrottle, TenantRow};
-use credvault::password::{Decision, InMemoryThrottle, LoginThrottle, ThrottleConfig};
+use credvault::password::{
+    Decision, InMemoryThrottle, LoginThrottle, PseudonymKey, ThrottleConfig,
+};
 use credvault::{KeyVersion, TenantId};
 
 // ---- fixtures
@@ -83,23 +85,58 @@ impl Db {
         }
     }
 
-    /// A throttle on the first server's pool.
+    /// A throttle on the first server's pool, rows named under [`key`].
     fn throttle_a(&self, config: ThrottleConfig) -> SqlThrottle {
+        self.throttle_a_with(config, key())
+    }
+
+    /// A throttle on the first server's pool, rows named under `pseudonyms`.
+    fn throttle_a_with(&self, config: ThrottleConfig, pseudonyms: PseudonymKey) -> SqlThrottle {
         match self {
             #[cfg(feature = "sqlite")]
-            Self::Sqlite { a, .. } => a.login_throttle(config),
+            Self::Sqlite { a, .. } => a.login_throttle(config, pseudonyms),
             #[cfg(feature = "postgres")]
-            Self::Pg { a, .. } => a.login_throttle(config),
+            Self::Pg { a, .. } => a.login_throttle(config, pseudonyms),
         }
     }
 
-    /// A throttle on the second server's pool.
+    /// A throttle on the second server's pool, rows named under [`key`].
     fn throttle_b(&self, config: ThrottleConfig) -> SqlThrottle {
         match self {
             #[cfg(feature = "sqlite")]
-            Self::Sqlite { b, .. } => b.login_throttle(config),
+            Self::Sqlite { b, .. } => b.login_throttle(config, key()),
             #[cfg(feature = "postgres")]
-            Self::Pg { b, .. } => b.login_throttle(config),
+            Self::Pg { b, .. } => b.login_throttle(config, key()),
+        }
+    }
+
+    /// Every byte the database holds, as text: the SQLite file and its WAL, or every row of
+    /// the PostgreSQL schema's throttle and audit tables.
+    async fn raw_contents(&self) -> String {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { _dir, .. } => {
+                let mut bytes = Vec::new();
+                for name in ["vault.db", "vault.db-wal"] {
+                    if let Ok(b) = std::fs::read(_dir.path().join(name)) {
+                        bytes.extend(b);
+                    }
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            #[cfg(feature = "postgres")]
+            Self::Pg { pool, schema, .. } => {
+                let mut out = String::new();
+                for table in ["credvault_throttle", "credvault_audit"] {
+                    let sql = format!("SELECT CAST(t.* AS TEXT) FROM \"{schema}\".{table} t");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                    out.push_str(&rows.join("\n"));
+                }
+                out
+            }
         }
     }
 
@@ -142,6 +179,17 @@ impl Db {
         }
     }
 
+    /// The text column read by raw SQL (`{p}` is the table prefix), every row.
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        let sql = sqlx::AssertSqlSafe(self.sql(sql));
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite { a, .. } => sqlx::query_scalar(sql).fetch_all(a.pool()).await.unwrap(),
+            #[cfg(feature = "postgres")]
+            Self::Pg { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap(),
+        }
+    }
+
     async fn rows(&self) -> i64 {
         self.int("SELECT COUNT(*) FROM {p}credvault_throttle")
             .await
@@ -168,6 +216,26 @@ impl Db {
 
 #[path = "common/throttle_scripts.rs"]
 mod scripts;
+
+/// The pseudonym key of the tests' "vault".
+fn key() -> PseudonymKey {
+    PseudonymKey::from_bytes(&[7; 32])
+}
+
+/// The name of `account`'s row.
+fn acct(account: &str) -> String {
+    format!("acct#{}", key().pseudonym(account))
+}
+
+/// The `LIKE` pattern of `account`'s pair rows.
+fn pairs_of(account: &str) -> String {
+    format!("pair#{}.%", key().pseudonym(account))
+}
+
+/// The name of an address's row.
+fn addr(address: IpAddr) -> String {
+    format!("addr#{}", key().address_pseudonym(address))
+}
 
 use scripts::*;
 
@@ -205,19 +273,30 @@ mod cases {
             deny(60)
         );
         let _ = throttle.record_failure("grace", ip, t(2)).await.unwrap();
-        let pair = "pair:192.0.2.40/grace".to_owned();
+        let got = events().await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        // The pair's row, named by the account's pseudonym: never the account or address.
+        let pair = got[0].1.clone();
+        assert!(
+            pair.starts_with(&pairs_of("grace").replace('%', "")),
+            "{pair}"
+        );
+        assert!(
+            !pair.contains("grace") && !pair.contains("192.0.2"),
+            "{pair}"
+        );
         let locked = (
             "login_lockout".to_owned(),
             pair,
             "throttle".to_owned(),
             "locked for 60 s".to_owned(),
         );
-        assert_eq!(events().await, std::slice::from_ref(&locked));
+        assert_eq!(got, std::slice::from_ref(&locked));
         assert!(throttle.unlock("grace", "support:ann", t(3)).await.unwrap());
         assert!(!throttle.unlock("grace", "support:ann", t(4)).await.unwrap());
         let unlocked = (
             "login_unlock".to_owned(),
-            "acct:grace".to_owned(),
+            acct("grace"),
             "support:ann".to_owned(),
             "ok: 2 lock rows cleared".to_owned(),
         );
@@ -272,7 +351,7 @@ mod cases {
         );
         a.record_success("alice", ip, t(63)).await.unwrap();
         assert_eq!(
-            db.int("SELECT COUNT(*) FROM {p}credvault_throttle WHERE throttle_key LIKE 'pair:%'")
+            db.int("SELECT COUNT(*) FROM {p}credvault_throttle WHERE throttle_key LIKE 'pair#%'")
                 .await,
             Some(0)
         );
@@ -306,10 +385,12 @@ mod cases {
         for task in tasks {
             assert_eq!(task.await.unwrap(), Decision::Allow);
         }
-        for key in ["pair:192.0.2.11/alice", "addr:192.0.2.11"] {
-            let sql = format!(
-                "SELECT failures FROM {{p}}credvault_throttle WHERE throttle_key = '{key}'"
-            );
+        for key in [
+            format!("LIKE '{}'", pairs_of("alice")),
+            format!("= '{}'", addr(ip)),
+        ] {
+            let sql =
+                format!("SELECT failures FROM {{p}}credvault_throttle WHERE throttle_key {key}");
             assert_eq!(db.int(&sql).await, Some(20), "{key}");
         }
         // The 21st locks with the first backoff; the one after that, while locked, is refused.
@@ -338,13 +419,11 @@ mod cases {
         }
         assert_eq!(denied, 1);
         assert_eq!(a.check("bob", ip, t(100)).await.unwrap(), deny(60));
-        assert_eq!(
-            db.int(
-                "SELECT lockouts FROM {p}credvault_throttle WHERE throttle_key = 'pair:192.0.2.12/bob'"
-            )
-            .await,
-            Some(1)
+        let sql = format!(
+            "SELECT lockouts FROM {{p}}credvault_throttle WHERE throttle_key LIKE '{}'",
+            pairs_of("bob")
         );
+        assert_eq!(db.int(&sql).await, Some(1));
     }
 
     pub(crate) async fn prune_removes_idle_rows_and_keeps_locked_ones(db: &Db) {
@@ -374,14 +453,13 @@ mod cases {
         assert_eq!(sql.prune(t(now)).await.unwrap(), 8);
         assert_eq!(db.rows().await, 4);
         for key in [
-            "pair:192.0.2.22/carol",
-            "acct:carol",
-            "addr:192.0.2.22",
-            "pair:192.0.2.23/dave",
+            format!("LIKE '{}'", pairs_of("carol")),
+            format!("= '{}'", acct("carol")),
+            format!("= '{}'", addr(v4(22))),
+            format!("LIKE '{}'", pairs_of("dave")),
         ] {
-            let q = format!(
-                "SELECT COUNT(*) FROM {{p}}credvault_throttle WHERE throttle_key = '{key}'"
-            );
+            let q =
+                format!("SELECT COUNT(*) FROM {{p}}credvault_throttle WHERE throttle_key {key}");
             assert_eq!(db.int(&q).await, Some(1), "{key} kept");
         }
         // Pruning changed no decision.
@@ -419,9 +497,10 @@ mod cases {
             shredded_at: None,
         };
         backend.insert_tenant(&row, &[]).await.unwrap();
-        // Back to version 1: what 0002, 0003 and 0004 added is gone.
+        // Back to version 1: what 0002 to 0005 added is gone.
         db.exec(
-            "DROP TABLE {p}credvault_keys; DROP TABLE {p}credvault_vault; \
+            "DROP TABLE {p}credvault_vault_keys; \
+             DROP TABLE {p}credvault_keys; DROP TABLE {p}credvault_vault; \
              ALTER TABLE {p}credvault_tenants DROP COLUMN shredded_at; \
              DROP TABLE {p}credvault_throttle; DROP TABLE {p}credvault_tenant_deks; \
              DROP INDEX {p}credvault_tenants_kek; \
@@ -436,7 +515,7 @@ mod cases {
             backend.schema_version().await.unwrap(),
             Some(SCHEMA_VERSION)
         );
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         // Version 4 starts the newest KEK version at the newest one in use.
         assert_eq!(backend.key_registry().await.unwrap().newest_kek, 2);
         assert_eq!(
@@ -459,6 +538,182 @@ mod cases {
             deny(60)
         );
         assert_eq!(db.rows().await, 3, "pair, account and address rows");
+    }
+
+    /// After a lockout, a known-address mark and an unlock, the database (the SQLite file and
+    /// its WAL, read as bytes; every row of the PostgreSQL tables) holds neither the account
+    /// name nor the addresses: only keyed hashes, in the throttle's rows and its audit rows.
+    pub(crate) async fn the_database_holds_no_account_and_no_address(db: &Db) {
+        let throttle = db.throttle_a(config(2, 1000));
+        let account = "xavier.private@example.com";
+        let home: IpAddr = "198.51.100.99".parse().unwrap();
+        let away: IpAddr = "203.0.113.98".parse().unwrap();
+        throttle.record_success(account, home, t(0)).await.unwrap();
+        let _ = throttle.record_failure(account, away, t(1)).await.unwrap();
+        assert_eq!(
+            throttle.record_failure(account, away, t(2)).await.unwrap(),
+            deny(60)
+        );
+        assert_eq!(db.rows().await, 4, "known, pair, account and address rows");
+        let lockouts = db
+            .int("SELECT COUNT(*) FROM {p}credvault_audit WHERE action = 'login_lockout'")
+            .await;
+        assert_eq!(lockouts, Some(1));
+        let contents = db.raw_contents().await;
+        for needle in ["xavier", "example.com", "198.51.100", "203.0.113"] {
+            assert!(!contents.contains(needle), "{needle} found in the database");
+        }
+        // The same pseudonyms find the rows again: unlock clears the lock.
+        assert!(throttle.unlock(account, "support:ann", t(3)).await.unwrap());
+        assert_eq!(
+            throttle.check(account, away, t(3)).await.unwrap(),
+            Decision::Allow
+        );
+        let contents = db.raw_contents().await;
+        for needle in ["xavier", "example.com", "198.51.100", "203.0.113"] {
+            assert!(!contents.contains(needle), "{needle} found after unlock");
+        }
+    }
+
+    /// A throttle under another key (another vault's) on the same table sees none of the
+    /// counts, and cannot unlock them.
+    pub(crate) async fn another_key_sees_none_of_the_counts(db: &Db) {
+        let throttle = db.throttle_a(config(2, 1000));
+        let other = db.throttle_a_with(config(2, 1000), PseudonymKey::from_bytes(&[8; 32]));
+        let _ = throttle.record_failure("yann", v4(60), t(0)).await.unwrap();
+        assert_eq!(
+            throttle.record_failure("yann", v4(60), t(1)).await.unwrap(),
+            deny(60)
+        );
+        assert_eq!(
+            other.check("yann", v4(60), t(2)).await.unwrap(),
+            Decision::Allow
+        );
+        assert!(!other.unlock("yann", "support:ann", t(2)).await.unwrap());
+        assert_eq!(
+            throttle.check("yann", v4(60), t(2)).await.unwrap(),
+            deny(59)
+        );
+    }
+
+    /// A version-4 database whose rows (and lockout audit rows) name accounts and addresses
+    /// in clear: migrating to version 5 and the throttle's first call rename them to their
+    /// pseudonyms, keeping each state (a lockout in force stays in force, a known address
+    /// stays known), merging two rows that map to one, and dropping names it cannot read.
+    pub(crate) async fn clear_rows_of_a_version_4_database_are_renamed(db: &Db) {
+        // Back to version 4, as an earlier build left it.
+        db.exec(
+            "DROP TABLE {p}credvault_vault_keys; \
+             ALTER TABLE {p}credvault_vault DROP COLUMN throttle_clear_names; \
+             UPDATE {p}credvault_schema SET version = 4",
+        )
+        .await;
+        let ms = |secs: u64| (1_700_000_000 + secs) * 1000;
+        let row = |name: &str, failures: u32, lockouts: u32, until: Option<u64>, seen: u64| {
+            format!(
+                "INSERT INTO {{p}}credvault_throttle VALUES ('{name}', {failures}, {}, {lockouts}, {}, {});",
+                ms(seen),
+                until.map_or("NULL".to_owned(), |u| ms(u).to_string()),
+                ms(seen)
+            )
+        };
+        let mut sql = String::new();
+        // erin: her pair from .50 locked until t(600) (third lockout), her account counted;
+        // .51 known for her.
+        sql += &row("pair:192.0.2.50/erin", 0, 3, Some(600), 100);
+        sql += &row("acct:erin", 4, 0, None, 100);
+        sql += &row("addr:192.0.2.50", 4, 0, None, 100);
+        sql += &row("known:192.0.2.51/erin", 0, 0, None, 90);
+        // One IPv6 /64 under two names (an earlier row, and the form written today): merged.
+        sql += &row("addr:2001:db8:5::/64", 3, 0, None, 100);
+        sql += &row("addr:2001:db8:5::9", 4, 0, None, 100);
+        // Not a name credvault wrote: dropped.
+        sql += &row("pair:not-an-address/erin", 1, 0, None, 100);
+        sql += "INSERT INTO {p}credvault_audit (at, tenant_id, kind, name, action, actor, outcome) \
+                VALUES (1700000100, NULL, NULL, 'pair:192.0.2.50/erin', 'login_lockout', 'throttle', 'locked for 240 s');";
+        db.exec(&sql).await;
+        db.backend().migrate().await.unwrap();
+        assert_eq!(db.backend().schema_version().await.unwrap(), Some(5));
+        // Migrating alone cannot hash: the rows are still there, flagged.
+        assert_eq!(db.rows().await, 7);
+
+        let throttle = db.throttle_b(config(5, 8));
+        assert_eq!(throttle.rename_clear_rows().await.unwrap(), 7);
+        assert_eq!(
+            db.rows().await,
+            5,
+            "pair, account, address, known, IPv6 block"
+        );
+        // The lockout in force survived.
+        assert_eq!(
+            throttle.check("erin", v4(50), t(200)).await.unwrap(),
+            deny(400)
+        );
+        // So did the counts: the account's 4 of 5... (per-account limit 20, untouched) and the
+        // address's 4 of 8 (four more lock it).
+        for at in 0..3 {
+            assert_eq!(
+                throttle
+                    .record_failure("frank", v4(50), t(201 + at))
+                    .await
+                    .unwrap(),
+                Decision::Allow
+            );
+        }
+        assert_eq!(
+            throttle
+                .record_failure("frank", v4(50), t(204))
+                .await
+                .unwrap(),
+            deny(60)
+        );
+        // The two IPv6 rows were merged: 3 + 4 failures, the 8th locks the block.
+        assert_eq!(
+            throttle
+                .record_failure("gus", "2001:db8:5::1".parse().unwrap(), t(205))
+                .await
+                .unwrap(),
+            deny(60)
+        );
+        // .51 is still known for erin: her account lock would not hold it back.
+        let known = "SELECT COUNT(*) FROM {p}credvault_throttle WHERE throttle_key LIKE 'known#%'";
+        assert_eq!(db.int(known).await, Some(1));
+        // The audit row names the pair's pseudonym now.
+        let audit = db
+            .backend()
+            .audit(&credvault::backend::AuditQuery::default())
+            .await
+            .unwrap();
+        let lockout = audit
+            .iter()
+            .find(|r| r.outcome == "locked for 240 s")
+            .unwrap();
+        let name = lockout.name.clone().unwrap();
+        assert!(
+            name.starts_with(&pairs_of("erin").replace('%', "")),
+            "{name}"
+        );
+        // Every name, in the throttle and in the audit log (the bytes of the deleted rows may
+        // stay in SQLite's free pages until reused: see SECURITY.md).
+        let mut names = db
+            .texts("SELECT throttle_key FROM {p}credvault_throttle")
+            .await;
+        names.extend(audit.iter().filter_map(|r| r.name.clone()));
+        for needle in ["erin", "192.0.2.5", "2001:db8"] {
+            assert!(
+                names.iter().all(|n| !n.contains(needle)),
+                "{needle} still in {names:?}"
+            );
+        }
+        // Done once: nothing more to rename, on this handle or a new one.
+        assert_eq!(throttle.rename_clear_rows().await.unwrap(), 0);
+        assert_eq!(
+            db.throttle_a(config(5, 8))
+                .rename_clear_rows()
+                .await
+                .unwrap(),
+            0
+        );
     }
 }
 
@@ -501,4 +756,7 @@ backend_tests!(
     concurrent_failures_from_two_pools_are_all_counted,
     prune_removes_idle_rows_and_keeps_locked_ones,
     migrating_a_version_1_database_keeps_its_data,
+    the_database_holds_no_account_and_no_address,
+    another_key_sees_none_of_the_counts,
+    clear_rows_of_a_version_4_database_are_renamed,
 );

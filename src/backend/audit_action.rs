@@ -53,6 +53,11 @@ pub enum AuditAction {
     ExportCsv,
     /// `export_metadata`: a tenant exported as JSON without its secrets (nothing decrypted).
     ExportMetadata,
+    /// `vault_key_create`: a vault-wide key (the throttle's pseudonym key) made and wrapped
+    /// under the KEK.
+    VaultKeyCreate,
+    /// `vault_key_rewrap`: a vault-wide key rewrapped under the primary KEK.
+    VaultKeyRewrap,
     /// `tenant_create`: a tenant's first data key made.
     TenantCreate,
     /// `tenant_delete`: a tenant's deletion requested (grace period starts).
@@ -95,8 +100,10 @@ impl OtherAction {
 }
 
 /// Every known action with its stored name: one table for both directions.
-static NAMES: [(AuditAction, &str); 26] = [
+static NAMES: [(AuditAction, &str); 28] = [
     (AuditAction::Put, "put"),
+    (AuditAction::VaultKeyCreate, "vault_key_create"),
+    (AuditAction::VaultKeyRewrap, "vault_key_rewrap"),
     (AuditAction::Upsert, "upsert"),
     (AuditAction::Get, "get"),
     (AuditAction::Update, "update"),

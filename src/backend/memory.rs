@@ -7,7 +7,7 @@ use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, purged_record_audit,
+    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, VaultKeyRow, purged_record_audit,
     schema_too_new, stale_kek, stale_key,
 };
 use crate::{KeyVersion, TenantId};
@@ -38,6 +38,7 @@ struct State {
     retired: BTreeMap<(TenantId, KeyVersion), DekRow>,
     audit: Vec<AuditRow>,
     registry: KeyRegistry,
+    vault_keys: BTreeMap<String, VaultKeyRow>,
 }
 
 impl State {
@@ -381,6 +382,50 @@ impl Backend for MemoryBackend {
                 }
             }
             Ok(s.registry.clone())
+        })
+    }
+
+    fn vault_keys(&self) -> BoxFuture<'_, Result<Vec<VaultKeyRow>, BackendError>> {
+        self.run(|s| Ok(s.vault_keys.values().cloned().collect()))
+    }
+
+    fn insert_vault_key<'a>(
+        &'a self,
+        row: &'a VaultKeyRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<VaultKeyRow, BackendError>> {
+        self.run(|s| {
+            if let Some(existing) = s.vault_keys.get(&row.name) {
+                return Ok(existing.clone());
+            }
+            s.check_kek(row.kek_version)?;
+            s.vault_keys.insert(row.name.clone(), row.clone());
+            s.audit.extend_from_slice(audit);
+            Ok(row.clone())
+        })
+    }
+
+    fn rewrap_vault_key<'a>(
+        &'a self,
+        name: &'a str,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        self.run(move |s| {
+            s.check_kek(new_kek)?;
+            let Some(key) = s
+                .vault_keys
+                .get_mut(name)
+                .filter(|k| k.kek_version == old_kek)
+            else {
+                return Ok(false);
+            };
+            key.wrapped_key = wrapped.to_vec();
+            key.kek_version = new_kek;
+            s.audit.extend_from_slice(audit);
+            Ok(true)
         })
     }
 

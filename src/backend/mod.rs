@@ -27,6 +27,8 @@ mod sql_rotation;
 mod sql_rows;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_session;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_vault_keys;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -66,8 +68,10 @@ use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 /// The schema version this build writes and reads (`credvault_schema`). Version 2 added the
 /// login throttle's table, `credvault_throttle`; version 3 key rotation (retired data keys in
 /// `credvault_tenant_deks`, a tenant's minimum data key version); version 4 key identity
-/// (`credvault_keys`, `credvault_vault`) and a tenant's shredding state.
-pub const SCHEMA_VERSION: u32 = 4;
+/// (`credvault_keys`, `credvault_vault`) and a tenant's shredding state; version 5 the vault's
+/// own keys (`credvault_vault_keys`: the login throttle's pseudonym key) and the flag that
+/// says the throttle's rows written before it still name accounts in clear.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
 /// object-safe (`Arc<dyn Backend>`).
@@ -180,6 +184,26 @@ impl KeyRegistry {
             .find(|k| k.role == role && k.version == version)
     }
 }
+
+/// A key that belongs to the vault as a whole rather than to a tenant (schema version 5), one
+/// row of `credvault_vault_keys`: wrapped under the key-encryption key like a data key, and
+/// rewrapped with the data keys when the KEK rotates. The one there is today is the login
+/// throttle's pseudonym key, named [`THROTTLE_PSEUDONYMS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultKeyRow {
+    /// What the key is for.
+    pub name: String,
+    /// The key, sealed under the key-encryption key (sealed-record format, context
+    /// `("vault_key", name)`).
+    pub wrapped_key: Vec<u8>,
+    /// The key-encryption key's version that wrapped it.
+    pub kek_version: KeyVersion,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// The name of the login throttle's pseudonym key in `credvault_vault_keys`.
+pub const THROTTLE_PSEUDONYMS: &str = "throttle_pseudonyms";
 
 /// A record's row: the sealed payload and its clear metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,6 +593,48 @@ pub trait Backend: Send + Sync + fmt::Debug {
         at: i64,
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    // The vault's own keys (schema version 5).
+
+    /// Every key of the vault's own (`credvault_vault_keys`), by name.
+    fn vault_keys(&self) -> BoxFuture<'_, Result<Vec<VaultKeyRow>, BackendError>>;
+
+    /// Inserts `row` unless a key of the same name exists, with `audit`; returns the row that
+    /// is stored (the caller's or the existing one). A new row whose `kek_version` is older
+    /// than the registry's newest KEK version is [`BackendErrorKind::StaleKey`], writing
+    /// nothing.
+    fn insert_vault_key<'a>(
+        &'a self,
+        row: &'a VaultKeyRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<VaultKeyRow, BackendError>>;
+
+    /// Replaces the wrapping of vault key `name` if it is wrapped under `old_kek`, with
+    /// `audit`. Returns whether it was; [`BackendErrorKind::StaleKey`] if `new_kek` is older
+    /// than the registry's newest.
+    fn rewrap_vault_key<'a>(
+        &'a self,
+        name: &'a str,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// A login throttle counting in this backend's database, its rows named under
+    /// `pseudonyms`, if the backend keeps one: the SQL backends do (table
+    /// `credvault_throttle`), [`MemoryBackend`] and the default do not (`None`). What
+    /// `Vault::login_throttle` builds on.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    fn sql_throttle(
+        &self,
+        config: crate::password::ThrottleConfig,
+        pseudonyms: crate::password::PseudonymKey,
+    ) -> Option<SqlThrottle> {
+        let _ = (config, pseudonyms);
+        None
+    }
 
     // Key rotation (schema version 3).
 

@@ -36,7 +36,7 @@ use crate::backend::join::Joined;
 use crate::backend::sql::{Dialect, SqlBackend};
 use crate::backend::sql_rows::map_err;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
-use crate::password::ThrottleConfig;
+use crate::password::{PseudonymKey, ThrottleConfig};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_throttle.sql"),
     include_str!("migrations/postgres/0003_rotation.sql"),
     include_str!("migrations/postgres/0004_key_identity.sql"),
+    include_str!("migrations/postgres/0005_vault_keys.sql"),
 ];
 
 /// How long [`PgBackend::connect`] keeps retrying a server that refuses connections.
@@ -119,12 +120,14 @@ impl PgBackend {
     }
 
     /// A login throttle counting in this database (table `credvault_throttle` in this
-    /// backend's schema, created by [`migrate`](crate::backend::Backend::migrate) at schema
-    /// version 2): every application server using the database shares one count. Build it
-    /// once and share it (a cheap `Clone` handle); call [`SqlThrottle::prune`] now and then.
-    /// See `SqliteBackend::login_throttle` for its use at login.
-    pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::new(Arc::new(self.clone()), config)
+    /// backend's schema, created by [`migrate`](crate::backend::Backend::migrate)): every
+    /// application server using the database shares one count. Its rows are named with keyed
+    /// hashes under `pseudonyms`, the vault's key from `Vault::throttle_key` (or take the
+    /// throttle from `Vault::login_throttle`, which does both). Build it once and share it (a
+    /// cheap `Clone` handle); call [`SqlThrottle::prune`] now and then. See
+    /// `SqliteBackend::login_throttle` for its use at login.
+    pub fn login_throttle(&self, config: ThrottleConfig, pseudonyms: PseudonymKey) -> SqlThrottle {
+        SqlThrottle::new(Arc::new(self.clone()), config, pseudonyms)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::backend::sql_rows::{
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
     DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, TenantRow,
-    purged_record_audit,
+    VaultKeyRow, purged_record_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -269,6 +269,41 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let tx = self.begin("recording key identities").await?;
             Self::register_keys_tx(tx, keys, primary, at).await
         })
+    }
+
+    fn vault_keys(&self) -> BoxFuture<'_, Result<Vec<VaultKeyRow>, BackendError>> {
+        Box::pin(self.select_vault_keys())
+    }
+
+    fn insert_vault_key<'a>(
+        &'a self,
+        row: &'a VaultKeyRow,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<VaultKeyRow, BackendError>> {
+        Box::pin(self.insert_vault_key_row(row, audit))
+    }
+
+    fn rewrap_vault_key<'a>(
+        &'a self,
+        name: &'a str,
+        old_kek: KeyVersion,
+        wrapped: &'a [u8],
+        new_kek: KeyVersion,
+        audit: &'a [AuditRow],
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(self.rewrap_vault_key_row(name, old_kek, wrapped, new_kek, audit))
+    }
+
+    fn sql_throttle(
+        &self,
+        config: crate::password::ThrottleConfig,
+        pseudonyms: crate::password::PseudonymKey,
+    ) -> Option<crate::backend::SqlThrottle> {
+        Some(crate::backend::SqlThrottle::new(
+            std::sync::Arc::new(self.clone()),
+            config,
+            pseudonyms,
+        ))
     }
 
     fn set_tenant_shredded<'a>(

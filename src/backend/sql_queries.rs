@@ -481,13 +481,15 @@ impl BatchSql {
     }
 }
 
-/// The login throttle (`credvault_throttle`, schema version 2).
+/// The login throttle (`credvault_throttle`, schema version 2; rows named by keyed hashes
+/// since version 5: `known#...` rows mark known addresses, `pair#<account>.` starts an
+/// account's pairs).
 #[derive(Debug)]
 pub(crate) struct ThrottleSql {
     pub(crate) select: Arc<str>,
     pub(crate) select_one: Arc<str>,
     pub(crate) mark_known: Arc<str>,
-    pub(crate) pair_names: Arc<str>,
+    pub(crate) delete_range: Arc<str>,
     pub(crate) prune_known: Arc<str>,
     pub(crate) insert: Arc<str>,
     pub(crate) lock: Arc<str>,
@@ -512,11 +514,11 @@ impl ThrottleSql {
                  VALUES ($1, 0, $2, 0, NULL, $2) ON CONFLICT (throttle_key) \
                  DO UPDATE SET window_start = excluded.window_start, last_seen = excluded.last_seen"
             )),
-            pair_names: stmt(format!(
-                "SELECT throttle_key FROM {p}credvault_throttle WHERE throttle_key LIKE 'pair:%'"
+            delete_range: stmt(format!(
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key >= $1 AND throttle_key < $2"
             )),
             prune_known: stmt(format!(
-                "DELETE FROM {p}credvault_throttle WHERE throttle_key LIKE 'known:%' \
+                "DELETE FROM {p}credvault_throttle WHERE throttle_key LIKE 'known#%' \
                  AND last_seen < $1"
             )),
             insert: stmt(format!(
@@ -536,7 +538,7 @@ impl ThrottleSql {
             prune: stmt(format!(
                 "DELETE FROM {p}credvault_throttle WHERE last_seen < $1 AND window_start < $2 \
                  AND (locked_until IS NULL OR locked_until < $3) \
-                 AND throttle_key NOT LIKE 'known:%'"
+                 AND throttle_key NOT LIKE 'known#%'"
             )),
         }
     }

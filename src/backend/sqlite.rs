@@ -53,7 +53,7 @@ use crate::backend::join::Joined;
 use crate::backend::sql::{Dialect, SqlBackend};
 use crate::backend::sql_rows::map_err;
 use crate::backend::{BackendError, BackendErrorKind, BoxFuture, SqlThrottle};
-use crate::password::ThrottleConfig;
+use crate::password::{PseudonymKey, ThrottleConfig};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_throttle.sql"),
     include_str!("migrations/sqlite/0003_rotation.sql"),
     include_str!("migrations/sqlite/0004_key_identity.sql"),
+    include_str!("migrations/sqlite/0005_vault_keys.sql"),
 ];
 
 /// How long a connection waits for another writer's lock before failing.
@@ -167,24 +168,33 @@ impl SqliteBackend {
     }
 
     /// A login throttle counting in this database (table `credvault_throttle`, created by
-    /// [`migrate`](crate::backend::Backend::migrate) at schema version 2), shared by every
-    /// process using the file. Build it once and share it (it is a cheap `Clone` handle);
-    /// call [`SqlThrottle::prune`] now and then.
+    /// [`migrate`](crate::backend::Backend::migrate)), shared by every process using the file,
+    /// its rows named with keyed hashes under `pseudonyms`: the vault's key, from
+    /// `Vault::throttle_key` (or take the throttle from `Vault::login_throttle`, which does
+    /// both). Build it once and share it (it is a cheap `Clone` handle); call
+    /// [`SqlThrottle::prune`] now and then.
     ///
     /// ```no_run
     /// use std::net::IpAddr;
+    /// use std::sync::Arc;
     /// use std::time::SystemTime;
-    /// use credvault::backend::{Backend, BackendError, SqliteBackend};
+    /// use credvault::backend::SqliteBackend;
     /// use credvault::password::{Decision, LoginThrottle, ThrottleConfig};
+    /// use credvault::store::Vault;
     ///
     /// # async fn verify(_: &str, _: &str) -> bool { true }
-    /// # async fn run(account: &str, password: &str, address: IpAddr) -> Result<(), BackendError> {
+    /// # async fn run(
+    /// #     keys: credvault::keys::KeyFile,
+    /// #     tenant_keys: credvault::envelope::DirTenantKeys,
+    /// #     account: &str, password: &str, address: IpAddr,
+    /// # ) -> Result<(), credvault::Error> {
     /// // At start-up:
-    /// let backend = SqliteBackend::connect("vault.db").await?;
-    /// backend.migrate().await?;
-    /// let throttle = backend.login_throttle(ThrottleConfig::default());
+    /// let backend = Arc::new(SqliteBackend::connect("vault.db").await?);
+    /// let vault = Vault::builder(Arc::clone(&backend), keys, tenant_keys).build();
+    /// vault.migrate().await?;
+    /// let throttle = backend.login_throttle(ThrottleConfig::default(), vault.throttle_key().await?);
     ///
-    /// // At each login attempt:
+    /// // At each login attempt (or let `LoginGuard` do all of this):
     /// let now = SystemTime::now();
     /// if let Decision::Deny { retry_after } = throttle.check(account, address, now).await? {
     ///     // Refuse without verifying the password: HTTP 429 with `Retry-After`.
@@ -199,8 +209,8 @@ impl SqliteBackend {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn login_throttle(&self, config: ThrottleConfig) -> SqlThrottle {
-        SqlThrottle::new(Arc::new(self.clone()), config)
+    pub fn login_throttle(&self, config: ThrottleConfig, pseudonyms: PseudonymKey) -> SqlThrottle {
+        SqlThrottle::new(Arc::new(self.clone()), config, pseudonyms)
     }
 }
 

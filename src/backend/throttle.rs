@@ -8,21 +8,26 @@
 //! (`BEGIN IMMEDIATE` on SQLite; `INSERT .. ON CONFLICT DO NOTHING` then
 //! `SELECT .. FOR UPDATE` on PostgreSQL, keys locked in a fixed order), so concurrent
 //! failures from several servers are all counted.
+//!
+//! Rows are named with keyed hashes under the vault's [`PseudonymKey`] ([`Key::store_name`]):
+//! the table, and the names in the throttle's audit rows, hold no account name and no
+//! address. Rows written before schema version 5 named them in clear; the first call of a
+//! throttle renames them ([`SqlThrottle`]'s docs).
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::backend::sql::{Driver, SqlBackend, params};
+use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::RowExt;
 use crate::backend::{AuditAction, AuditRow, BackendError, BackendErrorKind, BoxFuture};
 use crate::password::throttle::{
-    Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
-    known_key, to_millis, to_stored,
+    CLEAR_NAME_PATTERNS, Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis,
+    is_known, keys, known_key, to_millis, to_stored,
 };
-use crate::password::{Decision, LoginThrottle, ThrottleConfig};
+use crate::password::{Decision, LoginThrottle, PseudonymKey, ThrottleConfig};
 
 /// After this many `record_failure` calls on one handle (and its clones), the next one also
 /// runs [`SqlThrottle::prune`] (best effort: a failure is logged, not returned).
@@ -35,31 +40,92 @@ const PRUNE_EVERY: u64 = 1000;
 /// by [`ThrottleConfig::capacity`]: call [`prune`](Self::prune) from the vault's purge job
 /// or a timer (each handle also prunes once every 1000 failures it records).
 ///
-/// Build it with `SqliteBackend::login_throttle` or `PgBackend::login_throttle`, after
-/// [`migrate`](crate::backend::Backend::migrate) (schema version 2 creates the table). A
-/// cheap `Clone` handle over the backend's pool.
+/// Its rows are named with keyed hashes under the vault's [`PseudonymKey`]: no account name
+/// or address is stored, in the table or in its `login_lockout` / `login_unlock` audit rows
+/// (which name `acct#<pseudonym>` or `pair#<pseudonym>.<...>`, see
+/// [`PseudonymKey::pseudonym`]). Every server sharing the database must use the vault's key;
+/// a throttle with another key sees none of the counts.
+///
+/// Get it with `Vault::login_throttle` (one call: the vault's key, its database), or build
+/// it with `SqliteBackend::login_throttle` / `PgBackend::login_throttle` and the key from
+/// `Vault::throttle_key`, after [`migrate`](crate::backend::Backend::migrate). A cheap
+/// `Clone` handle over the backend's pool.
+///
+/// The first call of a handle on a database migrated from before schema version 5 renames
+/// the rows written in clear (`pair:<address>/<account>`...) to their keyed-hash names, in
+/// one transaction: states are kept (a lockout in force stays in force), two rows that map to
+/// one are merged (the longer lockout, the sum of failures), and the names in the throttle's
+/// earlier audit rows are replaced by their pseudonyms too. It then clears the flag the
+/// migration set; later calls read nothing more for it.
 ///
 /// See `SqliteBackend::login_throttle` for an example of its use at login.
 #[derive(Clone)]
 pub struct SqlThrottle {
     db: Arc<dyn ThrottleDb>,
     config: ThrottleConfig,
+    pseudonyms: PseudonymKey,
     writes: Arc<AtomicU64>,
+    /// Whether the rows written in clear were renamed (or none were pending).
+    renamed: Arc<AtomicBool>,
 }
 
 impl SqlThrottle {
-    /// A throttle counting in `db` (a SQL backend whose database has schema version 2).
-    pub(crate) fn new(db: Arc<dyn ThrottleDb>, config: ThrottleConfig) -> Self {
+    /// A throttle counting in `db` (a SQL backend whose database has schema version 5), its
+    /// rows named under `pseudonyms`.
+    pub(crate) fn new(
+        db: Arc<dyn ThrottleDb>,
+        config: ThrottleConfig,
+        pseudonyms: PseudonymKey,
+    ) -> Self {
         Self {
             db,
             config,
+            pseudonyms,
             writes: Arc::new(AtomicU64::new(0)),
+            renamed: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The thresholds and durations in use.
     pub fn config(&self) -> &ThrottleConfig {
         &self.config
+    }
+
+    /// The key the rows are named under (to find an account's audit rows:
+    /// [`PseudonymKey::pseudonym`]).
+    pub fn pseudonyms(&self) -> &PseudonymKey {
+        &self.pseudonyms
+    }
+
+    /// Renames the rows written in clear before schema version 5, once per handle (see the
+    /// type's docs). Returns how many rows were renamed or dropped (0 when none were
+    /// pending).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] if the database fails; nothing is renamed then.
+    pub async fn rename_clear_rows(&self) -> Result<u64, BackendError> {
+        if self.renamed.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let renamed = if self.db.clear_names_pending().await? {
+            let rename =
+                |name: &str| Key::from_clear_name(name).map(|key| key.store_name(&self.pseudonyms));
+            let n = self.db.rename_clear_rows(&rename).await?;
+            tracing::info!(
+                rows = n,
+                "credvault login throttle: rows named in clear renamed to their pseudonyms"
+            );
+            n
+        } else {
+            0
+        };
+        self.renamed.store(true, Ordering::Release);
+        Ok(renamed)
+    }
+
+    fn name(&self, key: &Key) -> String {
+        key.store_name(&self.pseudonyms)
     }
 
     /// Deletes the rows that no longer change any decision at `now`: idle (no failure) for
@@ -107,10 +173,11 @@ impl LoginThrottle for SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
+        self.rename_clear_rows().await?;
         let now = to_stored(now);
         let keys = keys(account, address);
-        let known = known_key(account, address).map(|k| k.store_name());
-        let mut names: Vec<String> = keys.iter().map(Key::store_name).collect();
+        let known = known_key(account, address).map(|k| self.name(&k));
+        let mut names: Vec<String> = keys.iter().map(|k| self.name(k)).collect();
         names.extend(known.clone());
         let states = self.db.states(&names).await?;
         let state = |name: &str| states.iter().find(|(n, _)| n == name).map(|(_, s)| s);
@@ -134,14 +201,15 @@ impl LoginThrottle for SqlThrottle {
         address: IpAddr,
         now: SystemTime,
     ) -> Result<Decision, BackendError> {
+        self.rename_clear_rows().await?;
         let now = to_stored(now);
         let mut keyed: Vec<(String, Key)> = keys(account, address)
             .into_iter()
-            .map(|k| (k.store_name(), k))
+            .map(|k| (self.name(&k), k))
             .collect();
         // One lock order for every caller: no deadlock between two servers' transactions.
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let known = known_key(account, address).map(|k| k.store_name());
+        let known = known_key(account, address).map(|k| self.name(&k));
         let decision = self
             .db
             .record_failure(&keyed, known.as_deref(), &self.config, now)
@@ -169,17 +237,19 @@ impl LoginThrottle for SqlThrottle {
         let Some(known) = known_key(account, address) else {
             return Ok(());
         };
+        self.rename_clear_rows().await?;
         let forget = [
-            Key::Pair(account.to_owned(), address).store_name(),
-            Key::Account(account.to_owned()).store_name(),
+            self.name(&Key::Pair(account.to_owned(), address)),
+            self.name(&Key::Account(account.to_owned())),
         ];
         self.db
-            .record_success(&forget, &known.store_name(), to_stored(now))
+            .record_success(&forget, &self.name(&known), to_stored(now))
             .await
     }
 
-    /// Deletes the account's row and every (account, address) pair's row, and writes a
-    /// `login_unlock` audit row naming `actor`, in one transaction.
+    /// Deletes the account's row and every (account, address) pair's row (found by their
+    /// names' prefix, the account's pseudonym), and writes a `login_unlock` audit row naming
+    /// `actor` and the account's row (`acct#<pseudonym>`), in one transaction.
     ///
     /// # Errors
     ///
@@ -193,12 +263,16 @@ impl LoginThrottle for SqlThrottle {
         if account.is_empty() {
             return Ok(false);
         }
-        self.db.unlock(account, actor, now).await
+        self.rename_clear_rows().await?;
+        let name = self.name(&Key::Account(account.to_owned()));
+        let pairs = Key::pairs_prefix(account, &self.pseudonyms);
+        self.db.unlock(&name, &pairs, actor, now).await
     }
 }
 
 impl fmt::Debug for SqlThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the pseudonym key.
         f.debug_struct("SqlThrottle")
             .field("driver", &self.db.driver())
             .field("config", &self.config)
@@ -238,14 +312,28 @@ pub(crate) trait ThrottleDb: Send + Sync {
         now: SystemTime,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
-    /// Deletes `account`'s account row and pair rows, with a `login_unlock` audit row by
-    /// `actor` if there were any; returns whether there were.
+    /// Deletes the account row `account` and the pair rows whose names start with `pairs`,
+    /// with a `login_unlock` audit row by `actor` naming `account` if there were any; returns
+    /// whether there were.
     fn unlock<'a>(
         &'a self,
         account: &'a str,
+        pairs: &'a str,
         actor: &'a str,
         now: SystemTime,
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Whether rows named in clear (written before schema version 5) may still be there.
+    fn clear_names_pending(&self) -> BoxFuture<'_, Result<bool, BackendError>>;
+
+    /// In one transaction: renames every row named in clear to `rename(name)` (merging it into
+    /// a row of that name if there is one; dropping it if `rename` answers `None`), renames
+    /// the names of the throttle's audit rows alike, and clears the pending flag. Returns how
+    /// many throttle rows were renamed or dropped.
+    fn rename_clear_rows<'a>(
+        &'a self,
+        rename: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> BoxFuture<'a, Result<u64, BackendError>>;
 
     /// Deletes the rows idle since `bounds[0]`, whose window started before `bounds[1]` and
     /// whose lockout (if any) ended before `bounds[2]`, and the known-address rows last
@@ -317,15 +405,8 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
                     ));
                 }
                 waits.push(wait);
-                let update = params![
-                    name,
-                    i64::from(state.failures),
-                    millis(state.window_start),
-                    i64::from(state.lockouts),
-                    state.locked_until.map(millis),
-                    millis(state.last_seen),
-                ];
-                tx.execute(&q.throttle.update, update).await?;
+                tx.execute(&q.throttle.update, state_params(name, &state).as_slice())
+                    .await?;
             }
             tx.commit(&audit).await?;
             let keys: Vec<Key> = keyed.iter().map(|(_, k)| k.clone()).collect();
@@ -355,30 +436,24 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
     fn unlock<'a>(
         &'a self,
         account: &'a str,
+        pairs: &'a str,
         actor: &'a str,
         now: SystemTime,
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             let q = &*self.queries;
             let mut tx = self.begin_as("unlocking an account").await?;
-            let rows = tx.fetch_all(&q.throttle.pair_names, params![]).await?;
-            let mut names = vec![Key::Account(account.to_owned()).store_name()];
-            for row in &rows {
-                let name = key_name(row)?;
-                if Key::is_pair_of(&name, account) {
-                    names.push(name);
-                }
-            }
-            let mut deleted = 0;
-            for name in &names {
-                deleted += tx
-                    .execute(&q.throttle.delete, params![name.as_str()])
-                    .await?;
-            }
+            let mut deleted = tx.execute(&q.throttle.delete, params![account]).await?;
+            // The pair names `<pairs><hex>`: from `<pairs>` up to the prefix with its last
+            // character ('.') raised by one ('/').
+            let end = format!("{}/", pairs.strip_suffix('.').unwrap_or(pairs));
+            deleted += tx
+                .execute(&q.throttle.delete_range, params![pairs, end.as_str()])
+                .await?;
             let audit = if deleted > 0 {
                 vec![login_event(
                     now,
-                    &names[0],
+                    account,
                     AuditAction::LoginUnlock,
                     actor,
                     format!("ok: {deleted} lock rows cleared"),
@@ -388,6 +463,68 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
             };
             tx.commit(&audit).await?;
             Ok(deleted > 0)
+        })
+    }
+
+    fn clear_names_pending(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("checking the login throttle's row names").await?;
+            let sql = RenameSql::new::<D>(&self.queries.prefix);
+            Ok(conn.scalar(&sql.pending, params![]).await?.unwrap_or(0) != 0)
+        })
+    }
+
+    fn rename_clear_rows<'a>(
+        &'a self,
+        rename: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> BoxFuture<'a, Result<u64, BackendError>> {
+        Box::pin(async move {
+            let q = &*self.queries;
+            let sql = RenameSql::new::<D>(&q.prefix);
+            let mut tx = self.begin_as("renaming the login throttle's rows").await?;
+            if tx
+                .scalar(&sql.pending_locked, params![])
+                .await?
+                .unwrap_or(0)
+                == 0
+            {
+                // Another server did it meanwhile.
+                tx.commit(&[]).await?;
+                return Ok(0);
+            }
+            let rows = tx.fetch_all(&sql.clear_rows, params![]).await?;
+            let mut renamed = 0u64;
+            for row in &rows {
+                let clear = key_name(row)?;
+                let state = state_from_row(row)?;
+                tx.execute(&q.throttle.delete, params![clear.as_str()])
+                    .await?;
+                renamed += 1;
+                let Some(name) = rename(&clear) else {
+                    continue; // not a name this crate wrote: nothing to keep
+                };
+                let inserted = tx
+                    .execute(&sql.insert_state, state_params(&name, &state).as_slice())
+                    .await?;
+                if inserted == 0 {
+                    let row = tx
+                        .fetch_one(&q.throttle.lock, params![name.as_str()])
+                        .await?;
+                    let merged = state_from_row(&row)?.merge(state);
+                    tx.execute(&q.throttle.update, state_params(&name, &merged).as_slice())
+                        .await?;
+                }
+            }
+            let names = tx.fetch_all(&sql.clear_audit_names, params![]).await?;
+            for row in &names {
+                let clear = row.text("name").map_err(|e| tx.err(e))?;
+                let name = rename(&clear);
+                tx.execute(&sql.rename_audit, params![name.as_deref(), clear.as_str()])
+                    .await?;
+            }
+            tx.execute(&sql.done, params![]).await?;
+            tx.commit(&[]).await?;
+            Ok(renamed)
         })
     }
 
@@ -406,11 +543,82 @@ impl<D: Driver> ThrottleDb for SqlBackend<D> {
     }
 }
 
+/// The statements that rename the rows written in clear before schema version 5: run once
+/// per database, so built when needed rather than kept with the others.
+struct RenameSql {
+    pending: Arc<str>,
+    pending_locked: Arc<str>,
+    clear_rows: Arc<str>,
+    insert_state: Arc<str>,
+    clear_audit_names: Arc<str>,
+    rename_audit: Arc<str>,
+    done: Arc<str>,
+}
+
+impl RenameSql {
+    fn new<D: Driver>(p: &str) -> Self {
+        let lock = D::ROW_LOCK;
+        let clear = |col: &str| {
+            CLEAR_NAME_PATTERNS
+                .iter()
+                .map(|pattern| format!("{col} LIKE '{pattern}'"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let actions = "action IN ('login_lockout', 'login_unlock')";
+        Self {
+            pending: stmt(format!(
+                "SELECT throttle_clear_names FROM {p}credvault_vault WHERE id = 1"
+            )),
+            pending_locked: stmt(format!(
+                "SELECT throttle_clear_names FROM {p}credvault_vault WHERE id = 1{lock}"
+            )),
+            clear_rows: stmt(format!(
+                "SELECT throttle_key, failures, window_start, lockouts, locked_until, last_seen \
+                 FROM {p}credvault_throttle WHERE {}{lock}",
+                clear("throttle_key")
+            )),
+            insert_state: stmt(format!(
+                "INSERT INTO {p}credvault_throttle (throttle_key, failures, window_start, \
+                 lockouts, locked_until, last_seen) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (throttle_key) DO NOTHING"
+            )),
+            clear_audit_names: stmt(format!(
+                "SELECT DISTINCT name FROM {p}credvault_audit WHERE {actions} AND ({})",
+                clear("name")
+            )),
+            rename_audit: stmt(format!(
+                "UPDATE {p}credvault_audit SET name = $1 WHERE {actions} AND name = $2"
+            )),
+            done: stmt(format!(
+                "UPDATE {p}credvault_vault SET throttle_clear_names = 0 WHERE id = 1"
+            )),
+        }
+    }
+}
+
+fn stmt(sql: String) -> Arc<str> {
+    Arc::from(sql)
+}
+
+/// The parameters of `update` and `insert_state`: the row's name, then its state.
+fn state_params<'a>(name: &'a str, state: &KeyState) -> [Param<'a>; 6] {
+    [
+        Param::from(name),
+        Param::from(i64::from(state.failures)),
+        Param::from(millis(state.window_start)),
+        Param::from(i64::from(state.lockouts)),
+        Param::from(state.locked_until.map(millis)),
+        Param::from(millis(state.last_seen)),
+    ]
+}
+
 /// The actor of `login_lockout` audit rows.
 pub(crate) const LOCKOUT_ACTOR: &str = "throttle";
 
-/// An audit row about the throttle row `name` (`acct:<account>`, `pair:<address>/<account>`,
-/// `addr:<address>`): no tenant; the row's name in `name`.
+/// An audit row about the throttle row `name` (`acct#<account pseudonym>`,
+/// `pair#<account pseudonym>.<pair pseudonym>`, `addr#<address pseudonym>`): no tenant; the
+/// row's name, never an account name or address, in `name`.
 fn login_event(
     now: SystemTime,
     name: &str,

@@ -7,6 +7,9 @@ use crate::crypto::CryptoError;
 /// The label of a wrapped DEK's context.
 pub const DEK_LABEL: &[u8] = b"dek";
 
+/// The label of a wrapped vault key's context.
+pub const VAULT_KEY_LABEL: &[u8] = b"vault_key";
+
 /// Where a sealed value belongs: a record's (tenant, kind, name), or a wrapped DEK's
 /// ("dek", tenant, DEK version). Opening under any other context fails.
 ///
@@ -48,6 +51,16 @@ impl Context {
             tenant.as_bytes(),
             &dek_version.get().to_be_bytes(),
         ])
+    }
+
+    /// The context of a key of the vault's own (the login throttle's pseudonym key), wrapped
+    /// under the KEK: `"vault_key"`, its name.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::ContextPartTooLong`] if the name exceeds `u32::MAX` bytes.
+    pub fn vault_key(name: &str) -> Result<Self, CryptoError> {
+        Self::from_parts(&[VAULT_KEY_LABEL, name.as_bytes()])
     }
 
     /// A context from arbitrary parts, each length-prefixed.

@@ -29,6 +29,7 @@ mod formats;
 mod guard;
 mod kdf;
 mod policy;
+mod pseudonym;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -40,6 +41,7 @@ mod asynchronous;
 pub use error::PasswordError;
 pub use guard::{LoginError, LoginGuard, LoginOutcome};
 pub use policy::PasswordPolicy;
+pub use pseudonym::{PSEUDONYM_KEY_LEN, PseudonymKey};
 #[cfg(feature = "redis")]
 pub use redis::{RedisThrottle, RedisThrottleError};
 pub use scheme::{

@@ -7,9 +7,16 @@
 //! `EXEC` does nothing and the failure is counted again from the new state (optimistic
 //! concurrency: no failure is lost, none counted twice). Every key expires on its own once
 //! forgetting it changes no decision (the rule `SqlThrottle::prune` applies in SQL).
+//!
+//! Key names hold no account name and no address: each is a keyed hash under the vault's
+//! [`PseudonymKey`] (`pair#<account>.<pair>`, `acct#...`, `addr#...`, `known#...`), so a
+//! Redis dump or replica means nothing without the vault's key-encryption key. Keys an
+//! earlier version named in clear are renamed by each handle's first call.
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -18,7 +25,7 @@ use crate::password::throttle::{
     Forget, Key, KeyState, attempt_waits, count_failure, decide, from_millis, is_known, keys,
     known_key, to_millis, to_stored,
 };
-use crate::password::{Decision, LoginThrottle, ThrottleConfig};
+use crate::password::{Decision, LoginThrottle, PseudonymKey, ThrottleConfig};
 
 /// How often a failure is retried when other servers keep changing its keys.
 const MAX_TRIES: u32 = 16;
@@ -47,13 +54,21 @@ pub enum RedisThrottleError {
 /// [`InMemoryThrottle`](crate::password::InMemoryThrottle) (times are stored to the
 /// millisecond); nothing to prune: keys expire by themselves.
 ///
+/// Its keys are named with keyed hashes under `pseudonyms`, the vault's key from
+/// `Vault::throttle_key` (every server sharing the Redis must use the same one).
+///
 /// ```no_run
 /// use std::net::{IpAddr, Ipv4Addr};
 /// use std::time::SystemTime;
 /// use credvault::password::{Decision, LoginThrottle, RedisThrottle, ThrottleConfig};
+/// use credvault::store::Vault;
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let throttle = RedisThrottle::open("redis://127.0.0.1:6379/", ThrottleConfig::default())?;
+/// # async fn run(vault: Vault) -> Result<(), Box<dyn std::error::Error>> {
+/// let throttle = RedisThrottle::open(
+///     "redis://127.0.0.1:6379/",
+///     ThrottleConfig::default(),
+///     vault.throttle_key().await?,
+/// )?;
 /// let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 /// if let Decision::Deny { retry_after } = throttle.check("alice", ip, SystemTime::now()).await? {
 ///     println!("locked for {retry_after:?}");
@@ -65,6 +80,9 @@ pub struct RedisThrottle {
     client: Client,
     config: ThrottleConfig,
     prefix: String,
+    pseudonyms: PseudonymKey,
+    /// Whether the keys named in clear by an earlier version were renamed.
+    renamed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisThrottle {
@@ -79,16 +97,23 @@ impl fmt::Debug for RedisThrottle {
 
 impl RedisThrottle {
     /// A throttle on the Redis at `url` (`redis://[:password@]host:port/db`), keys under
-    /// [`DEFAULT_PREFIX`]. Connects lazily, on the first call.
+    /// [`DEFAULT_PREFIX`] named with keyed hashes under `pseudonyms` (the vault's
+    /// `Vault::throttle_key`). Connects lazily, on the first call.
     ///
     /// # Errors
     ///
     /// [`RedisThrottleError::Redis`] for a URL that does not parse.
-    pub fn open(url: &str, config: ThrottleConfig) -> Result<Self, RedisThrottleError> {
+    pub fn open(
+        url: &str,
+        config: ThrottleConfig,
+        pseudonyms: PseudonymKey,
+    ) -> Result<Self, RedisThrottleError> {
         Ok(Self {
             client: Client::open(url)?,
             config,
             prefix: DEFAULT_PREFIX.to_owned(),
+            pseudonyms,
+            renamed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -110,14 +135,116 @@ impl RedisThrottle {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)));
-        Ok(self
+        let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+            .await?;
+        if !self.renamed.load(Ordering::Acquire) {
+            let n = self.rename_clear_keys(&mut conn).await?;
+            if n > 0 {
+                tracing::info!(
+                    keys = n,
+                    "credvault login throttle: redis keys named in clear renamed to their pseudonyms"
+                );
+            }
+            self.renamed.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    /// Renames the keys under the prefix that an earlier version named in clear
+    /// (`pair:<address>/<account>`, `addr:`, `acct:`, `known:`) to their keyed-hash names,
+    /// keeping each state and its expiry (merging into a key of the new name if there is one;
+    /// deleting a name it cannot read). Run once per handle, by its first call: one `SCAN` of
+    /// the keyspace. Returns how many keys were renamed or deleted.
+    async fn rename_clear_keys(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<u64, RedisThrottleError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut clear = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
+            clear.extend(batch.into_iter().filter(|n| {
+                n.strip_prefix(&self.prefix).is_some_and(|rest| {
+                    ["pair:", "addr:", "acct:", "known:"]
+                        .iter()
+                        .any(|p| rest.starts_with(p))
+                })
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut renamed = 0u64;
+        for name in clear {
+            let rest = name.get(self.prefix.len()..).unwrap_or_default();
+            let new = Key::from_clear_name(rest).map(|k| self.name(&k));
+            if self.rename_one(conn, &name, new.as_deref()).await? {
+                renamed += 1;
+            }
+        }
+        Ok(renamed)
+    }
+
+    /// Moves the state of key `clear` to `new` (merged with what `new` holds; dropped if
+    /// `new` is `None`), keeping the longer expiry, in one `WATCH`ed transaction.
+    async fn rename_one(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        clear: &str,
+        new: Option<&str>,
+    ) -> Result<bool, RedisThrottleError> {
+        for _ in 0..MAX_TRIES {
+            let watched: Vec<&str> = std::iter::once(clear).chain(new).collect();
+            redis::cmd("WATCH")
+                .arg(&watched)
+                .query_async::<()>(&mut *conn)
+                .await?;
+            let names: Vec<String> = watched.iter().map(|n| (*n).to_owned()).collect();
+            let states = Self::read(conn, &names).await;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            // A state or a name this crate did not write: nothing to keep, only the DEL.
+            if let (Ok(states), Some(new)) = (states, new) {
+                let Some(old) = states.first().copied().flatten() else {
+                    redis::cmd("UNWATCH").query_async::<()>(&mut *conn).await?;
+                    return Ok(false); // gone meanwhile
+                };
+                let merged = match states.get(1).copied().flatten() {
+                    Some(current) => current.merge(old),
+                    None => old,
+                };
+                let ttl = |name: &str| redis::cmd("PTTL").arg(name).to_owned();
+                let a: i64 = ttl(clear).query_async(&mut *conn).await?;
+                let b: i64 = ttl(new).query_async(&mut *conn).await?;
+                pipe.cmd("SET")
+                    .arg(new)
+                    .arg(encode(&merged))
+                    .arg("PX")
+                    .arg(a.max(b).max(1))
+                    .ignore();
+            }
+            pipe.cmd("DEL").arg(clear).ignore();
+            let done: Value = pipe.query_async(&mut *conn).await?;
+            if !matches!(done, Value::Nil) {
+                return Ok(true);
+            }
+        }
+        Err(RedisThrottleError::Contention)
     }
 
     fn name(&self, key: &Key) -> String {
-        format!("{}{}", self.prefix, key.store_name())
+        format!("{}{}", self.prefix, key.store_name(&self.pseudonyms))
     }
 
     async fn read(
@@ -248,8 +375,8 @@ impl LoginThrottle for RedisThrottle {
         Ok(())
     }
 
-    /// Scans the prefix's `pair:` keys for the account's (a support action: its cost grows
-    /// with the number of pairs held).
+    /// Scans for the account's `pair#` keys (by their prefix, the account's pseudonym: a
+    /// support action whose cost grows with the number of keys under the prefix).
     ///
     /// # Errors
     ///
@@ -265,7 +392,11 @@ impl LoginThrottle for RedisThrottle {
         }
         let mut conn = self.connection().await?;
         let mut names = vec![self.name(&Key::Account(account.to_owned()))];
-        let pattern = format!("{}pair:*", glob_escape(&self.prefix));
+        let pattern = format!(
+            "{}{}*",
+            glob_escape(&self.prefix),
+            Key::pairs_prefix(account, &self.pseudonyms)
+        );
         let mut cursor = 0u64;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -276,10 +407,7 @@ impl LoginThrottle for RedisThrottle {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await?;
-            names.extend(batch.into_iter().filter(|n| {
-                n.strip_prefix(&self.prefix)
-                    .is_some_and(|rest| Key::is_pair_of(rest, account))
-            }));
+            names.extend(batch);
             if next == 0 {
                 break;
             }

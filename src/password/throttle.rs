@@ -25,6 +25,10 @@
 //! of servers needs a shared implementation of [`LoginThrottle`]: `SqlThrottle` in
 //! [`crate::backend`] (features `sqlite` / `postgres`) keeps the counts in the vault's
 //! database and applies the very same rules (one implementation, in this module).
+//!
+//! The shared stores (SQL, Redis) never hold an account name or an address: each key's name
+//! is a keyed hash under the vault's [`PseudonymKey`].
+//! [`InMemoryThrottle`] keeps clear keys: its table is never written anywhere.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,6 +36,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
+
+use crate::password::PseudonymKey;
 
 /// Whether a login attempt may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,28 +169,68 @@ impl Key {
     allow(dead_code, reason = "used by the shared stores only")
 )]
 impl Key {
-    /// The key's name in a shared store (a SQL row, a Redis key): `pair:<address>/<account>`,
-    /// `addr:<address>` (an IPv6 /64 as `addr:<prefix>::/64`), `acct:<account>` or
-    /// `known:<address block>/<account>`. An address's text never holds `/`, so distinct keys
-    /// never share a name, and the account of a `pair:` or `known:` name is all that follows
-    /// its first `/`.
-    pub(crate) fn store_name(&self) -> String {
+    /// The key's name in a shared store (a SQL row, a Redis key), made of keyed hashes
+    /// ([`PseudonymKey`]) so that no account name or address is stored:
+    /// `pair#<account>.<pair>`, `addr#<address>`, `acct#<account>`, `known#<pair>`, each
+    /// `<...>` 32 hex digits. A pair's name starts with its account's pseudonym, so that
+    /// [`LoginThrottle::unlock`] finds an account's pairs by prefix ([`Key::pairs_prefix`]);
+    /// the pair's own part is not linkable to the address's pseudonym.
+    ///
+    /// No name written before pseudonyms (`pair:`, `addr:`, `acct:`, `known:`, see
+    /// [`Key::from_clear_name`]) has this form: the kind is followed by `#`, never `:`.
+    pub(crate) fn store_name(&self, pseudonyms: &PseudonymKey) -> String {
         match self {
-            Self::Pair(account, address) => format!("pair:{address}/{account}"),
-            Self::Address(address @ IpAddr::V4(_)) => format!("addr:{address}"),
-            Self::Address(address @ IpAddr::V6(_)) => format!("addr:{address}/64"),
-            Self::Account(account) => format!("acct:{account}"),
-            Self::Known(account, block) => format!("known:{block}/{account}"),
+            Self::Pair(account, address) => format!(
+                "{}{}",
+                Self::pairs_prefix(account, pseudonyms),
+                pseudonyms.pair(b"pair", account, *address)
+            ),
+            Self::Address(address) => format!("addr#{}", pseudonyms.address(*address)),
+            Self::Account(account) => format!("acct#{}", pseudonyms.pseudonym(account)),
+            Self::Known(account, block) => {
+                format!("known#{}", pseudonyms.pair(b"known", account, *block))
+            }
         }
     }
 
-    /// Whether a stored name is a `pair:` name of `account` (for [`LoginThrottle::unlock`]).
-    pub(crate) fn is_pair_of(name: &str, account: &str) -> bool {
-        name.strip_prefix("pair:")
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(_, a)| a == account)
+    /// The start of the names of every (account, address) pair of `account`:
+    /// `pair#<account>.`.
+    pub(crate) fn pairs_prefix(account: &str, pseudonyms: &PseudonymKey) -> String {
+        format!("pair#{}.", pseudonyms.pseudonym(account))
+    }
+
+    /// The key a name written before pseudonyms stood for (`pair:<address>/<account>`,
+    /// `addr:<address>` or `addr:<IPv6 /64>/64`, `acct:<account>`,
+    /// `known:<address block>/<account>`), to rename it; `None` for any other name.
+    pub(crate) fn from_clear_name(name: &str) -> Option<Self> {
+        let split = |rest: &str| {
+            let (address, account) = rest.split_once('/')?;
+            let address: IpAddr = address.parse().ok()?;
+            (!account.is_empty()).then(|| (account.to_owned(), address))
+        };
+        if let Some(rest) = name.strip_prefix("pair:") {
+            let (account, address) = split(rest)?;
+            return Some(Self::Pair(account, address));
+        }
+        if let Some(rest) = name.strip_prefix("known:") {
+            let (account, block) = split(rest)?;
+            return Some(Self::Known(account, address_block(block)));
+        }
+        if let Some(rest) = name.strip_prefix("acct:") {
+            return (!rest.is_empty()).then(|| Self::Account(rest.to_owned()));
+        }
+        let rest = name.strip_prefix("addr:")?;
+        let address: IpAddr = rest.strip_suffix("/64").unwrap_or(rest).parse().ok()?;
+        Some(Self::Address(address_block(address)))
     }
 }
+
+/// The patterns (SQL `LIKE`) of names written before pseudonyms.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, reason = "used by the SQL throttle only")
+)]
+pub(crate) const CLEAR_NAME_PATTERNS: [&str; 4] = ["pair:%", "addr:%", "acct:%", "known:%"];
 
 /// Unix milliseconds, as shared stores keep times (0 before the epoch, saturating far in
 /// the future).
@@ -270,6 +316,24 @@ impl KeyState {
     pub(crate) fn remaining(&self, now: SystemTime) -> Option<Duration> {
         let until = self.locked_until?;
         until.duration_since(now).ok().filter(|d| !d.is_zero())
+    }
+
+    /// One state for two states of the same key (two names written before pseudonyms that
+    /// map to one, or one such name and a row already renamed): never shorter a lockout, nor
+    /// fewer failures, than either. A key never counted (a known-address mark) keeps its
+    /// latest `last_seen`.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+        allow(dead_code, reason = "used by the shared stores only")
+    )]
+    pub(crate) fn merge(self, other: Self) -> Self {
+        Self {
+            failures: self.failures.saturating_add(other.failures),
+            window_start: self.window_start.min(other.window_start),
+            lockouts: self.lockouts.max(other.lockouts),
+            locked_until: self.locked_until.max(other.locked_until),
+            last_seen: self.last_seen.max(other.last_seen),
+        }
     }
 
     /// Whether forgetting this key at `now` changes no decision (see [`Forget`]). What the
@@ -569,7 +633,7 @@ pub(crate) fn known_key(account: &str, address: IpAddr) -> Option<Key> {
     (!account.is_empty()).then(|| Key::Known(account.to_owned(), address_block(address)))
 }
 
-fn address_block(address: IpAddr) -> IpAddr {
+pub(crate) fn address_block(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => {

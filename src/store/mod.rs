@@ -23,6 +23,7 @@ mod retention;
 mod revoke;
 mod rotate;
 mod tenant;
+mod vault_keys;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -131,7 +131,8 @@ pub struct ReencryptReport {
 /// What [`Vault::rewrap_deks`] did. Serialised with these field names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RewrapReport {
-    /// Data keys (current and retired) now wrapped under the primary KEK that were not.
+    /// Data keys (current and retired), and keys of the vault's own, now wrapped under the
+    /// primary KEK that were not.
     pub rewrapped: u64,
     /// Data keys that already were.
     pub already_current: u64,
@@ -215,8 +216,9 @@ impl Vault {
         Ok(rotated)
     }
 
-    /// Rewraps every data key (current and retired) that is not wrapped under the key
-    /// provider's primary KEK version. Run it after making a new KEK version primary; the old
+    /// Rewraps every data key (current and retired), and every key of the vault's own (the
+    /// login throttle's pseudonym key, counted as a data key in the report), that is not
+    /// wrapped under the key provider's primary KEK version. Run it after making a new KEK version primary; the old
     /// KEK version can then be destroyed ([`destroy_kek`](Self::destroy_kek)). Work is
     /// proportional to the number of tenants, not of records: records are untouched.
     ///
@@ -236,6 +238,7 @@ impl Vault {
         let primary = self.kek().primary_version();
         let clock = ProgressClock::start(0);
         let mut report = RewrapReport::default();
+        self.rewrap_vault_keys(&mut report).await?;
         let mut pages = DekPages::default();
         while let Some(page) = pages.next(self).await? {
             for dek in &page {
@@ -262,14 +265,14 @@ impl Vault {
         Ok(report)
     }
 
-    /// How many data keys (current and retired, not destroyed) are wrapped under KEK
-    /// `version`.
+    /// How many data keys (current and retired, not destroyed), and keys of the vault's own
+    /// (the login throttle's pseudonym key), are wrapped under KEK `version`.
     ///
     /// # Errors
     ///
     /// Storage errors.
     pub async fn kek_usage(&self, version: KeyVersion) -> Result<u64, StoreError> {
-        let mut n = 0u64;
+        let mut n = self.vault_key_usage(version).await?;
         let mut pages = DekPages::default();
         while let Some(page) = pages.next(self).await? {
             n += page

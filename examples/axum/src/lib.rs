@@ -81,7 +81,6 @@ pub async fn open_state(
         sqlx::query(*statement).execute(&pool).await?;
     }
     let backend = SqliteBackend::from_pool(pool.clone());
-    let throttle = backend.login_throttle(ThrottleConfig::default());
     let vault = Vault::open_or_init_local_on(
         backend,
         &keys_dir.join("credvault-keys.json"),
@@ -89,6 +88,8 @@ pub async fn open_state(
         VaultConfig::default(),
     )
     .await?;
+    // Shared by every server on this database; accounts and addresses stored as keyed hashes.
+    let throttle = vault.login_throttle(ThrottleConfig::default()).await?;
     Ok(AppState {
         pool,
         vault,

@@ -116,7 +116,9 @@ async fn audit_rows_carry_typed_actions_and_serialise_as_their_names() {
         [
             &AuditAction::TenantCreate,
             &AuditAction::Put,
-            &AuditAction::TenantDelete
+            &AuditAction::TenantDelete,
+            // Deleting a tenant removes its OAuth tokens at once (unrevoked: no revoker here).
+            &AuditAction::Delete,
         ]
     );
     assert_eq!(
@@ -187,7 +189,16 @@ async fn reports_serialise_with_their_documented_field_names() {
     let purge = vault.purge().await.unwrap();
     assert_eq!(
         serde_json::to_value(&purge).unwrap(),
-        json!({ "tenants": [], "tenant_records": 0, "expired_records": 0, "audit_rows": 0 })
+        json!({
+            "oldest_overdue_seconds": 0,
+            "tokens_revoked": 0,
+            "tokens_removed": 0,
+            "revocation_failures": 0,
+            "tenants": [],
+            "tenant_records": 0,
+            "expired_records": 0,
+            "audit_rows": 0,
+        })
     );
 }
 

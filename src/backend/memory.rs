@@ -85,6 +85,8 @@ impl MemoryBackend {
     }
 }
 
+impl super::sealed::Sealed for MemoryBackend {}
+
 impl Backend for MemoryBackend {
     fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         self.run(|s| match s.schema {

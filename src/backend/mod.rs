@@ -368,6 +368,12 @@ pub(crate) fn purged_record_audit(key: &RecordKey, now: i64, actor: &str) -> Aud
     }
 }
 
+/// Keeps [`Backend`] implementable only inside credvault.
+pub(crate) mod sealed {
+    /// The seal.
+    pub trait Sealed {}
+}
+
 /// The schema in the database is newer than this build.
 pub(crate) fn schema_too_new(found: u32) -> BackendError {
     BackendError::new(
@@ -383,7 +389,13 @@ pub(crate) fn schema_too_new(found: u32) -> BackendError {
 ///
 /// Implementations must make every method that takes `audit` rows write them in the same
 /// transaction as the change. Times are Unix seconds. See the module docs.
-pub trait Backend: Send + Sync + fmt::Debug {
+///
+/// **Sealed, and not yet a stable interface**: it grows with the vault (a new schema version
+/// usually adds methods), so only credvault's own backends ([`MemoryBackend`],
+/// `SqliteBackend`, `PgBackend`) implement it. Applications call it through
+/// [`Vault`](crate::store::Vault); the methods are public so that tests and tools can inspect
+/// what a backend stores.
+pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
     /// Creates or upgrades the schema (idempotent; several servers may call it at once: take a
     /// lock). A schema newer than [`SCHEMA_VERSION`] is [`BackendErrorKind::SchemaTooNew`].
     fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>>;

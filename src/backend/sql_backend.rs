@@ -17,6 +17,8 @@ use crate::backend::{
 };
 use crate::{KeyVersion, TenantId};
 
+impl<D: Driver> crate::backend::sealed::Sealed for SqlBackend<D> {}
+
 impl<D: Driver> Backend for SqlBackend<D> {
     fn migrate(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(self.migrate_schema())

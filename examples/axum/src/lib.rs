@@ -5,7 +5,7 @@
 //!
 //! | route | what happens |
 //! |---|---|
-//! | `POST /signup` `{email, password}` | the password hashed under the policy; the user row in the app's `users` table |
+//! | `POST /signup` `{email, password, github_token?, referred_by?}` | the password hashed under the policy; the user row and (if given) the user's first token in one transaction of the application's: both commit or neither |
 //! | `POST /login` `{email, password}` | one `LoginGuard` call: throttle (shared by every server, in the same database), verify or dummy verify, count, upgrade; a session |
 //! | `PUT /connections/{provider}` `{access_token, refresh_token?, expires_in?, account?, scopes?}` | the token sealed for this user (the tenant) |
 //! | `GET /connections` | what is connected: metadata only, nothing decrypted |
@@ -53,7 +53,9 @@ const APP_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS users (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         email TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL)",
+        password_hash TEXT NOT NULL,
+        -- checked at commit: a signup naming an unknown referrer fails as a whole
+        referred_by INTEGER REFERENCES users (id) ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED)",
     "CREATE TABLE IF NOT EXISTS sessions (
         token TEXT PRIMARY KEY,
         user_id INTEGER NOT NULL REFERENCES users (id))",
@@ -153,9 +155,19 @@ struct Credentials {
     password: SecretString,
 }
 
+#[derive(Deserialize)]
+struct Signup {
+    email: String,
+    password: SecretString,
+    /// A GitHub token the signup form already obtained (stored with the user, or not at all).
+    github_token: Option<SecretString>,
+    /// The user who referred this one.
+    referred_by: Option<i64>,
+}
+
 async fn signup(
     State(state): State<AppState>,
-    Json(body): Json<Credentials>,
+    Json(body): Json<Signup>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let hash = state
         .guard
@@ -163,18 +175,44 @@ async fn signup(
         .hash_async(body.password)
         .await
         .map_err(error_response)?;
-    let id: i64 =
-        sqlx::query_scalar("INSERT INTO users (email, password_hash) VALUES (?, ?) RETURNING id")
-            .bind(&body.email)
-            .bind(&hash)
-            .fetch_one(&state.pool)
+    // One transaction of the application's: the user row and the vault's record (with its
+    // audit row) commit together, or neither does.
+    let mut tx = state.pool.begin().await.map_err(db_error)?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, referred_by) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(&body.email)
+    .bind(&hash)
+    .bind(body.referred_by)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            ApiError(StatusCode::CONFLICT, "email already registered".into())
+        }
+        e => db_error(e),
+    })?;
+    if let Some(access_token) = body.github_token {
+        let tenant = state
+            .vault
+            .tenant(&format!("user-{id}"))
+            .map_err(error_response)?
+            .with_actor(format!("user:{id}"));
+        tenant
+            .put_in(
+                &mut *tx,
+                "github",
+                &OAuthToken::bearer("github", access_token),
+            )
             .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    ApiError(StatusCode::CONFLICT, "email already registered".into())
-                }
-                e => db_error(e),
-            })?;
+            .map_err(error_response)?;
+    }
+    tx.commit().await.map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            ApiError(StatusCode::BAD_REQUEST, "unknown referrer".into())
+        }
+        e => db_error(e),
+    })?;
     Ok((StatusCode::CREATED, Json(json!({ "user": id }))))
 }
 
@@ -419,14 +457,21 @@ async fn delete_account(State(state): State<AppState>, user: User) -> Result<Sta
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    match state
+    let actor = format!("user:{}", user.id);
+    let tenant = user.tenant.id().as_str();
+    // Marked deleted in the same transaction as the user row...
+    state
         .vault
-        .delete_tenant(user.tenant.id().as_str(), &format!("user:{}", user.id))
+        .delete_tenant_in(&mut *tx, tenant, &actor)
         .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.is_not_found() => Ok(StatusCode::NO_CONTENT), // never stored anything
-        Err(e) => Err(error_response(e)),
-    }
+        .map_err(error_response)?;
+    tx.commit().await.map_err(db_error)?;
+    // ...then, once committed, its OAuth tokens revoked with the providers and removed
+    // (idempotent; the purge would do it otherwise).
+    state
+        .vault
+        .delete_tenant_with(tenant, &actor, state.revoker.as_ref())
+        .await
+        .map_err(error_response)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -286,3 +286,80 @@ async fn repeated_wrong_passwords_are_throttled_with_retry_after() {
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Rows in the vault's tables, read on the application's own pool.
+async fn vault_rows(app: &App) -> (i64, i64) {
+    let secrets = credvault::sqlx::query_scalar("SELECT COUNT(*) FROM credvault_secrets")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    let audit = credvault::sqlx::query_scalar("SELECT COUNT(*) FROM credvault_audit")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    (secrets, audit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_stores_its_token_with_the_user_row_or_not_at_all() {
+    use reqwest::Method;
+    let app = start().await;
+    let signup = |email: &str, referred_by: Option<i64>| {
+        json!({ "email": email, "password": "correct horse battery",
+                "github_token": ACCESS, "referred_by": referred_by })
+    };
+
+    // Commit: the user row and the token (with its audit row) together.
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/signup",
+            None,
+            Some(signup("dave@example.com", None)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let creds = json!({ "email": "dave@example.com", "password": "correct horse battery" });
+    let (_, login) = app.send(Method::POST, "/login", None, Some(creds)).await;
+    let dave = login["session"].as_str().unwrap().to_owned();
+    let (_, list) = app
+        .send(Method::GET, "/connections", Some(&dave), None)
+        .await;
+    assert_eq!(list[0]["name"], "github", "{list}");
+    let before = vault_rows(&app).await;
+    assert_eq!(before.0, 1);
+
+    // Rollback: an unknown referrer fails the commit, and the token goes with the user row.
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/signup",
+            None,
+            Some(signup("erin@example.com", Some(999))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        vault_rows(&app).await,
+        before,
+        "no vault record or audit row is left"
+    );
+    let users: i64 = credvault::sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+
+    // Leaving: the deletion commits with the user row, then the token is revoked and removed.
+    assert_eq!(
+        app.send(Method::DELETE, "/account", Some(&dave), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        *app.revoker.0.lock().unwrap(),
+        vec![("github".to_owned(), "github".to_owned())]
+    );
+    assert_eq!(vault_rows(&app).await.0, 0, "the token is gone at once");
+}

@@ -75,6 +75,10 @@ pub enum KeyError {
         /// The variable's name.
         name: String,
     },
+    /// The key service could not answer now (a key call's worker task was lost, a network
+    /// key service timed out): retrying later may succeed. Nothing was changed.
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
     /// A cryptographic or format error while sealing or opening.
     #[error(transparent)]
     Crypto(#[from] CryptoError),

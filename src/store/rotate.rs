@@ -330,6 +330,21 @@ impl Vault {
         keyring: &mut Keyring,
         version: KeyVersion,
     ) -> Result<(), StoreError> {
+        self.destroy_kek_with(version, |v| keyring.destroy(v)).await
+    }
+
+    /// [`destroy_kek`](Self::destroy_kek) for a KEK that lives elsewhere (an HSM:
+    /// [`Pkcs11Keys::destroy`](crate::keys::pkcs11::Pkcs11Keys::destroy)): the same checks,
+    /// then `destroy(version)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`destroy_kek`](Self::destroy_kek), with `destroy`'s refusal.
+    pub async fn destroy_kek_with(
+        &self,
+        version: KeyVersion,
+        destroy: impl FnOnce(KeyVersion) -> Result<(), crate::keys::KeyError>,
+    ) -> Result<(), StoreError> {
         let count = self.kek_usage(version).await?;
         if count > 0 {
             return Err(StoreError::KeyInUse {
@@ -354,7 +369,7 @@ impl Vault {
                 });
             }
         }
-        keyring.destroy(version)?;
+        destroy(version)?;
         Ok(())
     }
 

@@ -10,5 +10,5 @@
 mod dek;
 mod shred;
 
-pub use dek::{DEK_LEN, TenantDek, derive_record_key, new_dek_material};
+pub use dek::{DEK_LEN, TenantDek, derive_fernet_key, derive_record_key, new_dek_material};
 pub use shred::{DirTenantKeys, MARKER_FILE, MemoryTenantKeys, SHRED_SECRET_LEN, TenantKeyStore};

@@ -10,6 +10,7 @@ mod clock;
 mod disconnect;
 mod error;
 mod export;
+mod fernet_keys;
 mod import;
 mod keys;
 mod on;
@@ -25,7 +26,7 @@ mod rotate;
 mod tenant;
 mod vault_keys;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -36,6 +37,7 @@ pub use disconnect::{
 };
 pub use error::{KeyKind, StoreError};
 pub use export::{CSV_HEADER, ExportOptions, ExportReport};
+pub use fernet_keys::{ExportedFernetKey, FernetKeyExport};
 pub use import::{
     FailureCause, FernetImport, IMPORT_ACTOR, ImportError, ImportFailure, ImportReport,
     LegacyPayload, LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
@@ -52,7 +54,8 @@ pub use rotate::{
 };
 pub use tenant::{RecordInfo, Tenant, Versioned};
 
-use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, TenantRow};
+use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, SuitePlan, TenantRow};
+pub use crate::crypto::SealingSuite;
 use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
@@ -98,6 +101,37 @@ pub struct VaultConfig {
     /// [`Vault::destroy_kek`] destroys it. Keep it well above `key_check_interval`.
     /// Default: 15 minutes.
     pub kek_quiet_period: std::time::Duration,
+    /// How new records are sealed: [`SealingSuite::Aes256Gcm`] (the default) or
+    /// [`SealingSuite::Fernet`]. Reads accept both; [`Vault::reencrypt`] moves records sealed
+    /// with the other suite to this one.
+    pub sealing_suite: SealingSuite,
+    /// Record kinds sealed with another suite than `sealing_suite` (by kind name, e.g.
+    /// `"oauth_token"` → Fernet). Default: none.
+    pub kind_suites: BTreeMap<String, SealingSuite>,
+}
+
+impl VaultConfig {
+    /// The suite new records of `kind` are sealed with.
+    pub fn suite_for(&self, kind: &str) -> SealingSuite {
+        self.kind_suites
+            .get(kind)
+            .copied()
+            .unwrap_or(self.sealing_suite)
+    }
+
+    /// What [`Vault::reencrypt`] moves records to: the default suite and the kinds that
+    /// differ from it.
+    pub fn suite_plan(&self) -> SuitePlan {
+        SuitePlan {
+            default: self.sealing_suite,
+            kinds: self
+                .kind_suites
+                .iter()
+                .filter(|(_, s)| **s != self.sealing_suite)
+                .map(|(k, s)| (k.clone(), *s))
+                .collect(),
+        }
+    }
 }
 
 impl Default for VaultConfig {
@@ -114,6 +148,8 @@ impl Default for VaultConfig {
             tenant_cache_ttl: std::time::Duration::from_secs(1),
             key_check_interval: std::time::Duration::from_secs(60),
             kek_quiet_period: std::time::Duration::from_secs(15 * 60),
+            sealing_suite: SealingSuite::default(),
+            kind_suites: BTreeMap::new(),
         }
     }
 }
@@ -173,6 +209,19 @@ impl VaultBuilder {
     /// [`Vault::destroy_kek`] destroys it (default 15 minutes).
     pub fn kek_quiet_period(mut self, period: std::time::Duration) -> Self {
         self.config.kek_quiet_period = period;
+        self
+    }
+
+    /// How new records are sealed (default AES-256-GCM): see [`VaultConfig::sealing_suite`].
+    pub fn sealing_suite(mut self, suite: SealingSuite) -> Self {
+        self.config.sealing_suite = suite;
+        self
+    }
+
+    /// Seals records of `kind` with `suite`, whatever the vault's default: see
+    /// [`VaultConfig::kind_suites`].
+    pub fn kind_suite(mut self, kind: impl Into<String>, suite: SealingSuite) -> Self {
+        self.config.kind_suites.insert(kind.into(), suite);
         self
     }
 

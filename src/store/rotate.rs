@@ -442,7 +442,8 @@ impl Vault {
     ) -> Result<ReencryptReport, StoreError> {
         self.keys_ready().await?;
         let limit = options.batch_size.max(1);
-        let total = self.backend().count_stale().await?;
+        let plan = self.config().suite_plan();
+        let total = self.backend().count_stale(&plan).await?;
         let clock = ProgressClock::start(total);
         let mut report = ReencryptReport {
             total,
@@ -463,6 +464,7 @@ impl Vault {
                     now: self.now(),
                     actor: &options.actor,
                     reseal: &reseal,
+                    plan: &plan,
                 };
                 let out: BatchOutcome = self.backend().reencrypt_batch(&request).await?;
                 report.batches += 1;
@@ -490,7 +492,7 @@ impl Vault {
                 break;
             }
         }
-        report.remaining = self.backend().count_stale().await?;
+        report.remaining = self.backend().count_stale(&plan).await?;
         if options.destroy_unused {
             report.destroyed_deks = self.destroy_unused_deks().await?;
         }
@@ -505,7 +507,8 @@ impl Vault {
     }
 
     /// Opens a stale record with the data key that sealed it and seals it with its tenant's
-    /// current one (called inside the batch's transaction; pure crypto, no I/O).
+    /// current one, in the suite the configuration names for its kind (called inside the
+    /// batch's transaction; pure crypto, no I/O).
     fn reseal(&self, stale: &StaleRecord) -> Result<Resealed, StoreError> {
         let (row, tenant) = (stale, &stale.tenant);
         let refuse = |reason: String| StoreError::KeyRefused(reason);
@@ -515,7 +518,10 @@ impl Vault {
                 row.dek_version, tenant.min_dek_version
             )));
         }
+        let current = self.dek(tenant)?;
         let old = match &stale.sealed_with {
+            // Under the current data key, sealed with another suite.
+            _ if row.dek_version == tenant.dek_version => std::sync::Arc::clone(&current),
             Some(DekRow {
                 wrapped_dek: Some(wrapped),
                 version,
@@ -534,7 +540,7 @@ impl Vault {
                 )));
             }
         };
-        let new = self.dek(tenant)?;
+        let new = current;
         let ctx = Context::record(
             row.key.tenant.as_str(),
             row.key.kind.as_str(),
@@ -543,8 +549,10 @@ impl Vault {
         let plain = old
             .open(&row.sealed, &ctx)
             .map_err(|e| refuse(format!("does not open: {e}")))?;
+        let suite = self.config().suite_for(row.key.kind.as_str());
+        let now = u64::try_from(self.now()).unwrap_or(0);
         Ok(Resealed {
-            sealed: new.seal(plain.expose_secret(), &ctx)?,
+            sealed: new.seal_with(suite, plain.expose_secret(), &ctx, now)?,
             dek_version: new.version(),
             kek_version: new.kek_version(),
         })

@@ -289,8 +289,9 @@ pub(crate) struct VaultArgs {
     /// job:reencrypt, unless given).
     #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR)]
     pub(crate) actor: String,
-    /// How new records are sealed: aes-256-gcm or fernet (reads accept both; `vault
-    /// reencrypt` moves records sealed with the other suite to this one).
+    /// How new records are sealed: aes-256-gcm or fernet. Reads accept both; `vault
+    /// reencrypt` moves records sealed with the other suite to this one, and `vault report`
+    /// counts them as records to reseal: give the vault's own setting to every command.
     #[arg(
         long,
         global = true,

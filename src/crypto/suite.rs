@@ -110,26 +110,38 @@ impl FromStr for SealingSuite {
 }
 
 /// Seals `payload` as a Fernet token stamped `now` (Unix seconds) whose plaintext is
-/// `context ‖ payload`. Returns the token's text as bytes (what is stored).
+/// `context ‖ payload`, with a random IV unique across `fork()`. Returns the token's text as
+/// bytes (what is stored).
+///
+/// # Errors
+///
+/// [`CryptoError::RandomnessUnavailable`] if the IV cannot be drawn (never a panic).
 ///
 /// ```
 /// use credvault::crypto::{suite, Context, Fernet};
 ///
 /// let f = Fernet::new(Fernet::generate_key().expose_secret())?;
 /// let ctx = Context::record("acme", "oauth_token", "github")?;
-/// let token = suite::fernet_seal(&f, b"{\"a\":1}", &ctx, 1_700_000_000);
+/// let token = suite::fernet_seal(&f, b"{\"a\":1}", &ctx, 1_700_000_000)?;
 /// assert!(token.starts_with(b"gAAAAA"));
 /// assert_eq!(suite::fernet_open(&f, &token, &ctx)?.expose_secret(), b"{\"a\":1}");
 /// let moved = Context::record("acme", "oauth_token", "gitlab")?;
 /// assert!(suite::fernet_open(&f, &token, &moved).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn fernet_seal(fernet: &Fernet, payload: &[u8], context: &Context, now: u64) -> Vec<u8> {
+pub fn fernet_seal(
+    fernet: &Fernet,
+    payload: &[u8],
+    context: &Context,
+    now: u64,
+) -> Result<Vec<u8>, CryptoError> {
     let ctx = context.as_bytes();
     let mut plain = Zeroizing::new(Vec::with_capacity(ctx.len() + payload.len()));
     plain.extend_from_slice(ctx);
     plain.extend_from_slice(payload);
-    fernet.encrypt_at_time(&plain, now).into_bytes()
+    let mut iv = [0u8; 16];
+    crate::crypto::rng::try_fill_nonce(&mut iv)?;
+    Ok(fernet.danger_encrypt_with_iv(&plain, now, iv).into_bytes())
 }
 
 /// Opens a payload sealed by [`fernet_seal`]: the token must verify under `fernet` (no time
@@ -162,7 +174,7 @@ mod tests {
     fn first_bytes_tell_the_suites_apart() {
         let f = Fernet::new(Fernet::generate_key().expose_secret()).unwrap();
         let ctx = Context::record("t", "k", "n").unwrap();
-        let token = fernet_seal(&f, b"x", &ctx, 0);
+        let token = fernet_seal(&f, b"x", &ctx, 0).unwrap();
         assert_eq!(SealingSuite::of_sealed(&token), Some(SealingSuite::Fernet));
         assert_eq!(
             SealingSuite::of_sealed(b"cv\x01\x01"),
@@ -176,7 +188,7 @@ mod tests {
     fn plaintext_is_context_then_payload() {
         let f = Fernet::new(Fernet::generate_key().expose_secret()).unwrap();
         let ctx = Context::record("t", "k", "nm").unwrap();
-        let token = fernet_seal(&f, b"{}", &ctx, 0);
+        let token = fernet_seal(&f, b"{}", &ctx, 0).unwrap();
         let plain = f.decrypt(&token).unwrap();
         assert_eq!(
             plain.expose_secret(),

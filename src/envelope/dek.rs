@@ -99,7 +99,8 @@ impl TenantDek {
     ///
     /// # Errors
     ///
-    /// `CryptoError::PlaintextTooLong` past the GCM limit.
+    /// `CryptoError::PlaintextTooLong` past the GCM limit;
+    /// `CryptoError::RandomnessUnavailable` if no nonce or IV can be drawn.
     pub fn seal_with(
         &self,
         suite: SealingSuite,
@@ -109,7 +110,7 @@ impl TenantDek {
     ) -> Result<Vec<u8>, CryptoError> {
         match suite {
             SealingSuite::Aes256Gcm => self.seal(plaintext, context),
-            SealingSuite::Fernet => Ok(suite::fernet_seal(&self.fernet, plaintext, context, now)),
+            SealingSuite::Fernet => suite::fernet_seal(&self.fernet, plaintext, context, now),
         }
     }
 

@@ -101,7 +101,7 @@ impl Vault {
         }
         let mut deks = vec![self.dek(&row)?];
         let mut retired = self.backend().retired_deks(&id).await?;
-        retired.sort_by(|a, b| b.version.cmp(&a.version));
+        retired.sort_by_key(|d| std::cmp::Reverse(d.version));
         for dek in retired {
             if let DekRow {
                 wrapped_dek: Some(wrapped),

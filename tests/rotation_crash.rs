@@ -100,33 +100,39 @@ async fn seed(vault: &Vault) {
 }
 
 /// Runs the job in a child process and kills it `KILLS` times at random points, rotating
-/// every data key again whenever a run finished before its kill (with `switch_suites`, the
-/// sealing suite is switched too, and the data keys only every other time). Returns the kills
-/// survived.
-async fn kill_repeatedly(place: &mut Place, vault: &mut Vault, switch_suites: bool) -> u32 {
+/// every data key again whenever a run finished before its kill. With `switch_suites`, the
+/// sealing suite is switched too (and the data keys only every other time), and once more
+/// halfway through the kills, in the middle of a job, so that records move both ways under
+/// kills. Returns the kills survived and the suite switches.
+async fn kill_repeatedly(place: &mut Place, vault: &mut Vault, switch_suites: bool) -> (u32, u32) {
     let mut kills = 0;
     let mut runs = 0;
+    let mut switches = 0;
+    let mut switched_halfway = false;
     while kills < KILLS {
         runs += 1;
         assert!(
             runs < 200,
             "the child finished before every kill: make it slower"
         );
-        if vault
+        let done = vault
             .backend()
             .count_stale(&vault.config().suite_plan())
             .await
             .unwrap()
-            == 0
-        {
+            == 0;
+        let halfway = switch_suites && !switched_halfway && kills >= KILLS / 2;
+        if done || halfway {
             if switch_suites {
                 place.suite = match place.suite {
                     SealingSuite::Fernet => SealingSuite::Aes256Gcm,
                     _ => SealingSuite::Fernet,
                 };
                 *vault = open(place).await;
+                switches += 1;
+                switched_halfway |= halfway;
             }
-            if !switch_suites || runs % 2 == 0 {
+            if !switch_suites || (done && runs % 2 == 0) {
                 vault.rotate_all_deks(|_| {}).await.unwrap();
             }
         }
@@ -166,7 +172,7 @@ async fn kill_repeatedly(place: &mut Place, vault: &mut Vault, switch_suites: bo
             "the child failed on its own: {status}"
         );
     }
-    kills
+    (kills, switches)
 }
 
 async fn check(vault: &Vault, suite: SealingSuite) {
@@ -216,10 +222,13 @@ async fn run(db: String, schema: Option<String>, dir: &Path, switch_suites: bool
     Keyring::generate().unwrap().save(&place.keys).unwrap();
     let mut vault = open(&place).await;
     seed(&vault).await;
-    let kills = kill_repeatedly(&mut place, &mut vault, switch_suites).await;
+    let (kills, switches) = kill_repeatedly(&mut place, &mut vault, switch_suites).await;
+    if switch_suites {
+        assert!(switches >= 2, "the suite was switched {switches} times");
+    }
     check(&vault, place.suite).await;
     println!(
-        "re-encryption survived {kills} SIGKILLs over {} records (switching suites: {switch_suites}, last {})",
+        "re-encryption survived {kills} SIGKILLs over {} records ({switches} suite switches, last {})",
         TENANTS * PER_TENANT,
         place.suite
     );

@@ -79,6 +79,9 @@ pub enum AuditAction {
     /// `reencrypt`: records of a tenant moved to its current data key (one row per tenant
     /// and batch; the outcome counts them).
     Reencrypt,
+    /// `fernet_key_export`: a tenant's Fernet keys given out (the outcome names the data key
+    /// versions), so a service outside credvault can decrypt its Fernet-sealed records.
+    FernetKeyExport,
     /// `login_lockout`: a login throttle lockout started.
     LoginLockout,
     /// `login_unlock`: a login throttle lock cleared by support.
@@ -100,7 +103,7 @@ impl OtherAction {
 }
 
 /// Every known action with its stored name: one table for both directions.
-static NAMES: [(AuditAction, &str); 28] = [
+static NAMES: [(AuditAction, &str); 29] = [
     (AuditAction::Put, "put"),
     (AuditAction::VaultKeyCreate, "vault_key_create"),
     (AuditAction::VaultKeyRewrap, "vault_key_rewrap"),
@@ -127,6 +130,7 @@ static NAMES: [(AuditAction, &str); 28] = [
     (AuditAction::DekDestroy, "dek_destroy"),
     (AuditAction::DekMinVersion, "dek_min_version"),
     (AuditAction::Reencrypt, "reencrypt"),
+    (AuditAction::FernetKeyExport, "fernet_key_export"),
     (AuditAction::LoginLockout, "login_lockout"),
     (AuditAction::LoginUnlock, "login_unlock"),
 ];

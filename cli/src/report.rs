@@ -27,9 +27,13 @@ pub(crate) async fn run(
 
 fn table(r: &KeyReport) -> String {
     let mut text = format!(
+        "KEK: {}\nshred secrets: {}\n\n",
+        r.kek_provider, r.tenant_key_store
+    );
+    text.push_str(&format!(
         "{:<24} {:>7} {:<9} {:>3} {:>8} {:>8} {}\n",
         "TENANT", "VERSION", "STATE", "KEK", "AGE-DAYS", "RECORDS", "FLAGS"
-    );
+    ));
     for d in &r.deks {
         let state = match d.state {
             DekState::Current => "current",
@@ -48,12 +52,12 @@ fn table(r: &KeyReport) -> String {
         ));
     }
     text.push_str(&format!(
-        "\n{:<11} {:<13} {:>8} {:>9} {}\n",
-        "KEK-VERSION", "STATE", "AGE-DAYS", "DATA-KEYS", "FLAGS"
+        "\n{:<11} {:<13} {:>8} {:>9} {:<16} {}\n",
+        "KEK-VERSION", "STATE", "AGE-DAYS", "DATA-KEYS", "FINGERPRINT", "FLAGS"
     ));
     for k in &r.keks {
         text.push_str(&format!(
-            "{:<11} {:<13} {:>8} {:>9} {}\n",
+            "{:<11} {:<13} {:>8} {:>9} {:<16} {}\n",
             k.version.get(),
             k.state.as_deref().unwrap_or("not-in-keys"),
             k.age.map_or_else(
@@ -61,6 +65,9 @@ fn table(r: &KeyReport) -> String {
                 |a| (a.as_secs() / DAY.as_secs()).to_string()
             ),
             k.wrapped_deks,
+            k.fingerprint
+                .as_deref()
+                .map_or("-", |f| f.get(..16).unwrap_or(f)),
             flags(&[(k.overdue, "overdue")]),
         ));
     }

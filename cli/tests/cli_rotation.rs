@@ -195,7 +195,7 @@ fn report_lists_each_data_key_and_says_what_to_run() {
     let table = stdout(&a);
     let err = fails_with(a, 1, "2 records pending re-encryption");
     assert!(err.contains("credvault vault reencrypt"), "{err}");
-    assert!(table.starts_with("TENANT "), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("TENANT ")), "{table}");
     assert!(
         table
             .lines()
@@ -213,6 +213,14 @@ fn report_lists_each_data_key_and_says_what_to_run() {
     a.code(1);
     assert_eq!(report["policy"]["dek_max_age_seconds"], 86_400);
     assert_eq!(report["overdue_keys"], 0);
+    // Which KEK and which shred-secret store, and each live KEK version's fingerprint.
+    let provider = report["kek_provider"].as_str().unwrap();
+    assert!(provider.starts_with("key file "), "{provider}");
+    let store = report["tenant_key_store"].as_str().unwrap();
+    assert!(store.starts_with("directory "), "{store}");
+    let fingerprint = report["keks"][0]["fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 32, "{fingerprint}");
+    assert!(table.starts_with("KEK: key file "), "{table}");
 }
 
 #[test]

@@ -702,6 +702,11 @@ impl Vault {
         hit
     }
 
+    /// Where the tenant-key store is, for reports and errors.
+    pub(crate) fn tenant_keys_describe(&self) -> String {
+        self.inner.tenant_keys.describe()
+    }
+
     /// The key provider (KEK).
     pub(crate) fn kek(&self) -> &dyn KeyProvider {
         self.inner.kek.as_ref()

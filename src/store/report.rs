@@ -89,6 +89,9 @@ pub struct KekStatus {
     pub overdue: bool,
     /// Data keys (current and retired) wrapped under it.
     pub wrapped_deks: u64,
+    /// Its fingerprint (a keyed hash that identifies the key without revealing it; the one
+    /// the vault records), if the provider can give one.
+    pub fingerprint: Option<String>,
 }
 
 /// The report of [`Vault::key_report`].
@@ -96,6 +99,10 @@ pub struct KekStatus {
 pub struct KeyReport {
     /// When it was made, Unix seconds.
     pub generated_at: i64,
+    /// Where the KEK lives (a key file, an HSM token and label...).
+    pub kek_provider: String,
+    /// Where the tenants' shred secrets live (a directory, a PostgreSQL store...).
+    pub tenant_key_store: String,
     /// The policy it was judged against.
     pub policy: RotationPolicy,
     /// Every KEK version the provider lists or a data key names.
@@ -197,6 +204,8 @@ impl Vault {
         };
         let mut report = KeyReport {
             generated_at: now,
+            kek_provider: self.kek().describe(),
+            tenant_key_store: self.tenant_keys_describe(),
             policy: *policy,
             keks: Vec::new(),
             deks: Vec::new(),
@@ -276,6 +285,15 @@ impl Vault {
             .map(|(_, n)| n)
             .sum::<u64>();
         report.keks = kek_statuses(&infos, &wrapped_per_kek, now, policy);
+        for kek in &mut report.keks {
+            if kek
+                .state
+                .as_deref()
+                .is_some_and(|s| s != KeyState::Destroyed.as_str())
+            {
+                kek.fingerprint = self.kek_fingerprint(kek.version).await?;
+            }
+        }
         report.overdue_keys += report.keks.iter().filter(|k| k.overdue).count() as u64;
         Ok(report)
     }
@@ -304,6 +322,7 @@ fn kek_statuses(
                 overdue: info.is_some_and(|i| i.state == KeyState::Primary)
                     && age.is_some_and(|a| a > policy.kek_max_age),
                 wrapped_deks: wrapped_per_kek.get(&version).copied().unwrap_or(0),
+                fingerprint: None,
             }
         })
         .collect()

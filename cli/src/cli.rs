@@ -282,8 +282,10 @@ pub(crate) struct VaultArgs {
     /// is set]. Keep it out of the database's directory and backups.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) keys: Option<PathBuf>,
-    /// The directory of per-tenant shred secrets (keep it out of database backups).
-    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_TENANT_KEYS)]
+    /// Where the per-tenant shred secrets live (keep them out of database backups): a
+    /// directory, or a PostgreSQL store several servers share,
+    /// postgres://USER@HOST/DATABASE#SCHEMA (schema default credvault_keys).
+    #[arg(long, global = true, value_name = "DIR|URL", default_value = DEFAULT_TENANT_KEYS)]
     pub(crate) tenant_keys: PathBuf,
     /// Who the audit log says acted (`vault import-fernet`: job:import, `vault reencrypt`:
     /// job:reencrypt, unless given).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use credvault::backend::AuditQuery;
 use std::sync::Arc;
 
-use credvault::envelope::DirTenantKeys;
+use credvault::envelope::{DirTenantKeys, TenantKeyStore};
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
     ApiKey, DerivedData, ExportOptions, OAuthToken, PurgeReport, PurgerConfig, ReadAudit,
@@ -190,18 +190,18 @@ async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError>
         }
         let fresh = !Vault::exists(&args.db).await?;
         let (kek, keys_from) = key_provider(args.keys.as_deref(), true, fresh)?;
-        let tenant_keys = if fresh {
-            DirTenantKeys::create(&args.tenant_keys)?
-        } else {
-            DirTenantKeys::open_or_adopt(&args.tenant_keys).map_err(store_hint)?
-        };
+        let tenant_keys = tenant_key_store(
+            &args.tenant_keys,
+            if fresh { Make::Create } else { Make::Adopt },
+        )
+        .await?;
         let vault = Vault::init_with(&args.db, kek, tenant_keys, config)
             .await
             .map_err(key_hint)?;
         return Ok((vault, keys_from));
     }
     let (kek, keys_from) = key_provider(args.keys.as_deref(), false, false)?;
-    let tenant_keys = DirTenantKeys::open(&args.tenant_keys).map_err(store_hint)?;
+    let tenant_keys = tenant_key_store(&args.tenant_keys, Make::Open).await?;
     require_database(&args.db, false)?;
     let vault = Vault::open_with(&args.db, kek, tenant_keys, config)
         .await
@@ -282,6 +282,59 @@ fn key_hint(e: StoreError) -> CliError {
 }
 
 /// A missing, empty or foreign tenant-key directory: say what to pass.
+/// How [`tenant_key_store`] treats a store that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Make {
+    /// Open an existing store only.
+    Open,
+    /// Open an existing store, or adopt a directory of shred secrets made before markers.
+    Adopt,
+    /// Create a new store (init of a new vault).
+    Create,
+}
+
+/// The tenant-key store `--tenant-keys` names: a directory, or (with the `postgres` feature)
+/// a shared PostgreSQL store, `postgres://user@host/database#schema` (schema default
+/// `credvault_keys`).
+async fn tenant_key_store(place: &Path, make: Make) -> Result<Arc<dyn TenantKeyStore>, CliError> {
+    let text = place.to_string_lossy();
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return pg_tenant_keys(&text, make).await;
+    }
+    Ok(match make {
+        Make::Create => Arc::new(DirTenantKeys::create(place)?),
+        Make::Adopt => Arc::new(DirTenantKeys::open_or_adopt(place).map_err(store_hint)?),
+        Make::Open => Arc::new(DirTenantKeys::open(place).map_err(store_hint)?),
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn pg_tenant_keys(url: &str, make: Make) -> Result<Arc<dyn TenantKeyStore>, CliError> {
+    let (url, schema) = match url.split_once('#') {
+        Some((url, schema)) => (url.to_owned(), schema.to_owned()),
+        None => (url.to_owned(), "credvault_keys".to_owned()),
+    };
+    let store = tokio::task::spawn_blocking(move || match make {
+        Make::Create => credvault::envelope::PgTenantKeys::create(&url, &schema),
+        Make::Adopt | Make::Open => credvault::envelope::PgTenantKeys::open(&url, &schema),
+    })
+    .await
+    .map_err(|e| CliError::new(format!("the tenant-key store's task failed: {e}")))?
+    .map_err(|e| {
+        CliError::from(e).hint(
+            "pass --tenant-keys postgres://USER@HOST/DATABASE#SCHEMA, the store the vault was              created with (`credvault vault init` creates it for a new vault)",
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn pg_tenant_keys(_url: &str, _make: Make) -> Result<Arc<dyn TenantKeyStore>, CliError> {
+    Err(CliError::new(
+        "a PostgreSQL tenant-key store needs the `postgres` feature of credvault-cli".to_owned(),
+    ))
+}
+
 fn store_hint(e: KeyError) -> CliError {
     let store = matches!(e, KeyError::Store { .. });
     let err = CliError::from(e);

@@ -307,3 +307,86 @@ async fn readme_rotation_steps_with_a_live_second_process_lose_nothing() {
     report.success();
     assert!(err.is_empty() || !err.contains("error"), "{err}");
 }
+
+/// `--tenant-keys postgres://...#schema`: the shred secrets in a PostgreSQL store several
+/// servers share (issue 16). `init` creates it, every other command opens it and fails closed
+/// on a schema that holds none, and the report names it. Skips (saying how to enable it)
+/// without PostgreSQL unless CREDVAULT_REQUIRE_POSTGRES=1.
+#[cfg(feature = "postgres")]
+#[test]
+fn shred_secrets_in_a_postgresql_store() {
+    let url = std::env::var("CREDVAULT_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args([url.as_str(), "-q", "-c", sql])
+            .output()
+    };
+    match psql("SELECT 1") {
+        Ok(out) if out.status.success() => {}
+        other => {
+            assert!(
+                std::env::var("CREDVAULT_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "cannot reach postgres with psql and CREDVAULT_REQUIRE_POSTGRES=1: {other:?}"
+            );
+            eprintln!("skipping: no PostgreSQL at {url} (set CREDVAULT_PG_URL)");
+            return;
+        }
+    }
+    let schema = format!("cv_cli_{}", std::process::id());
+    let store = format!("{url}#{schema}");
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    run(d, &["vault", "init", "--tenant-keys", &store], "").success();
+    let put = run(
+        d,
+        &[
+            "vault",
+            "put",
+            "--tenant",
+            "acme",
+            "--kind",
+            "api_key",
+            "--name",
+            "stripe",
+            "--tenant-keys",
+            &store,
+        ],
+        r#"{"provider": "stripe", "key": "sk_live_cli"}"#,
+    );
+    put.success();
+    let got = run(
+        d,
+        &[
+            "vault",
+            "get",
+            "--tenant",
+            "acme",
+            "--kind",
+            "api_key",
+            "--name",
+            "stripe",
+            "--tenant-keys",
+            &store,
+        ],
+        "",
+    );
+    assert!(stdout(&got).contains("sk_live_cli"), "{}", stdout(&got));
+    let a = run(
+        d,
+        &["vault", "report", "--json", "--tenant-keys", &store],
+        "",
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    let named = report["tenant_key_store"].as_str().unwrap();
+    assert!(
+        named.contains(&schema) && named.starts_with("postgresql "),
+        "{named}"
+    );
+    // A schema with no store: an error with a hint, never a fresh, empty store.
+    let wrong = format!("{url}#{schema}_typo");
+    let a = run(d, &["vault", "report", "--tenant-keys", &wrong], "");
+    let err = fails_with(a, 2, "no credvault shred-secret store");
+    assert!(err.contains("--tenant-keys postgres://"), "{err}");
+    psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+}

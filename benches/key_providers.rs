@@ -1,0 +1,182 @@
+//! `get` on a SQLite vault whose KEK is the local keyring next to the same vault whose KEK is
+//! in a PKCS#11 token (SoftHSM2), in the same run (issue 16): warm (the data key cached: no
+//! key call) and cold (a new vault handle per read: one unwrap in the token, or in memory).
+//! Also prints the key calls per 10 000 warm reads over 100 tenants.
+//!
+//! `cargo bench --features pkcs11 --bench key_providers` (needs `softhsm2`; without it the
+//! PKCS#11 side is skipped with a message).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "benches fail loudly on unexpected errors"
+)]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use credvault::backend::{Backend, SqliteBackend};
+use credvault::envelope::MemoryTenantKeys;
+use credvault::keys::KeyProvider;
+use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
+use credvault::store::{OAuthToken, Vault};
+use credvault::{Keyring, SecretString};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const TENANTS: usize = 100;
+
+/// A SoftHSM2 token in a temporary directory, or `None` when SoftHSM2 is missing.
+fn softhsm() -> Option<Pkcs11Keys> {
+    let module = PathBuf::from("/usr/lib/softhsm/libsofthsm2.so");
+    if !module.exists()
+        || Command::new("softhsm2-util")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipping the PKCS#11 side: install softhsm2");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    #[allow(unsafe_code, reason = "set once, before any thread reads it")]
+    unsafe {
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+    }
+    let ok = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "1234",
+        ])
+        .args(["--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "softhsm2-util --init-token failed");
+    Some(
+        Pkcs11Keys::init(Pkcs11Config {
+            module,
+            token_label: "bench".to_owned(),
+            pin: SecretString::from("1234"),
+            key_label: "bench-kek".to_owned(),
+        })
+        .unwrap(),
+    )
+}
+
+fn token(i: usize) -> OAuthToken {
+    OAuthToken::bearer("github", SecretString::from(format!("gho_{i:040}")))
+}
+
+/// A vault on a new SQLite file with `TENANTS` tenants, one token each; `capacity` bounds its
+/// key cache.
+async fn seeded(url: &str, kek: Arc<dyn KeyProvider>, capacity: usize) -> Vault {
+    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(url).await.unwrap());
+    let vault = Vault::builder(backend, kek, Arc::new(MemoryTenantKeys::new()))
+        .key_cache(capacity, std::time::Duration::from_secs(300))
+        .build();
+    vault.migrate().await.unwrap();
+    for i in 0..TENANTS {
+        vault
+            .tenant(&format!("t{i}"))
+            .unwrap()
+            .put("github", &token(i))
+            .await
+            .unwrap();
+    }
+    vault
+}
+
+fn providers(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut kinds: Vec<(&str, Arc<dyn KeyProvider>)> =
+        vec![("keyring", Arc::new(Keyring::generate().unwrap()))];
+    if let Some(hsm) = softhsm() {
+        kinds.push(("pkcs11-softhsm2", Arc::new(hsm)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Warm: the default cache holds every tenant's key.
+    let mut warm = c.benchmark_group("vault_get_warm");
+    for (name, kek) in &kinds {
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{name}-warm.db")).display()
+        );
+        let vault = rt.block_on(seeded(&url, Arc::clone(kek), 10_000));
+        let before = vault.key_cache_stats();
+        rt.block_on(async {
+            for round in 0..100 {
+                for i in 0..TENANTS {
+                    let t = vault
+                        .tenant(&format!("t{}", (i + round) % TENANTS))
+                        .unwrap();
+                    black_box(t.get::<OAuthToken>("github").await.unwrap());
+                }
+            }
+        });
+        let after = vault.key_cache_stats();
+        eprintln!(
+            "{name}: key calls during 10 000 reads over {TENANTS} tenants: {} (cache misses {})",
+            after.key_calls - before.key_calls,
+            after.misses - before.misses
+        );
+        let t0 = vault.tenant("t0").unwrap();
+        warm.bench_function(*name, |b| {
+            b.iter(|| {
+                rt.block_on(async { black_box(t0.get::<OAuthToken>("github").await.unwrap()) })
+            });
+        });
+    }
+    warm.finish();
+    // Cold: a cache of one key, reads alternating between two tenants: every read unwraps.
+    let mut cold = c.benchmark_group("vault_get_cold");
+    for (name, kek) in &kinds {
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{name}-cold.db")).display()
+        );
+        let vault = rt.block_on(seeded(&url, Arc::clone(kek), 1));
+        let tenants = [vault.tenant("t0").unwrap(), vault.tenant("t1").unwrap()];
+        let mut next = 0usize;
+        cold.bench_function(*name, |b| {
+            b.iter(|| {
+                next ^= 1;
+                rt.block_on(async {
+                    black_box(tenants[next].get::<OAuthToken>("github").await.unwrap())
+                })
+            });
+        });
+        let stats = vault.key_cache_stats();
+        assert!(
+            stats.misses > stats.hits,
+            "the cold reads hit the cache: {stats:?}"
+        );
+    }
+    cold.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = providers
+}
+criterion_main!(benches);

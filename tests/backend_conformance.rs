@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use credvault::backend::{
-    AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery,
+    AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery, ListedRow,
     MemoryBackend, RecordKey, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
 };
 use credvault::{KeyVersion, RecordKind, RecordName, TenantId};
@@ -305,10 +305,19 @@ fn list_query(t: &str) -> ListQuery {
     }
 }
 
-fn names(rows: &[SecretRow]) -> Vec<(String, String)> {
+fn names(rows: &[ListedRow]) -> Vec<(String, String)> {
     rows.iter()
-        .map(|r| (r.key.kind.to_string(), r.key.name.to_string()))
+        .map(|r| {
+            let r = r.as_ref().expect("every row decodes");
+            (r.key.kind.to_string(), r.key.name.to_string())
+        })
         .collect()
+}
+
+/// Where a listing resumes after `row`.
+fn after(row: &ListedRow) -> Option<(String, String)> {
+    let r = row.as_ref().expect("every row decodes");
+    Some((r.key.kind.to_string(), r.key.name.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -618,11 +627,11 @@ mod cases {
         let page1 = b.list(&q).await.unwrap();
         assert_eq!(names(&page1), expected[..4]);
         let last = page1.last().unwrap();
-        q.after = Some((last.key.kind.clone(), last.key.name.clone()));
+        q.after = after(last);
         let page2 = b.list(&q).await.unwrap();
         assert_eq!(names(&page2), expected[4..]);
         let last = page2.last().unwrap();
-        q.after = Some((last.key.kind.clone(), last.key.name.clone()));
+        q.after = after(last);
         assert!(b.list(&q).await.unwrap().is_empty());
 
         q.after = None;
@@ -669,10 +678,7 @@ mod cases {
             names(&b.list(&q).await.unwrap()),
             [("session_cookies".into(), "gh".into())]
         );
-        q.after = Some((
-            RecordKind::new("session_cookies").unwrap(),
-            RecordName::new("gh").unwrap(),
-        ));
+        q.after = Some(("session_cookies".to_owned(), "gh".to_owned()));
         assert!(b.list(&q).await.unwrap().is_empty());
         q.kind = None;
         q.after = None;
@@ -720,7 +726,13 @@ mod cases {
             b.insert(&r, &[]).await.unwrap();
         }
         // Due by 100, run at 90 (a purge running ahead of its deadlines): audited at 90.
-        let purged = b.purge_records(100, 90, "job:purge").await.unwrap();
+        let purged: Vec<RecordKey> = b
+            .purge_records(100, 90, "job:purge")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.expect("every key decodes"))
+            .collect();
         assert_eq!(
             purged,
             [

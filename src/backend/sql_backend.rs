@@ -7,13 +7,13 @@
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, key_from_row,
+    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, listed_key,
     tenant_from_id_row,
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
     DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, TenantRow,
-    VaultKeyRow, purged_record_audit,
+    UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -154,7 +154,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn list<'a>(
         &'a self,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<crate::backend::ListedRow>, BackendError>> {
         Box::pin(async move {
             let conn = self.read("listing records").await?;
             Self::list_on(conn, query).await
@@ -178,22 +178,27 @@ impl<D: Driver> Backend for SqlBackend<D> {
         due: i64,
         now: i64,
         actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, UnreadableRow>>, BackendError>> {
         let actor = actor.to_owned();
         Box::pin(async move {
             let mut tx = self.begin("purging records").await?;
             let rows = tx
                 .fetch_all(&self.queries.records.purge, params![due])
                 .await?;
-            let mut keys = rows
-                .iter()
-                .map(key_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut keys: Vec<_> = rows.iter().map(listed_key).collect();
             drop(rows);
-            keys.sort();
+            keys.sort_by(|a, b| match (a, b) {
+                (Ok(a), Ok(b)) => a.cmp(b),
+                (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+                (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+                (Err(a), Err(b)) => a.raw.cmp(&b.raw),
+            });
             let audit: Vec<AuditRow> = keys
                 .iter()
-                .map(|k| purged_record_audit(k, now, &actor))
+                .map(|k| match k {
+                    Ok(k) => purged_record_audit(k, now, &actor),
+                    Err(u) => purged_unreadable_audit(u, now, &actor),
+                })
                 .collect();
             tx.commit(&audit).await?;
             Ok(keys)

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use crate::TenantId;
-use crate::backend::AuditAction;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::backend::VaultConnection;
+use crate::backend::{AuditAction, BackendErrorKind, RowFault, UnreadableRow};
 use crate::store::{On, PurgerConfig, Revoker, StoreError, Tenant, Vault};
 
 /// What one run of [`Vault::purge`] did. Serialised with these field names (tenants as their
@@ -34,6 +34,10 @@ pub struct PurgeReport {
     pub expired_records: u64,
     /// Audit rows older than the audit retention deleted.
     pub audit_rows: u64,
+    /// Rows the run could not read: due records whose key does not decode (deleted anyway,
+    /// since they were due, and counted in `expired_records`) and tenants whose row does not
+    /// decode (skipped: not purged). Named, with the class of the fault; the rest was done.
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 fn whole_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -161,7 +165,7 @@ impl Vault {
             Err(e) => return Err(e),
         };
         let tokens = Tenant::new(self.clone(), id)
-            .with_actor(actor)
+            .with_actor(actor)?
             .remove_tokens(&row, revoker)
             .await?;
         deletion.tokens_revoked = tokens.revoked;
@@ -179,6 +183,7 @@ impl Vault {
         actor: &str,
     ) -> Result<(i64, TenantId), StoreError> {
         let id = TenantId::new(tenant)?;
+        crate::text::check_label("actor", actor)?;
         self.keys_ready_on(on).await?;
         let now = self.now();
         self.forget_tenant_row(&id);
@@ -210,6 +215,7 @@ impl Vault {
     #[tracing::instrument(name = "credvault.restore_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
+        crate::text::check_label("actor", actor)?;
         self.keys_ready().await?;
         let audit = [self.tenant_audit(&id, AuditAction::TenantRestore, actor, "ok")];
         self.forget_tenant_row(&id);
@@ -316,13 +322,18 @@ impl Vault {
     /// skipped: it is retried on the next run.
     async fn retry_revocations(&self, report: &mut PurgeReport) -> Result<(), StoreError> {
         for id in self.backend().tenants_due_for_purge(i64::MAX).await? {
-            let Some(row) = self.backend().tenant(&id).await? else {
-                continue;
+            let row = match self.backend().tenant(&id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => continue,
+                // Named by the purge pass that follows.
+                Err(e) if e.kind() == BackendErrorKind::Corrupt => continue,
+                Err(e) => return Err(e.into()),
             };
             if row.shredded_at.is_some() {
                 continue;
             }
-            let tenant = Tenant::new(self.clone(), id).with_actor(PURGE_ACTOR);
+            let mut tenant = Tenant::new(self.clone(), id);
+            PURGE_ACTOR.clone_into(&mut tenant.actor);
             match tenant.remove_tokens(&row, self.revoker()).await {
                 Ok(done) => {
                     report.tokens_revoked += done.revoked;
@@ -351,8 +362,21 @@ impl Vault {
         self.retry_revocations(&mut report).await?;
         let mut refused = Vec::new();
         for tenant in self.backend().tenants_due_for_purge(due).await? {
-            let Some(row) = self.backend().tenant(&tenant).await? else {
-                continue; // purged by another process meanwhile
+            let row = match self.backend().tenant(&tenant).await {
+                Ok(Some(row)) => row,
+                Ok(None) => continue, // purged by another process meanwhile
+                Err(e) if e.kind() == BackendErrorKind::Corrupt => {
+                    tracing::warn!(tenant = %tenant, error = %e, "credvault purge: a tenant's row cannot be read; skipped");
+                    report.unreadable.push(UnreadableRow::new(
+                        tenant.as_str(),
+                        None,
+                        None,
+                        RowFault::UnreadableColumn,
+                        Some("credvault_tenants"),
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if row.shredded_at.is_none() {
                 if self.inner.tenant_keys.get(&tenant)?.is_none() {
@@ -384,6 +408,9 @@ impl Vault {
         }
         let expired = self.backend().purge_records(due, now, PURGE_ACTOR).await?;
         report.expired_records = u64::try_from(expired.len()).unwrap_or(u64::MAX);
+        report
+            .unreadable
+            .extend(expired.into_iter().filter_map(Result::err));
         self.flush_audit().await?;
         report.audit_rows = self
             .backend()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use credvault::backend::{
     AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery, ListedRow,
-    MemoryBackend, RecordKey, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
+    MemoryBackend, RecordKey, RowFault, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
 };
 use credvault::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -459,7 +459,7 @@ mod cases {
         }
         assert_eq!(
             b.tenants_due_for_purge(100).await.unwrap(),
-            [tenant("a"), tenant("c")]
+            [Ok(tenant("a")), Ok(tenant("c"))]
         );
         assert!(b.tenants_due_for_purge(49).await.unwrap().is_empty());
     }
@@ -944,7 +944,7 @@ mod cases {
             "t1",
             "api_key",
             "bad",
-            "negative version",
+            "column version",
         ] {
             assert!(msg.contains(part), "{msg}");
         }
@@ -955,15 +955,23 @@ mod cases {
                 .is_some()
         );
 
-        // A kind no RecordKind accepts: listing that tenant is corrupt, others read fine.
+        // A kind no RecordKind accepts: listed as unreadable in its place, named, and the
+        // tenant's other rows still listed (one bad row never fails a listing).
         f.raw("INSERT INTO {p}credvault_secrets (tenant_id, kind, name, version, sealed, dek_version, kek_version, metadata, created_at, updated_at) VALUES ('t9', 'Bad Kind', 'n', 1, {blob}, 1, 1, '{}', 0, 0)").await;
-        let err = b.list(&list_query("t9")).await.unwrap_err();
-        assert_eq!(err.kind(), BackendErrorKind::Corrupt);
-        assert!(err.to_string().contains("invalid record kind"), "{err}");
+        let listed = b.list(&list_query("t9")).await.unwrap();
+        let skipped = listed[0].as_ref().unwrap_err();
         assert_eq!(
-            b.list(&list_query("t1")).await.unwrap_err().kind(),
-            BackendErrorKind::Corrupt
+            (skipped.kind.as_str(), skipped.name.as_str(), skipped.reason),
+            ("Bad Kind", "n", RowFault::InvalidKind)
         );
+        let listed = b.list(&list_query("t1")).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed[0].as_ref().unwrap_err().reason,
+            RowFault::UnreadableColumn,
+            "bad (negative version) sorts first"
+        );
+        assert_eq!(listed[1].as_ref().unwrap().key.name.as_str(), "good");
         b.insert(&record("t2", "api_key", "fine"), &[])
             .await
             .unwrap();
@@ -971,9 +979,12 @@ mod cases {
 
         // A tenant id no TenantId accepts, and a key version out of range.
         f.raw("INSERT INTO {p}credvault_tenants (tenant_id, wrapped_dek, dek_version, kek_version, created_at, purge_after) VALUES ('a/b', {blob}, 1, 1, 0, 5)").await;
-        let err = b.tenants_due_for_purge(10).await.unwrap_err();
-        assert_eq!(err.kind(), BackendErrorKind::Corrupt);
-        assert!(err.to_string().contains("credvault_tenants"), "{err}");
+        let due = b.tenants_due_for_purge(10).await.unwrap();
+        let skipped = due[0].as_ref().unwrap_err();
+        assert_eq!(
+            (skipped.tenant.as_str(), skipped.reason),
+            ("a/b", RowFault::InvalidTenant)
+        );
         b.insert_tenant(&tenant_row("ok"), &[]).await.unwrap();
         f.raw("UPDATE {p}credvault_tenants SET kek_version = 4294967296 WHERE tenant_id = 'ok'")
             .await;

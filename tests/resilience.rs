@@ -271,11 +271,25 @@ async fn purge_deletes_a_bad_due_row_and_the_rest(db: &Db) {
     }
     acme.disconnect("shop", None).await.unwrap();
     break_name(db, "d2").await;
+    // A due tenant whose id is not a valid tenant id: skipped and named, not the whole purge.
+    let blob = if db.is_sqlite() {
+        "X'00'"
+    } else {
+        "'\\x00'::bytea"
+    };
+    db.exec(&format!(
+        "INSERT INTO {{t}}credvault_tenants (tenant_id, wrapped_dek, dek_version, kek_version, created_at, purge_after) \
+         VALUES ('a/b', {blob}, 1, 1, 0, 5)"
+    ))
+    .await;
     clock.advance(2 * 86_400);
     let report = vault.purge().await.unwrap();
     assert_eq!(report.expired_records, 3, "{report:?}");
     let report = serde_json::to_value(&report).unwrap();
-    assert_eq!(unreadable_names(&report, "unreadable"), ["d2\\u{1b}[2J"]);
+    let skipped = &report["unreadable"];
+    assert_eq!(skipped[0]["tenant"], "a/b", "{report}");
+    assert_eq!(skipped[0]["reason"], "invalid_tenant", "{report}");
+    assert_eq!(skipped[1]["name"], "d2\\u{1b}[2J", "{report}");
     let audit = vault
         .audit(&AuditQuery {
             tenant: None,

@@ -146,12 +146,13 @@ impl Backend for MemoryBackend {
     fn tenants_due_for_purge(
         &self,
         now: i64,
-    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, crate::backend::UnreadableRow>>, BackendError>>
+    {
         self.run(move |s| {
             Ok(s.tenants
                 .values()
                 .filter(|t| t.purge_after.is_some_and(|p| p <= now))
-                .map(|t| t.tenant.clone())
+                .map(|t| Ok(t.tenant.clone()))
                 .collect())
         })
     }

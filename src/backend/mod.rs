@@ -447,9 +447,12 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
-    /// Tenants whose `purge_after` is at or before `now`.
-    fn tenants_due_for_purge(&self, now: i64)
-    -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>>;
+    /// Tenants whose `purge_after` is at or before `now`; a tenant id that does not decode
+    /// as an [`UnreadableRow`] in its place.
+    fn tenants_due_for_purge(
+        &self,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, UnreadableRow>>, BackendError>>;
 
     /// Deletes a tenant's row (its wrapped data key) and all its records, in one transaction.
     /// Returns the number of records deleted.

@@ -7,8 +7,8 @@
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, listed_key,
-    tenant_from_id_row,
+    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, due_tenant_from_row,
+    listed_key,
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
@@ -65,13 +65,13 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn tenants_due_for_purge(
         &self,
         now: i64,
-    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, UnreadableRow>>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("listing tenants due for purge").await?;
             let rows = conn
                 .fetch_all(&self.queries.tenants.due, params![now])
                 .await?;
-            rows.iter().map(tenant_from_id_row).collect()
+            Ok(rows.iter().map(due_tenant_from_row).collect())
         })
     }
 

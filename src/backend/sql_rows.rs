@@ -342,17 +342,19 @@ pub(crate) fn map_err(
     BackendError::new(kind, format!("{context}: {what}")).with_source(err)
 }
 
-/// A tenant id read alone (`tenant_id` column).
-pub(crate) fn tenant_from_id_row(row: &impl RowExt) -> Result<TenantId, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
-        corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
+/// A tenant id read alone (`tenant_id` column), or the row as unreadable.
+pub(crate) fn due_tenant_from_row(row: &impl RowExt) -> Result<TenantId, UnreadableRow> {
+    let raw = row.text("tenant_id").map_err(|_| {
+        UnreadableRow::new(
+            "?",
+            None,
+            None,
+            RowFault::UnreadableColumn,
+            Some("tenant_id"),
+        )
     })?;
-    TenantId::new(raw.as_str()).map_err(|e| {
-        corrupt(format!(
-            "credvault_tenants row: invalid tenant id {}",
-            shown(&raw)
-        ))
-        .with_source(e)
+    TenantId::new(raw.as_str()).map_err(|_| {
+        UnreadableRow::new(&raw, None, None, RowFault::InvalidTenant, Some("tenant_id"))
     })
 }
 

@@ -321,7 +321,9 @@ impl Vault {
     /// failed revocation or an interrupted deletion). A tenant whose pass fails is logged and
     /// skipped: it is retried on the next run.
     async fn retry_revocations(&self, report: &mut PurgeReport) -> Result<(), StoreError> {
-        for id in self.backend().tenants_due_for_purge(i64::MAX).await? {
+        let due = self.backend().tenants_due_for_purge(i64::MAX).await?;
+        // A tenant whose id does not decode is named by the purge pass that follows.
+        for id in due.into_iter().filter_map(Result::ok) {
             let row = match self.backend().tenant(&id).await {
                 Ok(Some(row)) => row,
                 Ok(None) => continue,
@@ -362,6 +364,13 @@ impl Vault {
         self.retry_revocations(&mut report).await?;
         let mut refused = Vec::new();
         for tenant in self.backend().tenants_due_for_purge(due).await? {
+            let tenant = match tenant {
+                Ok(tenant) => tenant,
+                Err(skipped) => {
+                    report.unreadable.push(skipped);
+                    continue;
+                }
+            };
             let row = match self.backend().tenant(&tenant).await {
                 Ok(Some(row)) => row,
                 Ok(None) => continue, // purged by another process meanwhile

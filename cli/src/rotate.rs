@@ -164,7 +164,7 @@ fn print_reencrypt(report: &ReencryptReport, out: Output) -> Result<(), CliError
         );
         for f in &report.failures {
             text.push_str(&format!(
-                "failed: {} {} {}: {}\n",
+                "failed: {} {} \"{}\": {}\n",
                 crate::vault::shown(f.key.tenant.as_str()),
                 crate::vault::shown(f.key.kind.as_str()),
                 crate::vault::shown(f.key.name.as_str()),

@@ -396,7 +396,9 @@ async fn delete<R: SecretKind>(tenant: &Tenant, name: &str, out: Output) -> Resu
 
 async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), CliError> {
     let listing = tenant.list(kind).await?;
-    out.print(&listing, || {
+    // `--json` prints the records as before (an array of `RecordInfo`); rows that could not
+    // be read are named on stderr, with exit 1.
+    out.print(&listing.records, || {
         let mut text = format!(
             "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
             "KIND", "NAME", "VERSION", "PROVIDER", "UPDATED", "EXPIRES"

@@ -11,6 +11,7 @@
 //! second vault.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use credvault::SecretString;
 use credvault::backend::AuditQuery;
@@ -60,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Refresh it if it expires within 5 minutes: one refresh runs even among many servers.
     let fresh = acme
-        .refresh("github", 300, |old| async move {
+        .refresh("github", Duration::from_secs(300), |old| async move {
             println!("refreshing (the provider's token endpoint would be called here)");
             Ok::<_, String>(OAuthToken {
                 access_token: SecretString::from("gho_example_refreshed"),

@@ -30,6 +30,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 
 const T0: i64 = 1_763_856_000;
 const HOUR: i64 = 3_600;
+const DAY_SECS: i64 = 86_400;
 
 // ---- 1. On time: the purge runner over simulated days
 
@@ -64,8 +65,8 @@ async fn runner_deletes_everything_before_its_deadline(backend: Arc<dyn Backend>
     let mut tenants: Vec<(TenantId, i64)> = Vec::new();
     let mut derived: Vec<(RecordKey, i64)> = Vec::new();
     for hour in 0..6 * 24 {
-        let offset = (hour * 7 % 60) * 60 + 13;
-        clock.advance(offset);
+        let offset: i64 = (hour * 7 % 60) * 60 + 13;
+        clock.advance(Duration::from_secs(offset.unsigned_abs()));
         if hour < 3 * 24 {
             let name = format!("t{hour}");
             let tenant = vault.tenant(&name).unwrap();
@@ -76,16 +77,24 @@ async fn runner_deletes_everything_before_its_deadline(backend: Arc<dyn Backend>
             tenant.put("orders", &data).await.unwrap();
             if hour % 3 == 0 {
                 let deadline = vault.delete_tenant(&name, "test").await.unwrap();
-                assert_eq!(deadline, clock_now(&clock) + 2 * DAY, "the promise, stated");
+                assert_eq!(
+                    deadline,
+                    clock_now(&clock) + 2 * DAY_SECS,
+                    "the promise, stated"
+                );
                 tenants.push((TenantId::new(&name).unwrap(), deadline));
             } else {
                 let report = tenant.disconnect("shop", None).await.unwrap();
                 let deadline = report.derived_purge_after.unwrap();
-                assert_eq!(deadline, clock_now(&clock) + DAY, "the promise, stated");
+                assert_eq!(
+                    deadline,
+                    clock_now(&clock) + DAY_SECS,
+                    "the promise, stated"
+                );
                 derived.push((key(&name, DerivedData::KIND, "orders"), deadline));
             }
         }
-        clock.advance(HOUR - offset);
+        clock.advance(Duration::from_secs((HOUR - offset).unsigned_abs()));
         let now = clock_now(&clock);
         // (Tokio rounds a timer up to the next millisecond.)
         tokio::time::advance(schedule.interval + Duration::from_millis(1)).await;
@@ -253,7 +262,7 @@ async fn a_late_purge_reports_its_oldest_overdue_item() {
     assert_eq!(vault.purge().await.unwrap().oldest_overdue, Duration::ZERO);
     acme.put("orders", &data).await.unwrap();
     acme.disconnect("shop", None).await.unwrap();
-    clock.advance(DAY + 90);
+    clock.advance(DAY + Duration::from_secs(90));
     let report = vault.purge().await.unwrap();
     assert_eq!(report.expired_records, 1);
     assert_eq!(report.oldest_overdue, Duration::from_secs(90));
@@ -357,7 +366,7 @@ async fn delete_tenant_revokes_and_removes_its_tokens(backend: Arc<dyn Backend>)
     acme.put("profile", &profile).await.unwrap();
 
     let deadline = vault.delete_tenant("acme", "admin:bob").await.unwrap();
-    assert_eq!(deadline, T0 + 30 * DAY);
+    assert_eq!(deadline, T0 + 30 * DAY_SECS);
     assert_eq!(
         revoker.seen(),
         [

@@ -19,10 +19,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use credvault::KeyVersion;
 use credvault::crypto::fernet::Fernet;
-use credvault::crypto::format::{NONCE_LEN, PREFIX_LEN};
 use credvault::crypto::{AeadKey, Context, aead};
 
 /// Seals and tokens per side.
+/// The sealed-record layout (ARCHITECTURE.md, "Sealed record"): an 8-byte header, then the
+/// 12-byte nonce.
+const NONCE: std::ops::Range<usize> = 8..20;
 const N: usize = 64;
 /// Where the IV sits in a decoded Fernet token: after the version byte and the timestamp.
 const FERNET_IV: std::ops::Range<usize> = 9..25;
@@ -33,10 +35,7 @@ fn draw(key: &AeadKey, fernet: &Fernet, ctx: &Context) -> Vec<String> {
     let mut out = Vec::with_capacity(2 * N);
     for _ in 0..N {
         let blob = aead::seal(key, KeyVersion::FIRST, PLAINTEXT, ctx).unwrap();
-        out.push(format!(
-            "nonce {}",
-            hex(&blob[PREFIX_LEN - NONCE_LEN..PREFIX_LEN])
-        ));
+        out.push(format!("nonce {}", hex(&blob[NONCE])));
     }
     for _ in 0..N {
         let token = URL_SAFE.decode(fernet.encrypt(PLAINTEXT)).unwrap();

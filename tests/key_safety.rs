@@ -185,7 +185,7 @@ mod body {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::KeyRecentlyUsed { .. }), "{err:?}");
-        clock.advance(15 * 60);
+        clock.advance(Duration::from_secs(15 * 60));
         operator
             .destroy_kek(&mut ring, KeyVersion::new(1))
             .await
@@ -284,7 +284,7 @@ mod body {
         let acme = right.tenant("acme").unwrap();
         acme.put("stripe", &api_key("acme")).await.unwrap();
         right.delete_tenant("acme", "test").await.unwrap();
-        clock.advance(31 * 86_400);
+        clock.advance(Duration::from_secs(31 * 86_400));
 
         let foreign = Arc::new(MemoryTenantKeys::new());
         let wrong = vault(
@@ -340,7 +340,7 @@ mod body {
                 .unwrap();
             v.delete_tenant(t, "test").await.unwrap();
         }
-        clock.advance(31 * 86_400);
+        clock.advance(Duration::from_secs(31 * 86_400));
         store.lose("lost");
         store
             .fail_after_destroy

@@ -8,6 +8,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use credvault::backend::{AuditQuery, Backend};
 use credvault::envelope::MemoryTenantKeys;
@@ -58,7 +59,7 @@ async fn upsert_inserts_then_replaces_bumping_the_version() {
         let vault = vault(made.backend(), &clock).await;
         let acme = vault.tenant("acme").unwrap();
         assert_eq!(acme.upsert("github", &token("a")).await.unwrap(), 1);
-        clock.advance(10);
+        clock.advance(Duration::from_secs(10));
         assert_eq!(acme.upsert("github", &token("b")).await.unwrap(), 2);
         let got = acme.get::<OAuthToken>("github").await.unwrap();
         assert_eq!(got.value.access_token.expose_secret(), "b");
@@ -113,7 +114,7 @@ async fn delete_tenant_is_idempotent() {
         let acme = vault.tenant("acme").unwrap();
         acme.put("github", &token("a")).await.unwrap();
         let first = vault.delete_tenant("acme", "admin").await.unwrap();
-        clock.advance(3600);
+        clock.advance(Duration::from_secs(3600));
         // Again: the first purge time stands (the grace period is not extended).
         assert_eq!(vault.delete_tenant("acme", "admin").await.unwrap(), first);
         let deletes = actions(&vault, "acme").await;

@@ -282,7 +282,7 @@ async fn purge_deletes_a_bad_due_row_and_the_rest(db: &Db) {
          VALUES ('a/b', {blob}, 1, 1, 0, 5)"
     ))
     .await;
-    clock.advance(2 * 86_400);
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
     let report = vault.purge().await.unwrap();
     assert_eq!(report.expired_records, 3, "{report:?}");
     let report = serde_json::to_value(&report).unwrap();
@@ -371,7 +371,9 @@ async fn refresh_audits_its_read(db: &Db) {
     put_tokens(&vault, "acme", &["a"]).await;
     let acme = vault.tenant("acme").unwrap();
     let got = acme
-        .refresh("a", 60, |t| async move { Ok::<_, std::io::Error>(t) })
+        .refresh("a", std::time::Duration::from_secs(60), |t| async move {
+            Ok::<_, std::io::Error>(t)
+        })
         .await
         .unwrap();
     assert_eq!(got.value.access_token.expose_secret(), "a-secret");

@@ -13,8 +13,7 @@ use std::time::Duration;
 use credvault::backend::{AuditQuery, Backend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{
-    ApiKey, KeyKind, ManualClock, REENCRYPT_ACTOR, ReencryptOptions, RotationPolicy, StoreError,
-    Vault, VaultConfig,
+    ApiKey, KeyKind, ManualClock, ReencryptOptions, RotationPolicy, StoreError, Vault, VaultConfig,
 };
 use credvault::{KeyVersion, Keyring, SecretString, TenantId};
 
@@ -180,7 +179,7 @@ mod body {
         let audit = f.backend.audit(&AuditQuery::default()).await.unwrap();
         let mut per_tenant: BTreeMap<String, u64> = BTreeMap::new();
         for row in audit.iter().filter(|r| r.action == "reencrypt") {
-            assert_eq!(row.actor, REENCRYPT_ACTOR);
+            assert_eq!(row.actor, "job:reencrypt");
             assert_eq!((&row.kind, &row.name), (&None, &None));
             let n: u64 = row
                 .outcome
@@ -250,7 +249,7 @@ mod body {
             ),
             "{err:?}"
         );
-        f.clock.advance(900);
+        f.clock.advance(Duration::from_secs(900));
         vault
             .destroy_kek(&mut kek, KeyVersion::new(1))
             .await
@@ -493,8 +492,8 @@ mod body {
             .await
             .unwrap();
         let policy = RotationPolicy {
-            dek_max_age: 10 * 86_400,
-            kek_max_age: 400 * 86_400,
+            dek_max_age: Duration::from_secs(10 * 86_400),
+            kek_max_age: Duration::from_secs(400 * 86_400),
         };
         let report = f.vault.key_report(&policy).await.unwrap();
         assert_eq!(report.records, 10);
@@ -518,7 +517,7 @@ mod body {
         assert_eq!(report.keks[0].wrapped_deks, 4);
         assert_eq!(report.overdue_keys, 0);
         // Eleven days later every current DEK is overdue.
-        f.clock.advance(11 * 86_400);
+        f.clock.advance(Duration::from_secs(11 * 86_400));
         let report = f.vault.key_report(&policy).await.unwrap();
         assert_eq!(report.overdue_keys, 3);
         let json = serde_json::to_string(&report).unwrap();

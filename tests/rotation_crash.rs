@@ -102,7 +102,7 @@ async fn kill_repeatedly(place: &Place, vault: &Vault) -> u32 {
             runs < 200,
             "the child finished before every kill: make it slower"
         );
-        if vault.backend().count_stale().await.unwrap() == 0 {
+        if vault.stale_records().await.unwrap() == 0 {
             vault.rotate_all_deks(|_| {}).await.unwrap();
         }
         let mut child = Command::new(std::env::current_exe().unwrap())

@@ -79,8 +79,8 @@ where
         assert_eq!((changed, failed), (0, 0), "{reports:?}");
         // Every record moved (none is left under an old key) and the workers wrote exactly as
         // many as there are: so each was written once. The audit log, per tenant, agrees.
-        assert_eq!(main.backend().count_stale().await.unwrap(), 0);
-        let audit = main.backend().audit(&AuditQuery::default()).await.unwrap();
+        assert_eq!(main.stale_records().await.unwrap(), 0);
+        let audit = main.audit(&AuditQuery::default()).await.unwrap();
         let audited: u64 = audit
             .iter()
             .filter(|r| r.action == "reencrypt")

@@ -6,6 +6,7 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::time::Duration;
 
 use credvault::backend::{AuditAction, AuditQuery, MemoryBackend};
 use credvault::envelope::MemoryTenantKeys;
@@ -58,7 +59,7 @@ async fn a_failed_refresh_keeps_the_application_error_as_its_source() {
     let acme = vault.tenant("acme").unwrap();
     acme.put("github", &token("old", Some(T0))).await.unwrap();
     let err = acme
-        .refresh("github", 60, |_| async {
+        .refresh("github", Duration::from_secs(60), |_| async {
             Err::<OAuthToken, _>(ProviderError { status: 400 })
         })
         .await

@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use credvault::backend::{AuditQuery, Backend, BoxFuture, ListQuery, MemoryBackend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
@@ -396,9 +397,9 @@ mod body {
             let acme = acme.clone();
             let calls = Arc::clone(&calls);
             tasks.push(tokio::spawn(async move {
-                acme.refresh("github", 300, |old| async move {
+                acme.refresh("github", Duration::from_secs(300), |old| async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     assert_eq!(old.refresh_token.unwrap().expose_secret(), "refresh-old");
                     Ok::<_, String>(token("new", Some(T0 + 3600)))
                 })
@@ -412,7 +413,7 @@ mod body {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one refresh ran");
         let fresh = acme
-            .refresh("github", 300, |_| async {
+            .refresh("github", Duration::from_secs(300), |_| async {
                 Err::<OAuthToken, _>("not called")
             })
             .await
@@ -425,7 +426,7 @@ mod body {
         let acme = f.vault.tenant("acme").unwrap();
         acme.put("github", &token("old", Some(T0))).await.unwrap();
         let err = acme
-            .refresh("github", 60, |_| async {
+            .refresh("github", Duration::from_secs(60), |_| async {
                 Err::<OAuthToken, _>("provider said 400")
             })
             .await
@@ -434,7 +435,7 @@ mod body {
             matches!(err, StoreError::RefreshFailed(ref m) if m.to_string() == "provider said 400")
         );
         let again = acme
-            .refresh("github", 60, |_| async {
+            .refresh("github", Duration::from_secs(60), |_| async {
                 Ok::<_, String>(token("new", Some(T0 + 3600)))
             })
             .await
@@ -516,9 +517,9 @@ mod body {
             acme.get::<DerivedData>("boards").await.is_ok(),
             "derived data waits for the purge job"
         );
-        f.clock.advance(86_399);
+        f.clock.advance(Duration::from_secs(86_399));
         assert_eq!(f.vault.purge().await.unwrap().expired_records, 0);
-        f.clock.advance(1);
+        f.clock.advance(Duration::from_secs(1));
         assert_eq!(f.vault.purge().await.unwrap().expired_records, 1);
         assert!(matches!(
             acme.get::<DerivedData>("boards").await,
@@ -552,7 +553,7 @@ mod body {
         };
         let v = acme.put("boards", &data(1)).await.unwrap();
         acme.disconnect("github", None).await.unwrap();
-        f.clock.advance(3_600);
+        f.clock.advance(Duration::from_secs(3_600));
         let v = acme.update("boards", &data(2), v).await.unwrap();
         let info = acme.list(None).await.unwrap().records.remove(0);
         assert_eq!(info.created_at, T0, "creation time kept");
@@ -570,7 +571,7 @@ mod body {
             acme.update("missing", &data(3), 1).await,
             Err(StoreError::Conflict { .. })
         ));
-        f.clock.advance(86_400 - 3_600);
+        f.clock.advance(Duration::from_secs(86_400 - 3_600));
         assert_eq!(f.vault.purge().await.unwrap().expired_records, 1);
     }
 
@@ -645,12 +646,12 @@ mod body {
             Err(StoreError::NotFound { .. })
         ));
         f.vault.delete_tenant("acme", "admin:bob").await.unwrap();
-        f.clock.advance(30 * 86_400 - 1);
+        f.clock.advance(Duration::from_secs(30 * 86_400 - 1));
         assert!(
             f.vault.purge().await.unwrap().tenants.is_empty(),
             "not before the grace period ends"
         );
-        f.clock.advance(1);
+        f.clock.advance(Duration::from_secs(1));
         let report = f.vault.purge().await.unwrap();
         assert_eq!(report.tenants, vec![TenantId::new("acme").unwrap()]);
         assert_eq!(report.tenant_records, 1);
@@ -706,7 +707,7 @@ mod body {
             "the copy opens before the purge"
         );
         f.vault.delete_tenant("acme", "admin").await.unwrap();
-        f.clock.advance(31 * 86_400);
+        f.clock.advance(Duration::from_secs(31 * 86_400));
         f.vault.purge().await.unwrap();
         // Same KEK, same shred store, the copy's rows intact: acme is gone for good.
         let old = Vault::builder(Arc::clone(&copy), Arc::clone(&f.kek), Arc::clone(&f.shred))
@@ -753,14 +754,14 @@ mod body {
         actions.sort_unstable();
         assert_eq!(actions, ["delete", "get", "put", "tenant_create", "update"]);
         assert!(rows.iter().all(|r| r.actor == "user:42" && r.at == T0));
-        f.clock.advance(90 * 86_400);
+        f.clock.advance(Duration::from_secs(90 * 86_400));
         acme.put("gitlab", &token("c", None)).await.unwrap();
         assert_eq!(
             f.vault.purge().await.unwrap().audit_rows,
             0,
             "kept for 90 days"
         );
-        f.clock.advance(1);
+        f.clock.advance(Duration::from_secs(1));
         assert_eq!(f.vault.purge().await.unwrap().audit_rows, 5);
         let left = f.vault.audit(&AuditQuery::default()).await.unwrap();
         assert_eq!(left.len(), 1);

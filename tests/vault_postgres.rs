@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use credvault::backend::PgBackend;
 use credvault::envelope::MemoryTenantKeys;
@@ -79,10 +80,10 @@ async fn refresh_runs_once_across_several_connection_pools() {
             let acme = vault.tenant("acme").unwrap();
             let calls = Arc::clone(&calls);
             tasks.push(tokio::spawn(async move {
-                acme.refresh("github", 300, |old| async move {
+                acme.refresh("github", Duration::from_secs(300), |old| async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     assert_eq!(old.refresh_token.unwrap().expose_secret(), "refresh-old");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, String>(token("new", Some(T0 + 3600)))
                 })
                 .await
@@ -143,7 +144,7 @@ async fn copy_of_the_rows_taken_before_purge_cannot_be_read_after_it() {
         .unwrap();
 
     vault.delete_tenant("acme", "admin").await.unwrap();
-    server.clock.advance(30 * 86_400);
+    server.clock.advance(Duration::from_secs(30 * 86_400));
     assert_eq!(vault.purge().await.unwrap().tenants.len(), 1);
 
     let old = server.vault(&copy).await;

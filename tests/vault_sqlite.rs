@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use credvault::backend::{BackendErrorKind, SqliteBackend};
 use credvault::envelope::DirTenantKeys;
@@ -87,7 +88,7 @@ async fn file_copy_taken_before_purge_cannot_be_read_after_it() {
     .unwrap();
 
     vault.delete_tenant("acme", "admin").await.unwrap();
-    files.clock.advance(30 * 86_400);
+    files.clock.advance(Duration::from_secs(30 * 86_400));
     assert_eq!(vault.purge().await.unwrap().tenants.len(), 1);
 
     // The backup still holds acme's rows and wrapped DEK, and the KEK is the same...
@@ -197,9 +198,9 @@ async fn refresh_runs_once_across_separate_pools_on_one_file() {
             let acme = vault.tenant("acme").unwrap();
             let calls = Arc::clone(&calls);
             tasks.push(tokio::spawn(async move {
-                acme.refresh("github", 300, |_| async move {
+                acme.refresh("github", Duration::from_secs(300), |_| async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, String>(token("new", Some(T0 + 3600)))
                 })
                 .await

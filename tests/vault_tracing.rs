@@ -9,6 +9,7 @@ use credvault::backend::MemoryBackend;
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{OAuthToken, Vault};
 use credvault::{Keyring, SecretString};
+use std::time::Duration;
 
 #[test]
 fn spans_name_the_operation_and_never_hold_a_secret() {
@@ -32,7 +33,7 @@ fn spans_name_the_operation_and_never_hold_a_secret() {
             let v = acme.put("github", &token).await.unwrap();
             acme.get::<OAuthToken>("github").await.unwrap();
             acme.update("github", &token, v + 5).await.unwrap_err();
-            acme.refresh("github", 60, |_| async {
+            acme.refresh("github", Duration::from_secs(60), |_| async {
                 Err::<OAuthToken, _>("provider refused")
             })
             .await

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use credvault::SecretString;
 use credvault::store::{
-    ApiKey, IMPORT_ACTOR, ImportReport, LegacyPayload, LegacyValue, MapError, OAuthToken, Progress,
-    SecretKind, Vault,
+    ApiKey, ImportReport, LegacyPayload, LegacyValue, MapError, OAuthToken, Progress, SecretKind,
+    Vault,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -78,16 +78,14 @@ async fn import_lines<R: SecretKind>(
     options: &Options<'_>,
     map: impl FnMut(SecretString, &LegacyValue) -> Result<R, MapError>,
 ) -> Result<ImportReport, CliError> {
-    let actor = if options.actor == DEFAULT_ACTOR {
-        IMPORT_ACTOR
-    } else {
-        options.actor
-    };
     let mut display = ProgressDisplay::stderr("import-fernet", "values");
     let mut progress = |p: Progress| display.update(p);
-    let mut import = vault
-        .import_fernet(keys, map)
-        .actor(actor)
+    let mut import = vault.import_fernet(keys, map);
+    // Without --actor the audit log names the library's import job.
+    if options.actor != DEFAULT_ACTOR {
+        import = import.actor(options.actor);
+    }
+    let mut import = import
         .allow_plaintext(options.allow_plaintext)
         .progress(&mut progress);
     let mut stdin = io::stdin().lock();

@@ -13,8 +13,8 @@ pub(crate) async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     let policy = RotationPolicy {
-        dek_max_age: i64::from(dek_max_age_days) * DAY,
-        kek_max_age: i64::from(kek_max_age_days) * DAY,
+        dek_max_age: dek_max_age_days * DAY,
+        kek_max_age: kek_max_age_days * DAY,
     };
     let report = vault.key_report(&policy).await?;
     out.print(&report, || table(&report))?;
@@ -42,7 +42,7 @@ fn table(r: &KeyReport) -> String {
             d.version.get(),
             state,
             d.kek_version.get(),
-            d.age / DAY,
+            d.age.as_secs() / DAY.as_secs(),
             d.records,
             flags(&[(d.overdue, "overdue"), (d.below_minimum, "below-minimum")]),
         ));
@@ -56,8 +56,10 @@ fn table(r: &KeyReport) -> String {
             "{:<11} {:<13} {:>8} {:>9} {}\n",
             k.version.get(),
             k.state.as_deref().unwrap_or("not-in-keys"),
-            k.age
-                .map_or_else(|| "-".to_owned(), |a| (a / DAY).to_string()),
+            k.age.map_or_else(
+                || "-".to_owned(),
+                |a| (a.as_secs() / DAY.as_secs()).to_string()
+            ),
             k.wrapped_deks,
             flags(&[(k.overdue, "overdue")]),
         ));

@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use credvault::store::{
-    REENCRYPT_ACTOR, ReencryptOptions, ReencryptReport, RewrapReport, StoreError, Vault,
-};
+use credvault::store::{ReencryptOptions, ReencryptReport, RewrapReport, StoreError, Vault};
 use credvault::{KeyVersion, Keyring};
 use serde::Serialize;
 use serde_json::json;
@@ -109,16 +107,15 @@ pub(crate) async fn reencrypt(
     actor: &str,
     out: Output,
 ) -> Result<(), CliError> {
-    let actor = if actor == DEFAULT_ACTOR {
-        REENCRYPT_ACTOR
-    } else {
-        actor
-    };
-    let options = ReencryptOptions {
+    let mut options = ReencryptOptions {
         batch_size,
-        actor: actor.to_owned(),
         destroy_unused: !keep_retired_keys,
+        ..ReencryptOptions::default()
     };
+    // Without --actor the audit log names the library's re-encryption job.
+    if actor != DEFAULT_ACTOR {
+        options.actor = actor.to_owned();
+    }
     let mut display = ProgressDisplay::stderr("reencrypt", "records");
     let report = vault.reencrypt(&options, |p| display.update(p)).await;
     display.finish();

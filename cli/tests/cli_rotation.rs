@@ -211,7 +211,7 @@ fn report_lists_each_data_key_and_says_what_to_run() {
     );
     let report = json(&a);
     a.code(1);
-    assert_eq!(report["policy"]["dek_max_age"], 86_400);
+    assert_eq!(report["policy"]["dek_max_age_seconds"], 86_400);
     assert_eq!(report["overdue_keys"], 0);
 }
 

@@ -170,3 +170,48 @@ fn with_aad<T>(header: &Header, context: &Context, f: impl FnOnce(&[u8]) -> T) -
         f(&buf)
     }
 }
+
+/// [`seal`] with the AES-256-GCM computed elsewhere (inside an HSM): the same format, header
+/// and associated data, a fresh nonce from the same generator. `gcm(nonce, aad, plaintext)`
+/// returns the ciphertext followed by the 16-byte tag (PKCS#11's `CKM_AES_GCM` output).
+#[cfg(feature = "pkcs11")]
+pub(crate) fn seal_with<E>(
+    key_version: KeyVersion,
+    plaintext: &[u8],
+    context: &Context,
+    gcm: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Result<Vec<u8>, E>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    crate::crypto::rng::try_fill_nonce(&mut nonce)?;
+    let header = Header {
+        algorithm: Algorithm::Aes256Gcm,
+        key_version,
+        nonce,
+    };
+    let sealed = match with_aad(&header, context, |aad| gcm(&nonce, aad, plaintext)) {
+        Ok(sealed) => sealed,
+        Err(e) => return Ok(Err(e)),
+    };
+    if sealed.len() != plaintext.len() + format::TAG_LEN {
+        return Err(CryptoError::DecryptionFailed);
+    }
+    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(&sealed);
+    Ok(Ok(out))
+}
+
+/// [`open`] with the AES-256-GCM computed elsewhere: `gcm(nonce, aad, ciphertext_and_tag)`
+/// returns the plaintext, or fails for a wrong key, context or altered bytes.
+#[cfg(feature = "pkcs11")]
+pub(crate) fn open_with<E>(
+    blob: &[u8],
+    context: &Context,
+    gcm: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<SecretBytes, E>,
+) -> Result<Result<SecretBytes, E>, CryptoError> {
+    let sealed = format::parse(blob)?;
+    let body = &blob[PREFIX_LEN..];
+    Ok(with_aad(&sealed.header, context, |aad| {
+        gcm(&sealed.header.nonce, aad, body)
+    }))
+}

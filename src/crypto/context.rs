@@ -5,10 +5,10 @@ use crate::KeyVersion;
 use crate::crypto::CryptoError;
 
 /// The label of a wrapped DEK's context.
-pub const DEK_LABEL: &[u8] = b"dek";
+pub(crate) const DEK_LABEL: &[u8] = b"dek";
 
 /// The label of a wrapped vault key's context.
-pub const VAULT_KEY_LABEL: &[u8] = b"vault_key";
+pub(crate) const VAULT_KEY_LABEL: &[u8] = b"vault_key";
 
 /// Where a sealed value belongs: a record's (tenant, kind, name), or a wrapped DEK's
 /// ("dek", tenant, DEK version). Opening under any other context fails.

@@ -20,17 +20,17 @@ use crate::KeyVersion;
 use crate::crypto::CryptoError;
 
 /// The two magic bytes, `cv`.
-pub const MAGIC: [u8; 2] = [0x63, 0x76];
+pub(crate) const MAGIC: [u8; 2] = [0x63, 0x76];
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 1;
 /// Length of the part of the header that is fed to GCM as associated data.
-pub const HEADER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 8;
 /// Length of the GCM nonce.
-pub const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 /// Header plus nonce: where the ciphertext starts.
-pub const PREFIX_LEN: usize = HEADER_LEN + NONCE_LEN;
+pub(crate) const PREFIX_LEN: usize = HEADER_LEN + NONCE_LEN;
 /// Length of the GCM tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a sealed record adds to its plaintext.
 pub const OVERHEAD: usize = PREFIX_LEN + TAG_LEN;
 /// Prefix of the text form.

@@ -13,7 +13,7 @@ use crate::secret::SecretBytes;
 use crate::{KeyVersion, TenantId};
 
 /// Length of a data key and of the derived record key.
-pub const DEK_LEN: usize = 32;
+pub(crate) const DEK_LEN: usize = 32;
 /// HKDF `info` label for the record key.
 const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
 
@@ -21,7 +21,7 @@ const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
 ///
 /// `Debug` shows the tenant and versions only.
 #[derive(Clone)]
-pub struct TenantDek {
+pub(crate) struct TenantDek {
     tenant: TenantId,
     version: KeyVersion,
     kek_version: KeyVersion,
@@ -46,7 +46,7 @@ impl TenantDek {
     ///
     /// Whatever the provider reports when unwrapping (destroyed KEK version, wrong context),
     /// or `CryptoError::DecryptionFailed` if the unwrapped key has the wrong length.
-    pub fn unwrap(
+    pub(crate) fn unwrap(
         provider: &dyn KeyProvider,
         shred_secret: &SecretBytes,
         tenant: &TenantId,
@@ -66,12 +66,12 @@ impl TenantDek {
     }
 
     /// The DEK version.
-    pub fn version(&self) -> KeyVersion {
+    pub(crate) fn version(&self) -> KeyVersion {
         self.version
     }
 
     /// The KEK version that wrapped the DEK.
-    pub fn kek_version(&self) -> KeyVersion {
+    pub(crate) fn kek_version(&self) -> KeyVersion {
         self.kek_version
     }
 
@@ -80,7 +80,7 @@ impl TenantDek {
     /// # Errors
     ///
     /// `CryptoError::PlaintextTooLong` past the GCM limit.
-    pub fn seal(&self, plaintext: &[u8], context: &Context) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn seal(&self, plaintext: &[u8], context: &Context) -> Result<Vec<u8>, CryptoError> {
         aead::seal(&self.key, self.version, plaintext, context)
     }
 
@@ -89,7 +89,7 @@ impl TenantDek {
     /// # Errors
     ///
     /// A framing error, or `CryptoError::DecryptionFailed`.
-    pub fn open(&self, blob: &[u8], context: &Context) -> Result<SecretBytes, CryptoError> {
+    pub(crate) fn open(&self, blob: &[u8], context: &Context) -> Result<SecretBytes, CryptoError> {
         aead::open(&self.key, blob, context)
     }
 }
@@ -100,7 +100,7 @@ impl TenantDek {
 /// # Errors
 ///
 /// `CryptoError::RandomnessUnavailable`, or what the provider reports.
-pub fn new_dek_material(
+pub(crate) fn new_dek_material(
     provider: &dyn KeyProvider,
     tenant: &TenantId,
     version: KeyVersion,
@@ -117,7 +117,7 @@ pub fn new_dek_material(
 /// # Errors
 ///
 /// `CryptoError::DecryptionFailed` if the DEK is not 32 bytes (a wrapped key from elsewhere).
-pub fn derive_record_key(
+pub(crate) fn derive_record_key(
     dek: &SecretBytes,
     shred_secret: &SecretBytes,
     tenant: &TenantId,

@@ -10,5 +10,5 @@
 mod dek;
 mod shred;
 
-pub use dek::{DEK_LEN, TenantDek, derive_record_key, new_dek_material};
-pub use shred::{DirTenantKeys, MARKER_FILE, MemoryTenantKeys, SHRED_SECRET_LEN, TenantKeyStore};
+pub(crate) use dek::{TenantDek, new_dek_material};
+pub use shred::{DirTenantKeys, MemoryTenantKeys, TenantKeyStore};

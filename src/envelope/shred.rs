@@ -17,7 +17,7 @@ use crate::keys::KeyError;
 use crate::secret::SecretBytes;
 
 /// Length of a shred secret.
-pub const SHRED_SECRET_LEN: usize = 32;
+pub(crate) const SHRED_SECRET_LEN: usize = 32;
 
 /// Where the per-tenant shred secrets live: somewhere that is *not* in the database's backups.
 ///
@@ -135,7 +135,7 @@ impl TenantKeyStore for MemoryTenantKeys {
 }
 
 /// The marker file that makes a directory a tenant-key store.
-pub const MARKER_FILE: &str = "credvault-tenant-keys.json";
+pub(crate) const MARKER_FILE: &str = "credvault-tenant-keys.json";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,7 +150,7 @@ const MARKER_FORMAT: &str = "credvault-tenant-keys";
 
 /// Shred secrets as one file per tenant in a directory (`0700`; files `0600`, named by the
 /// SHA-256 of the tenant id, holding the secret in URL-safe base64), with a marker file
-/// ([`MARKER_FILE`]) holding the store's random id.
+/// (`credvault-tenant-keys.json`) holding the store's random id.
 ///
 /// The store fails closed: [`open`](Self::open) refuses a missing directory, one without the
 /// marker (an unmounted volume's empty mount point, a mistyped path) and one that group or

@@ -41,12 +41,12 @@ use crate::keys::{KeyError, KeyState, Keyring};
 use crate::secret::SecretString;
 
 /// The `format` field of a key file.
-pub const FORMAT_NAME: &str = "credvault-keyring";
+pub(crate) const FORMAT_NAME: &str = "credvault-keyring";
 /// The key file version this build writes and reads.
-pub const FILE_VERSION: u32 = 1;
+pub(crate) const FILE_VERSION: u32 = 1;
 /// Key files larger than this are refused before parsing (a keyring of thousands of versions
 /// is a few hundred KiB).
-pub const MAX_FILE_LEN: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE_LEN: u64 = 4 * 1024 * 1024;
 /// The environment variable [`Keyring::from_default_env`] reads.
 pub const ENV_VAR: &str = "CREDVAULT_KEYS";
 

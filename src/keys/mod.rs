@@ -3,12 +3,16 @@
 //! A [`Keyring`] holds numbered key versions (primary, decrypt-only, destroyed), seals with
 //! its primary and opens with the version a record names. It loads from and saves to a key
 //! file or an environment variable ([`file`](mod@file)). [`KeyProvider`] is the seam for the
-//! key-encryption key: the local keyring today, an HSM or cloud KMS later. The only I/O here is
-//! reading and writing the key file.
+//! key-encryption key: the local keyring, or a PKCS#11 token ([`pkcs11`], feature `pkcs11`)
+//! that wraps and unwraps inside itself. The only I/O here is reading and writing the key file
+//! and talking to the token.
 
 pub mod file;
 mod keyfile;
 mod keyring;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11;
 mod provider;
 
 use std::path::PathBuf;
@@ -75,6 +79,10 @@ pub enum KeyError {
         /// The variable's name.
         name: String,
     },
+    /// The key service could not answer now (a key call's worker task was lost, a network
+    /// key service timed out): retrying later may succeed. Nothing was changed.
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
     /// A cryptographic or format error while sealing or opening.
     #[error(transparent)]
     Crypto(#[from] CryptoError),

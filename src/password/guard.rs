@@ -1,11 +1,13 @@
 //! Login as one call: throttle, verify (or a dummy verify), count, upgrade.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::SecretString;
 use crate::password::throttle::{Decision, LoginThrottle};
 use crate::password::{PasswordError, PasswordPolicy, Upgrade};
+use crate::store::{Clock, SystemClock};
 
 /// What a login attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,7 @@ pub enum LoginError<E: std::error::Error + 'static> {
 pub struct LoginGuard<T> {
     policy: PasswordPolicy,
     throttle: T,
+    clock: Arc<dyn Clock>,
 }
 
 impl<T> LoginGuard<T>
@@ -94,7 +97,20 @@ where
     /// A guard verifying with `policy` and counting in `throttle` (share one throttle among
     /// all servers: `SqlThrottle` for a database they share).
     pub fn new(policy: PasswordPolicy, throttle: T) -> Self {
-        Self { policy, throttle }
+        Self {
+            policy,
+            throttle,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Reads the time from `clock` instead of the system clock: give it the vault's clock
+    /// ([`Vault::clock`](crate::Vault::clock)) so that lockouts, retention and deadlines all
+    /// follow one clock (a test's [`ManualClock`](crate::store::ManualClock) moves them all).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The policy.
@@ -108,7 +124,8 @@ where
     }
 
     /// One login attempt on `account` from `address` with `password`; `stored_hash` is the
-    /// account's hash, or `None` if there is no such account. Uses the system clock.
+    /// account's hash, or `None` if there is no such account. Reads the guard's clock (the
+    /// system clock unless [`with_clock`](Self::with_clock) set another).
     ///
     /// # Errors
     ///
@@ -122,8 +139,14 @@ where
         password: SecretString,
         stored_hash: Option<&str>,
     ) -> Result<LoginOutcome, LoginError<T::Error>> {
-        self.login_at(account, address, password, stored_hash, SystemTime::now())
-            .await
+        self.login_at(
+            account,
+            address,
+            password,
+            stored_hash,
+            self.clock.system_time(),
+        )
+        .await
     }
 
     /// [`login`](Self::login) at `now` (a shared clock, or a test's).

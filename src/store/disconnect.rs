@@ -394,7 +394,7 @@ impl Tenant {
         let purge_after = self
             .vault
             .now()
-            .saturating_add(self.vault.config().derived_retention);
+            .saturating_add(crate::store::secs(self.vault.config().derived_retention));
         let keys: Vec<RecordKey> = derived.iter().map(|r| r.key.clone()).collect();
         let audit: Vec<_> = keys
             .iter()

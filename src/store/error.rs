@@ -328,7 +328,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         use crate::backend::BackendErrorKind::{ReadOnly, Unavailable};
         match self {
-            Self::RefreshTimedOut { .. } => true,
+            Self::RefreshTimedOut { .. } | Self::Key(KeyError::Unavailable(_)) => true,
             Self::Backend(e) => matches!(e.kind(), Unavailable | ReadOnly),
             _ => false,
         }

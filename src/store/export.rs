@@ -335,7 +335,7 @@ impl Tenant {
     async fn export_tenant(&self, secrets: bool) -> Result<Option<TenantRow>, StoreError> {
         let row = self.vault.backend().tenant(&self.id).await?;
         if secrets && let Some(row) = &row {
-            self.vault.dek(row)?;
+            self.vault.dek(row).await?;
         }
         Ok(row)
     }

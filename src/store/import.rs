@@ -14,7 +14,7 @@ use crate::secret::SecretString;
 use crate::store::{Progress, ProgressClock, SecretKind, StoreError, Vault};
 
 /// The actor the audit log names for imported records unless [`FernetImport::actor`] sets one.
-pub const IMPORT_ACTOR: &str = "job:import";
+pub(crate) const IMPORT_ACTOR: &str = "job:import";
 
 /// How many failures an [`ImportReport`] lists; [`ImportReport::failed`] counts them all.
 pub const MAX_REPORTED_FAILURES: usize = 1000;
@@ -312,7 +312,7 @@ impl Vault {
     /// as old as the service that wrote them. A record that already exists (same tenant,
     /// kind and name) is counted as already present and left as it is, even if it holds
     /// something else: running the import again imports nothing twice. Set the audit actor
-    /// (default [`IMPORT_ACTOR`]), plaintext and a progress callback on the returned
+    /// (default `"job:import"`), plaintext and a progress callback on the returned
     /// [`FernetImport`].
     ///
     /// ```
@@ -374,7 +374,7 @@ where
     R: SecretKind,
     F: FnMut(SecretString, &LegacyValue) -> Result<R, MapError>,
 {
-    /// Who the audit log says imported the records. Default: [`IMPORT_ACTOR`].
+    /// Who the audit log says imported the records. Default: `"job:import"`.
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = actor.into();
         self

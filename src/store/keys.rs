@@ -62,14 +62,14 @@ impl Vault {
     /// application's transaction for a `*_in` call: on SQLite, a second connection would wait
     /// for the write lock that transaction holds).
     pub(crate) async fn check_keys_on(&self, on: &mut On<'_>) -> Result<KeyRegistry, StoreError> {
-        match self.kek().reload() {
+        match self.kek_reload().await {
             Ok(_) => {}
             // Keep working with the keys in hand; the error is the operator's to see.
             Err(e) => tracing::warn!(error = %e, "reloading the key provider failed"),
         }
         let registry = self.backend().key_registry().await?;
         let presented = self.presented_keys(&registry).await?;
-        let store_id = self.inner.tenant_keys.identity()?;
+        let store_id = self.tenant_keys_identity().await?;
         match registry.get(KeyRole::TenantKeys, 0) {
             Some(recorded) if recorded.fingerprint != store_id => {
                 return Err(StoreError::TenantKeyStoreMismatch {
@@ -176,7 +176,7 @@ impl Vault {
     async fn presented_keys(&self, registry: &KeyRegistry) -> Result<Vec<KeyIdentity>, StoreError> {
         let now = self.now();
         let mut out = Vec::new();
-        let mut infos = self.kek().key_infos();
+        let mut infos = self.kek_infos().await?;
         if infos.is_empty() {
             // A provider that cannot list its versions: at least its primary.
             infos = vec![crate::keys::KeyInfo {
@@ -187,7 +187,7 @@ impl Vault {
             }];
         }
         for info in infos.iter().filter(|i| i.state != KeyState::Destroyed) {
-            let Some(fingerprint) = self.kek().fingerprint(info.version)? else {
+            let Some(fingerprint) = self.kek_fingerprint(info.version).await? else {
                 continue;
             };
             let identity = KeyIdentity {
@@ -238,7 +238,7 @@ impl Vault {
         };
         let wrapped = dek.wrapped_dek.as_deref().unwrap_or_default();
         let ctx = Context::wrapped_dek(dek.tenant.as_str(), dek.version)?;
-        match self.kek().unwrap_key(wrapped, &ctx) {
+        match self.kek_unwrap(wrapped, &ctx).await {
             Ok(_) => Ok(()),
             Err(KeyError::Crypto(_)) => Err(StoreError::KeyCannotUnwrap {
                 provider: self.kek().describe(),
@@ -261,7 +261,7 @@ impl Vault {
                 .tenant(tenant)
                 .await?
                 .is_none_or(|t| t.shredded_at.is_some());
-            if !shredded && self.inner.tenant_keys.get(tenant)?.is_none() {
+            if !shredded && !self.has_shred_secret(tenant).await? {
                 return Err(StoreError::TenantKeyStoreMismatch {
                     store: self.inner.tenant_keys.describe(),
                     problem: format!(

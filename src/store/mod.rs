@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod import;
 mod keys;
+mod offload;
 mod on;
 mod open;
 mod progress;
@@ -28,6 +29,7 @@ mod vault_keys;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 pub use audit::ReadAudit;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -37,51 +39,62 @@ pub use disconnect::{
 pub use error::{KeyKind, StoreError};
 pub use export::{AUDIT_CSV_HEADER, CSV_HEADER, ExportOptions, ExportReport};
 pub use import::{
-    FailureCause, FernetImport, IMPORT_ACTOR, ImportError, ImportFailure, ImportReport,
-    LegacyPayload, LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
+    FailureCause, FernetImport, ImportError, ImportFailure, ImportReport, LegacyPayload,
+    LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
 };
 pub use progress::Progress;
 pub(crate) use progress::ProgressClock;
 pub use purger::{DEFAULT_PURGE_MARGIN, PurgerConfig, PurgerHandle, PurgerStatus};
 pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCookies};
 pub use report::{DekState, DekStatus, KekStatus, KeyReport, RotationPolicy};
-pub use retention::{PURGE_ACTOR, PurgeReport, TenantDeletion};
+pub use retention::{PurgeReport, TenantDeletion};
 pub use rotate::{
-    MAX_LISTED_FAILURES, REENCRYPT_ACTOR, ROTATE_ACTOR, ReencryptFailure, ReencryptOptions,
-    ReencryptReport, RewrapFailure, RewrapReport,
+    MAX_LISTED_FAILURES, ReencryptFailure, ReencryptOptions, ReencryptReport, RewrapFailure,
+    RewrapReport,
 };
 pub use tenant::{Listing, RecordInfo, Tenant, Versioned};
 
 use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, TenantRow};
-use crate::envelope::{TenantDek, TenantKeyStore, new_dek_material};
+use crate::envelope::{TenantDek, TenantKeyStore};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
 pub(crate) use on::On;
 
-/// Seconds in a day.
-pub const DAY: i64 = 86_400;
+/// A day, for retention settings: `.grace_period(30 * DAY)`.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// A duration as whole seconds for arithmetic on Unix-second instants (saturating: a
+/// duration past `i64::MAX` seconds is "forever").
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Serialises a duration as whole seconds (reports name such fields `*_seconds`).
+pub(crate) fn whole_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
 
 /// The vault's settings. Every field has a documented default; set them on [`VaultBuilder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultConfig {
-    /// The promise for a deleted tenant, in seconds: "permanently erased within" this time of
+    /// The promise for a deleted tenant: "permanently erased within" this time of
     /// [`Vault::delete_tenant`]. Until then (less the purge runner's lead, see
     /// [`PurgerConfig`]) the tenant can still be exported or restored. Default: 30 days.
-    pub grace_period: i64,
+    pub grace_period: Duration,
     /// How long audit rows are kept. Default: 90 days.
-    pub audit_retention: i64,
+    pub audit_retention: Duration,
     /// The promise for derived data ([`DerivedData`] and the kinds in `derived_kinds`) after
-    /// a disconnect, in seconds: "purged within" this time. A purge on a schedule
+    /// a disconnect: "purged within" this time. A purge on a schedule
     /// ([`Vault::spawn_purger`], [`Vault::purge_on_schedule`]) deletes it one interval plus
     /// margin before. Default: 24 hours.
-    pub derived_retention: i64,
+    pub derived_retention: Duration,
     /// Kinds treated as derived data on disconnect. Default: `["derived"]`.
     pub derived_kinds: Vec<String>,
     /// How reads are audited. Default: buffered, batches of 64.
     pub read_audit: ReadAudit,
     /// How long a refresh may hold its lease before another process may take over.
     /// Default: 30 seconds.
-    pub refresh_lease: i64,
+    pub refresh_lease: Duration,
     /// The largest serialised record accepted. Default: 1 MiB.
     pub max_payload: usize,
     /// Who the audit log names when a tenant handle sets no actor. Default: `"app"`. Checked
@@ -90,15 +103,15 @@ pub struct VaultConfig {
     /// How long a tenant's row (its wrapped key and deletion state) is reused from memory
     /// before it is read again. A tenant deleted or restored by *another* process is noticed
     /// within this time; this process notices at once. Default: 1 second.
-    pub tenant_cache_ttl: std::time::Duration,
+    pub tenant_cache_ttl: Duration,
     /// How often a vault handle checks its keys against the vault's records again (and asks
     /// its key provider to reload a rotated key file, and registers its primary KEK version
     /// as in use). Default: 60 seconds.
-    pub key_check_interval: std::time::Duration,
+    pub key_check_interval: Duration,
     /// How long a KEK version must have gone unregistered as any process's primary before
     /// [`Vault::destroy_kek`] destroys it. Keep it well above `key_check_interval`.
     /// Default: 15 minutes.
-    pub kek_quiet_period: std::time::Duration,
+    pub kek_quiet_period: Duration,
 }
 
 impl Default for VaultConfig {
@@ -109,12 +122,12 @@ impl Default for VaultConfig {
             derived_retention: DAY,
             derived_kinds: vec![DerivedData::KIND.to_owned()],
             read_audit: ReadAudit::default(),
-            refresh_lease: 30,
+            refresh_lease: Duration::from_secs(30),
             max_payload: 1 << 20,
             default_actor: "app".to_owned(),
-            tenant_cache_ttl: std::time::Duration::from_secs(1),
-            key_check_interval: std::time::Duration::from_secs(60),
-            kek_quiet_period: std::time::Duration::from_secs(15 * 60),
+            tenant_cache_ttl: Duration::from_secs(1),
+            key_check_interval: Duration::from_secs(60),
+            kek_quiet_period: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -138,23 +151,23 @@ impl VaultBuilder {
         self
     }
 
-    /// The deletion promise for a tenant, in seconds (default 30 days): see
+    /// The deletion promise for a tenant (default 30 days): see
     /// [`VaultConfig::grace_period`].
-    pub fn grace_period(mut self, seconds: i64) -> Self {
-        self.config.grace_period = seconds;
+    pub fn grace_period(mut self, period: Duration) -> Self {
+        self.config.grace_period = period;
         self
     }
 
-    /// Audit retention, in seconds (default 90 days).
-    pub fn audit_retention(mut self, seconds: i64) -> Self {
-        self.config.audit_retention = seconds;
+    /// Audit retention (default 90 days).
+    pub fn audit_retention(mut self, period: Duration) -> Self {
+        self.config.audit_retention = period;
         self
     }
 
-    /// The deletion promise for derived data after a disconnect, in seconds (default 24
-    /// hours): see [`VaultConfig::derived_retention`].
-    pub fn derived_retention(mut self, seconds: i64) -> Self {
-        self.config.derived_retention = seconds;
+    /// The deletion promise for derived data after a disconnect (default 24 hours): see
+    /// [`VaultConfig::derived_retention`].
+    pub fn derived_retention(mut self, period: Duration) -> Self {
+        self.config.derived_retention = period;
         self
     }
 
@@ -172,7 +185,7 @@ impl VaultBuilder {
 
     /// How long a KEK version must have gone unregistered as any process's primary before
     /// [`Vault::destroy_kek`] destroys it (default 15 minutes).
-    pub fn kek_quiet_period(mut self, period: std::time::Duration) -> Self {
+    pub fn kek_quiet_period(mut self, period: Duration) -> Self {
         self.config.kek_quiet_period = period;
         self
     }
@@ -234,7 +247,7 @@ pub struct Vault {
 }
 
 /// A cached data key: (tenant, DEK version, tenant creation time).
-type DekCacheKey = (TenantId, KeyVersion, i64);
+pub(crate) type DekCacheKey = (TenantId, KeyVersion, i64);
 
 /// A cached data key, with the wrapped bytes it was unwrapped from.
 type CachedDek = (Vec<u8>, Arc<TenantDek>);
@@ -314,9 +327,16 @@ impl Vault {
         &self.inner.config
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &dyn Backend {
+    /// The backend (the raw storage layer: crate-internal, the vault's methods are the API).
+    pub(crate) fn backend(&self) -> &dyn Backend {
         self.inner.backend.as_ref()
+    }
+
+    /// The vault's clock (set on the builder): every instant the vault records or compares
+    /// (deadlines, expiries, leases, audit times, key ages) comes from it. Hand it to
+    /// [`LoginGuard::with_clock`](crate::password::LoginGuard::with_clock) so logins follow it too.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.inner.clock)
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -438,7 +458,7 @@ impl Vault {
             Err(StoreError::UnknownTenant(_)) => {}
             other => return other,
         }
-        self.inner.tenant_keys.get_or_create(tenant)?;
+        self.ensure_shred_secret(tenant).await?;
         let stored = match self.insert_tenant(on, tenant, actor).await {
             // A newer KEK is in use elsewhere: pick it up (reload, check) and wrap again.
             Err(e) if keys::is_stale_key(&e) && self.catch_up_kek(on).await? => {
@@ -464,7 +484,7 @@ impl Vault {
         actor: &str,
     ) -> Result<TenantRow, StoreError> {
         let version = KeyVersion::FIRST;
-        let wrapped = new_dek_material(self.inner.kek.as_ref(), tenant, version)?;
+        let wrapped = self.new_wrapped_dek(tenant, version).await?;
         // The version the wrapped key's header names (a reload may change the primary while
         // this runs).
         let kek_version = crate::crypto::format::parse(&wrapped)?.header.key_version;
@@ -486,7 +506,7 @@ impl Vault {
     }
 
     /// The ready record key of a tenant's current DEK, from the cache or unwrapped now.
-    pub(crate) fn dek(&self, row: &TenantRow) -> Result<Arc<TenantDek>, StoreError> {
+    pub(crate) async fn dek(&self, row: &TenantRow) -> Result<Arc<TenantDek>, StoreError> {
         self.dek_from(
             &row.tenant,
             row.created_at,
@@ -494,10 +514,11 @@ impl Vault {
             &row.wrapped_dek,
             true,
         )
+        .await
     }
 
     /// [`dek`](Self::dek) of a row read on `on`: not cached if the row may be uncommitted.
-    pub(crate) fn dek_on(
+    pub(crate) async fn dek_on(
         &self,
         on: &On<'_>,
         row: &TenantRow,
@@ -509,12 +530,13 @@ impl Vault {
             &row.wrapped_dek,
             !on.joined(),
         )
+        .await
     }
 
     /// The ready record key of DEK `version` (wrapped as `wrapped`) of the tenant created at
     /// `created_at`, from the cache (if it was unwrapped from the same bytes) or unwrapped now
     /// (and cached if `keep`).
-    pub(crate) fn dek_from(
+    pub(crate) async fn dek_from(
         &self,
         tenant: &TenantId,
         created_at: i64,
@@ -526,26 +548,21 @@ impl Vault {
         if let Some(dek) = self.cached_dek(&cache_key, Some(wrapped)) {
             return Ok(dek);
         }
-        let shred = self
-            .inner
-            .tenant_keys
-            .get(tenant)?
-            .ok_or_else(|| StoreError::TenantShredded(tenant.clone()))?;
-        let unwrap =
-            || TenantDek::unwrap(self.inner.kek.as_ref(), &shred, tenant, version, wrapped);
-        let dek = Arc::new(match unwrap() {
+        let shredded = || StoreError::TenantShredded(tenant.clone());
+        let dek = match self.unwrap_tenant_dek(tenant, version, wrapped).await {
             // Wrapped under a KEK version this process does not have yet (rotated elsewhere):
             // reload the provider once and try again.
-            Err(KeyError::UnknownVersion(_)) if self.inner.kek.reload()? => {
+            Err(KeyError::UnknownVersion(_)) if self.kek_reload().await? => {
                 // New keys are checked against the vault's record before anything is
                 // wrapped with them: the next operation runs the key check.
                 if let Ok(mut at) = self.inner.key_check.lock() {
                     *at = None;
                 }
-                unwrap()?
+                self.unwrap_tenant_dek(tenant, version, wrapped).await?
             }
             other => other?,
-        });
+        };
+        let dek = Arc::new(dek.ok_or_else(shredded)?);
         if keep && let Ok(mut m) = self.inner.deks.write() {
             m.insert(cache_key, (wrapped.to_vec(), Arc::clone(&dek)));
         }
@@ -570,6 +587,7 @@ impl Vault {
                     &row.wrapped_dek,
                     keep,
                 )
+                .await
                 .map(Some);
         }
         if let Some(dek) = self.cached_dek(&(row.tenant.clone(), version, row.created_at), None) {
@@ -583,6 +601,7 @@ impl Vault {
                 ..
             }) => self
                 .dek_from(&row.tenant, row.created_at, version, wrapped, true)
+                .await
                 .map(Some),
             _ => Ok(None),
         }
@@ -592,7 +611,11 @@ impl Vault {
     /// before (a poisoned cache is a miss).
     /// The cached data key for `key`; with `wrapped`, only if it was unwrapped from exactly
     /// those bytes (a cache entry never outlives a change of the tenant's wrapped key).
-    fn cached_dek(&self, key: &DekCacheKey, wrapped: Option<&[u8]>) -> Option<Arc<TenantDek>> {
+    pub(crate) fn cached_dek(
+        &self,
+        key: &DekCacheKey,
+        wrapped: Option<&[u8]>,
+    ) -> Option<Arc<TenantDek>> {
         let cache = self.inner.deks.read().ok()?;
         let (w, dek) = cache.get(key)?;
         wrapped

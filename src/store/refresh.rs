@@ -5,13 +5,13 @@
 //! clearing the lease. Everyone else who finds the token expiring sees the lease, waits, and
 //! reads the new token. Providers rotate refresh tokens: two concurrent refreshes would spend
 //! the same refresh token twice and one of the new tokens would be lost, disconnecting the
-//! user. A holder that dies leaves a lease that expires after `refresh_lease` seconds.
+//! user. A holder that dies leaves a lease that expires after `refresh_lease`.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::backend::{AuditAction, BackendErrorKind, RecordKey, SecretRow};
-use crate::store::{OAuthToken, On, StoreError, Tenant, Versioned};
+use crate::store::{OAuthToken, On, StoreError, Tenant, Versioned, secs};
 
 /// First wait between looks at a record whose refresh is in progress elsewhere.
 const FIRST_WAIT: Duration = Duration::from_millis(10);
@@ -19,7 +19,7 @@ const FIRST_WAIT: Duration = Duration::from_millis(10);
 const MAX_WAIT: Duration = Duration::from_millis(250);
 
 impl Tenant {
-    /// The OAuth token `name`, refreshed first if it expires within `min_validity` seconds.
+    /// The OAuth token `name`, refreshed first if it expires within `min_validity`.
     ///
     /// `refresh` receives the current token and returns the new one (call the provider's token
     /// endpoint there). Among all tasks and processes sharing the database, one refresh runs
@@ -41,7 +41,7 @@ impl Tenant {
     pub async fn refresh<F, Fut, E>(
         &self,
         name: &str,
-        min_validity: i64,
+        min_validity: Duration,
         refresh: F,
     ) -> Result<Versioned<OAuthToken>, StoreError>
     where
@@ -51,8 +51,7 @@ impl Tenant {
     {
         let key = self.key::<OAuthToken>(name)?;
         let lease = self.vault.config().refresh_lease;
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(u64::try_from(lease).unwrap_or(0).saturating_add(5));
+        let deadline = tokio::time::Instant::now() + lease.saturating_add(Duration::from_secs(5));
         let mut wait = FIRST_WAIT;
         loop {
             let tenant = match self.vault.active_tenant(&self.id).await {
@@ -64,7 +63,7 @@ impl Tenant {
             let now = self.vault.now();
             let fresh = token
                 .expires_at
-                .is_none_or(|e| e > now.saturating_add(min_validity));
+                .is_none_or(|e| e > now.saturating_add(secs(min_validity)));
             if fresh {
                 // Returning a stored token is a read, audited as `get` reads are.
                 self.vault
@@ -90,7 +89,7 @@ impl Tenant {
             // Take the lease: same sealed payload, next version, lease set.
             let mut leased = row.clone();
             leased.version = row.version.saturating_add(1);
-            leased.lease_until = Some(now.saturating_add(lease));
+            leased.lease_until = Some(now.saturating_add(secs(lease)));
             let audit = [self.audit(&key, AuditAction::RefreshLease, "ok")];
             match self
                 .vault

@@ -3,22 +3,27 @@
 //! operator shows an auditor.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::backend::RecordCount;
 use crate::keys::KeyState;
 use crate::store::rotate::DekPages;
-use crate::store::{DAY, StoreError, Vault};
+use crate::store::{DAY, StoreError, Vault, whole_seconds};
 use crate::{KeyVersion, TenantId};
 
 /// How old keys may get before the report calls them overdue for rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RotationPolicy {
-    /// Maximum age of a tenant's current data key, in seconds. Default: 90 days.
-    pub dek_max_age: i64,
-    /// Maximum age of the primary key-encryption key, in seconds. Default: 365 days.
-    pub kek_max_age: i64,
+    /// Maximum age of a tenant's current data key. Default: 90 days. Serialised as whole
+    /// seconds, `dek_max_age_seconds`.
+    #[serde(rename = "dek_max_age_seconds", serialize_with = "whole_seconds")]
+    pub dek_max_age: Duration,
+    /// Maximum age of the primary key-encryption key. Default: 365 days. Serialised as whole
+    /// seconds, `kek_max_age_seconds`.
+    #[serde(rename = "kek_max_age_seconds", serialize_with = "whole_seconds")]
+    pub kek_max_age: Duration,
 }
 
 impl Default for RotationPolicy {
@@ -53,8 +58,10 @@ pub struct DekStatus {
     pub state: DekState,
     /// The KEK version that wraps it.
     pub kek_version: KeyVersion,
-    /// Its age in seconds.
-    pub age: i64,
+    /// Its age (0 if it was made "after" the report's clock). Serialised as whole seconds,
+    /// `age_seconds`.
+    #[serde(rename = "age_seconds", serialize_with = "whole_seconds")]
+    pub age: Duration,
     /// Current and older than the policy allows.
     pub overdue: bool,
     /// Below the tenant's minimum version (records sealed with it are refused).
@@ -70,8 +77,10 @@ pub struct KekStatus {
     pub version: KeyVersion,
     /// Its state in the key provider (`None`: the provider does not list it).
     pub state: Option<String>,
-    /// Its age in seconds, if the provider knows when it was made.
-    pub age: Option<i64>,
+    /// Its age, if the provider knows when it was made. Serialised as whole seconds (or
+    /// null), `age_seconds`.
+    #[serde(rename = "age_seconds", serialize_with = "whole_seconds_opt")]
+    pub age: Option<Duration>,
     /// Primary and older than the policy allows.
     pub overdue: bool,
     /// Data keys (current and retired) wrapped under it.
@@ -158,7 +167,7 @@ impl Vault {
                  }| ((tenant, dek_version), records),
             )
             .collect();
-        let infos = self.kek().key_infos();
+        let infos = self.kek_infos().await?;
         let unusable_kek = |v: KeyVersion| {
             infos
                 .iter()
@@ -204,7 +213,7 @@ impl Vault {
                     .get(&dek.tenant)
                     .copied()
                     .unwrap_or(KeyVersion::FIRST);
-                let age = now.saturating_sub(dek.created_at);
+                let age = age(now, dek.created_at);
                 let overdue = state == DekState::Current && age > policy.dek_max_age;
                 let below_minimum = dek.version < minimum;
                 match state {
@@ -260,7 +269,7 @@ fn kek_statuses(
         .into_iter()
         .map(|version| {
             let info = infos.iter().find(|i| i.version == version);
-            let age = info.map(|i| now.saturating_sub(i64::try_from(i.created_at).unwrap_or(0)));
+            let age = info.map(|i| age(now, i64::try_from(i.created_at).unwrap_or(i64::MAX)));
             KekStatus {
                 version,
                 state: info.map(|i| i.state.as_str().to_owned()),
@@ -271,4 +280,16 @@ fn kek_statuses(
             }
         })
         .collect()
+}
+
+/// The time from `created_at` to `now` (Unix seconds), 0 if `created_at` is later.
+fn age(now: i64, created_at: i64) -> Duration {
+    Duration::from_secs(u64::try_from(now.saturating_sub(created_at)).unwrap_or(0))
+}
+
+fn whole_seconds_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs()),
+        None => s.serialize_none(),
+    }
 }

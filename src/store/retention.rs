@@ -6,7 +6,7 @@ use crate::TenantId;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::backend::VaultConnection;
 use crate::backend::{AuditAction, BackendErrorKind, RowFault, UnreadableRow};
-use crate::store::{On, PurgerConfig, Revoker, StoreError, Tenant, Vault};
+use crate::store::{On, PurgerConfig, Revoker, StoreError, Tenant, Vault, secs};
 
 /// What one run of [`Vault::purge`] did. Serialised with these field names (tenants as their
 /// ids).
@@ -16,7 +16,10 @@ pub struct PurgeReport {
     /// its promised deadline (a deleted tenant's `purge_after`, a derived record's). Zero when
     /// every promise was kept; anything else means the purge ran too rarely or failed.
     /// Serialised as whole seconds, `oldest_overdue_seconds`.
-    #[serde(rename = "oldest_overdue_seconds", serialize_with = "whole_seconds")]
+    #[serde(
+        rename = "oldest_overdue_seconds",
+        serialize_with = "crate::store::whole_seconds"
+    )]
     pub oldest_overdue: Duration,
     /// OAuth tokens of deleted tenants whose revocation the run retried and the revoker now
     /// accepted (then deleted).
@@ -40,12 +43,8 @@ pub struct PurgeReport {
     pub unreadable: Vec<UnreadableRow>,
 }
 
-fn whole_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
-}
-
 /// The actor the purge job writes into the audit log.
-pub const PURGE_ACTOR: &str = "job:purge";
+pub(crate) const PURGE_ACTOR: &str = "job:purge";
 
 /// What [`Vault::delete_tenant_with`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +194,7 @@ impl Vault {
                 }
             }
         }
-        let purge_after = now.saturating_add(self.config().grace_period);
+        let purge_after = now.saturating_add(secs(self.config().grace_period));
         let audit = [self.tenant_audit(&id, AuditAction::TenantDelete, actor, "ok")];
         let found = on
             .set_tenant_deletion(self, &id, Some(now), Some(purge_after), &audit)
@@ -288,8 +287,7 @@ impl Vault {
     /// The lead a schedule needs, in whole seconds, after checking it against the promises.
     pub(crate) fn schedule_lead(&self, schedule: &PurgerConfig) -> Result<i64, StoreError> {
         let config = self.config();
-        let shortest = config.grace_period.min(config.derived_retention);
-        let promise = Duration::from_secs(u64::try_from(shortest).unwrap_or(0));
+        let promise = config.grace_period.min(config.derived_retention);
         let lead = schedule.lead();
         if schedule.interval.is_zero() || lead >= promise {
             return Err(StoreError::InvalidPurgeSchedule {
@@ -388,7 +386,7 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             };
             if row.shredded_at.is_none() {
-                if self.inner.tenant_keys.get(&tenant)?.is_none() {
+                if !self.has_shred_secret(&tenant).await? {
                     let audit = [self.tenant_audit(
                         &tenant,
                         AuditAction::TenantPurge,
@@ -409,7 +407,7 @@ impl Vault {
             }
             // The shred secret goes before the rows: once it is gone, no copy of the rows
             // opens, even if the process dies before they are deleted.
-            self.inner.tenant_keys.destroy(&tenant)?;
+            self.destroy_shred_secret(&tenant).await?;
             self.forget_tenant(&tenant);
             let audit = [self.tenant_audit(&tenant, AuditAction::TenantPurge, PURGE_ACTOR, "ok")];
             report.tenant_records += self.backend().purge_tenant(&tenant, &audit).await?;
@@ -423,7 +421,7 @@ impl Vault {
         self.flush_audit().await?;
         report.audit_rows = self
             .backend()
-            .purge_audit(now.saturating_sub(self.config().audit_retention))
+            .purge_audit(now.saturating_sub(secs(self.config().audit_retention)))
             .await?;
         if !report.tenants.is_empty() || report.expired_records > 0 || report.audit_rows > 0 {
             self.flush_deleted().await?;

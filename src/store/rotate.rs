@@ -9,20 +9,48 @@
 //! data key it was claimed with, and the application's own writes always seal with the
 //! tenant's current data key, so no application write is lost or left under an old key.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::backend::{
     AuditAction, AuditRow, BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError,
     Resealed, RowCursor, StaleRecord, UnreadableRow,
 };
 use crate::crypto::Context;
-use crate::envelope::new_dek_material;
+use crate::envelope::TenantDek;
 use crate::keys::Keyring;
-use crate::store::{KeyKind, On, Progress, ProgressClock, StoreError, Vault};
+use crate::store::{DekCacheKey, KeyKind, On, Progress, ProgressClock, StoreError, Vault};
 use crate::{KeyVersion, TenantId};
 
 /// Who the audit log names for the re-encryption job's writes.
-pub const REENCRYPT_ACTOR: &str = "job:reencrypt";
+pub(crate) const REENCRYPT_ACTOR: &str = "job:reencrypt";
 /// Who the audit log names for key rotation (new data keys, rewraps, destroyed data keys).
-pub const ROTATE_ACTOR: &str = "job:rotate";
+pub(crate) const ROTATE_ACTOR: &str = "job:rotate";
+/// The data keys a re-encryption batch uses, unwrapped before the batch (re)runs: its reseal
+/// step runs inside the batch's transaction and cannot await a key call.
+#[derive(Default)]
+struct BatchKeys {
+    /// Keys unwrapped for the batch, or why they could not be.
+    ready: HashMap<DekCacheKey, Result<Arc<TenantDek>, ResealError>>,
+    /// Keys a reseal lacked, with their wrapped bytes.
+    wanted: Vec<(DekCacheKey, Vec<u8>)>,
+}
+
+impl BatchKeys {
+    fn take_wanted(&mut self) -> Vec<(DekCacheKey, Vec<u8>)> {
+        let mut wanted = std::mem::take(&mut self.wanted);
+        wanted.sort_by(|a, b| a.0.cmp(&b.0));
+        wanted.dedup_by(|a, b| a.0 == b.0);
+        wanted
+    }
+}
+
+/// A reseal that needs a data key not unwrapped yet: the record is left for the batch's next
+/// run, never reported as a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("data key not unwrapped yet")]
+struct KeyNotReady;
+
 /// Data keys read per page when walking every tenant's keys.
 pub(crate) const DEK_PAGE: u32 = 500;
 /// Every data key of every tenant (current and retired, destroyed ones too), a page at a time
@@ -63,7 +91,7 @@ pub struct ReencryptOptions {
     /// Records claimed, resealed and committed per transaction. Default: 500. Memory use is
     /// proportional to it, never to the number of records.
     pub batch_size: u32,
-    /// Who the audit rows name. Default: [`REENCRYPT_ACTOR`].
+    /// Who the audit rows name. Default: `"job:reencrypt"`.
     pub actor: String,
     /// Destroy each retired data key that no record needs any more when the job ends.
     /// Default: `true`.
@@ -306,6 +334,21 @@ impl Vault {
         keyring: &mut Keyring,
         version: KeyVersion,
     ) -> Result<(), StoreError> {
+        self.destroy_kek_with(version, |v| keyring.destroy(v)).await
+    }
+
+    /// [`destroy_kek`](Self::destroy_kek) for a KEK that lives elsewhere (an HSM:
+    /// [`Pkcs11Keys::destroy`](crate::keys::pkcs11::Pkcs11Keys::destroy)): the same checks,
+    /// then `destroy(version)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`destroy_kek`](Self::destroy_kek), with `destroy`'s refusal.
+    pub async fn destroy_kek_with(
+        &self,
+        version: KeyVersion,
+        destroy: impl FnOnce(KeyVersion) -> Result<(), crate::keys::KeyError>,
+    ) -> Result<(), StoreError> {
         let count = self.kek_usage(version).await?;
         if count > 0 {
             return Err(StoreError::KeyInUse {
@@ -330,7 +373,7 @@ impl Vault {
                 });
             }
         }
-        keyring.destroy(version)?;
+        destroy(version)?;
         Ok(())
     }
 
@@ -424,6 +467,16 @@ impl Vault {
         }
     }
 
+    /// How many records are not sealed with their tenant's current data key: what
+    /// [`reencrypt`](Self::reencrypt) has left to do (0 once a rotation is complete).
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub async fn stale_records(&self) -> Result<u64, StoreError> {
+        Ok(self.backend().count_stale().await?)
+    }
+
     /// Moves every record that is not sealed with its tenant's current data key to it, in
     /// batches of `options.batch_size`, each committed atomically; then (by default) destroys
     /// the retired data keys nothing needs any more. `progress` is called after every batch.
@@ -453,7 +506,11 @@ impl Vault {
             total,
             ..ReencryptReport::default()
         };
-        let reseal = |stale: &StaleRecord| self.reseal(stale).map_err(ResealError::new);
+        // The backend calls `reseal` inside the batch's transaction, where no key call can be
+        // awaited: it uses keys unwrapped before, and names the ones it lacks; those are
+        // unwrapped (off the runtime) and the batch runs again.
+        let keys = Mutex::new(BatchKeys::default());
+        let reseal = |stale: &StaleRecord| self.reseal(stale, &keys);
         // Passes over the key space until one reseals nothing: a pass skips what other
         // workers hold and what the application rewrote under a stale key meanwhile.
         loop {
@@ -464,7 +521,7 @@ impl Vault {
             let mut failed = 0u64;
             loop {
                 let request = BatchRequest {
-                    after: after.take(),
+                    after: after.clone(),
                     limit,
                     now: self.now(),
                     actor: &options.actor,
@@ -475,6 +532,16 @@ impl Vault {
                 report.resealed += out.resealed;
                 report.changed += out.changed;
                 pass_resealed += out.resealed;
+                let wanted = keys.lock().map(|mut k| k.take_wanted()).unwrap_or_default();
+                if !wanted.is_empty() {
+                    // The batch again, from the same place, once its keys are ready (what it
+                    // resealed already is no longer stale).
+                    self.unwrap_batch_keys(&keys, wanted).await;
+                    continue;
+                }
+                if let Ok(mut k) = keys.lock() {
+                    *k = BatchKeys::default();
+                }
                 failed +=
                     u64::try_from(out.failed.len() + out.unreadable.len()).unwrap_or(u64::MAX);
                 for u in out.unreadable {
@@ -518,10 +585,15 @@ impl Vault {
     }
 
     /// Opens a stale record with the data key that sealed it and seals it with its tenant's
-    /// current one (called inside the batch's transaction; pure crypto, no I/O).
-    fn reseal(&self, stale: &StaleRecord) -> Result<Resealed, StoreError> {
+    /// current one (called inside the batch's transaction; pure crypto, no I/O: a key not
+    /// unwrapped yet is named in `keys` and the record left for the batch's next run).
+    fn reseal(
+        &self,
+        stale: &StaleRecord,
+        keys: &Mutex<BatchKeys>,
+    ) -> Result<Resealed, ResealError> {
         let (row, tenant) = (stale, &stale.tenant);
-        let refuse = |reason: String| StoreError::KeyRefused(reason);
+        let refuse = |reason: String| ResealError::new(StoreError::KeyRefused(reason));
         if row.dek_version < tenant.min_dek_version {
             return Err(refuse(format!(
                 "sealed with data key version {}, below the tenant's minimum {}",
@@ -533,7 +605,11 @@ impl Vault {
                 wrapped_dek: Some(wrapped),
                 version,
                 ..
-            }) => self.dek_from(&tenant.tenant, tenant.created_at, *version, wrapped, true)?,
+            }) => self.batch_dek(
+                keys,
+                (tenant.tenant.clone(), *version, tenant.created_at),
+                wrapped,
+            )?,
             Some(_) => {
                 return Err(refuse(format!(
                     "sealed with data key version {}, which was destroyed",
@@ -547,20 +623,67 @@ impl Vault {
                 )));
             }
         };
-        let new = self.dek(tenant)?;
+        let new = self.batch_dek(
+            keys,
+            (tenant.tenant.clone(), tenant.dek_version, tenant.created_at),
+            &tenant.wrapped_dek,
+        )?;
         let ctx = Context::record(
             row.key.tenant.as_str(),
             row.key.kind.as_str(),
             row.key.name.as_str(),
-        )?;
+        )
+        .map_err(|e| ResealError::new(StoreError::from(e)))?;
         let plain = old
             .open(&row.sealed, &ctx)
             .map_err(|e| refuse(format!("does not open: {e}")))?;
         Ok(Resealed {
-            sealed: new.seal(plain.expose_secret(), &ctx)?,
+            sealed: new
+                .seal(plain.expose_secret(), &ctx)
+                .map_err(|e| ResealError::new(StoreError::from(e)))?,
             dek_version: new.version(),
             kek_version: new.kek_version(),
         })
+    }
+
+    /// The data key `key` (wrapped as `wrapped`) for a reseal: from the vault's cache or the
+    /// batch's keys; else its unwrap failure, or (first time) [`KeyNotReady`] with the key
+    /// named in `keys` for [`unwrap_batch_keys`](Self::unwrap_batch_keys).
+    fn batch_dek(
+        &self,
+        keys: &Mutex<BatchKeys>,
+        key: DekCacheKey,
+        wrapped: &[u8],
+    ) -> Result<Arc<TenantDek>, ResealError> {
+        if let Some(dek) = self.cached_dek(&key, Some(wrapped)) {
+            return Ok(dek);
+        }
+        let mut keys = keys
+            .lock()
+            .map_err(|_| ResealError::new("the re-encryption job's key list is poisoned"))?;
+        if let Some(ready) = keys.ready.get(&key) {
+            return ready.clone();
+        }
+        keys.wanted.push((key, wrapped.to_vec()));
+        Err(ResealError::new(KeyNotReady))
+    }
+
+    /// Unwraps the data keys a batch lacked (each key call off the runtime, see
+    /// `store/offload.rs`), keeping each key or its failure for the batch's next run.
+    async fn unwrap_batch_keys(
+        &self,
+        keys: &Mutex<BatchKeys>,
+        wanted: Vec<(DekCacheKey, Vec<u8>)>,
+    ) {
+        for ((tenant, version, created_at), wrapped) in wanted {
+            let dek = self
+                .dek_from(&tenant, created_at, version, &wrapped, true)
+                .await
+                .map_err(ResealError::new);
+            if let Ok(mut k) = keys.lock() {
+                k.ready.insert((tenant, version, created_at), dek);
+            }
+        }
     }
 
     /// Rotates `tenant`'s data key if its current version is still `current`; `None` if it
@@ -577,7 +700,7 @@ impl Vault {
         let audit = [self.dek_audit(tenant, AuditAction::DekRotate, next)];
         let mut retried = false;
         loop {
-            let wrapped = new_dek_material(self.kek(), tenant, next)?;
+            let wrapped = self.new_wrapped_dek(tenant, next).await?;
             let kek_version = crate::crypto::format::parse(&wrapped)?.header.key_version;
             let done = self
                 .backend()
@@ -600,8 +723,8 @@ impl Vault {
     /// Rewraps one data key under the primary KEK. `Ok(false)` if it changed meanwhile.
     async fn rewrap_one(&self, dek: &DekRow, wrapped: &[u8]) -> Result<bool, StoreError> {
         let ctx = Context::wrapped_dek(dek.tenant.as_str(), dek.version)?;
-        let material = self.kek().unwrap_key(wrapped, &ctx)?;
-        let rewrapped = self.kek().wrap_key(&material, &ctx)?;
+        let material = self.kek_unwrap(wrapped, &ctx).await?;
+        let rewrapped = self.kek_wrap(&material, &ctx).await?;
         // The version the new wrapping names (the provider may have reloaded meanwhile).
         let primary = crate::crypto::format::parse(&rewrapped)?.header.key_version;
         let audit = [self.dek_audit(&dek.tenant, AuditAction::DekRewrap, dek.version)];

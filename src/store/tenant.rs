@@ -246,7 +246,7 @@ impl Tenant {
                 .vault
                 .tenant_for_write_on(on, &self.id, &self.actor)
                 .await?;
-            let row = self.seal_row(on, &key, record, &tenant, 1, None)?;
+            let row = self.seal_row(on, &key, record, &tenant, 1, None).await?;
             let audit = [self.audit(&key, AuditAction::Put, "ok")];
             match on.insert(&self.vault, &row, &audit).await {
                 Ok(()) => return Ok(1),
@@ -314,7 +314,7 @@ impl Tenant {
                 .vault
                 .tenant_for_write_on(on, &self.id, &self.actor)
                 .await?;
-            let row = self.seal_row(on, &key, record, &tenant, 1, None)?;
+            let row = self.seal_row(on, &key, record, &tenant, 1, None).await?;
             let audit = [self.audit(&key, AuditAction::Upsert, "ok")];
             match on.upsert(&self.vault, &row, &audit).await {
                 Ok(version) => return Ok(version),
@@ -626,7 +626,7 @@ impl Tenant {
     }
 
     /// Seals `record` into a row at `version`.
-    pub(crate) fn seal_row<R: SecretKind>(
+    pub(crate) async fn seal_row<R: SecretKind>(
         &self,
         on: &On<'_>,
         key: &RecordKey,
@@ -646,7 +646,7 @@ impl Tenant {
                 max,
             });
         }
-        let dek = self.vault.dek_on(on, tenant)?;
+        let dek = self.vault.dek_on(on, tenant).await?;
         let ctx = Context::record(key.tenant.as_str(), key.kind.as_str(), key.name.as_str())?;
         let sealed = dek.seal(payload.expose_secret(), &ctx)?;
         let now = self.vault.now();
@@ -789,7 +789,9 @@ impl Tenant {
         let mut tenant = tenant.clone();
         let mut attempts = 0;
         loop {
-            let mut row = self.seal_row(on, key, record, &tenant, next, current)?;
+            let mut row = self
+                .seal_row(on, key, record, &tenant, next, current)
+                .await?;
             row.lease_until = lease_until;
             let audit = [self.audit(key, action.clone(), "ok")];
             match on.update(&self.vault, &row, expected_version, &audit).await {

@@ -17,7 +17,8 @@ use crate::crypto::Context;
 use crate::keys::KeyError;
 use crate::password::{PSEUDONYM_KEY_LEN, PseudonymKey};
 use crate::secret::SecretBytes;
-use crate::store::{On, ROTATE_ACTOR, RewrapReport, StoreError, Vault, keys};
+use crate::store::rotate::ROTATE_ACTOR;
+use crate::store::{On, RewrapReport, StoreError, Vault, keys};
 
 /// Who the audit log names when the vault makes one of its own keys.
 const VAULT_KEY_ACTOR: &str = "vault";
@@ -46,7 +47,7 @@ impl Vault {
                 other => other?,
             },
         };
-        let material = self.unwrap_vault_key(&row)?;
+        let material = self.unwrap_vault_key(&row).await?;
         let bytes: &[u8; PSEUDONYM_KEY_LEN] =
             material.expose_secret().try_into().map_err(|_| {
                 BackendError::new(
@@ -111,8 +112,8 @@ impl Vault {
                 continue;
             }
             let ctx = Context::vault_key(&row.name)?;
-            let material = self.kek().unwrap_key(&row.wrapped_key, &ctx)?;
-            let rewrapped = self.kek().wrap_key(&material, &ctx)?;
+            let material = self.kek_unwrap(&row.wrapped_key, &ctx).await?;
+            let rewrapped = self.kek_wrap(&material, &ctx).await?;
             let new_kek = crate::crypto::format::parse(&rewrapped)?.header.key_version;
             let audit = [vault_key_audit(
                 self.now(),
@@ -151,8 +152,8 @@ impl Vault {
         crate::crypto::try_fill_from_os_rng(raw.as_mut())?;
         let ctx = Context::vault_key(name)?;
         let wrapped = self
-            .kek()
-            .wrap_key(&SecretBytes::copy_from_slice(raw.as_ref()), &ctx)?;
+            .kek_wrap(&SecretBytes::copy_from_slice(raw.as_ref()), &ctx)
+            .await?;
         let kek_version = crate::crypto::format::parse(&wrapped)?.header.key_version;
         let now = self.now();
         let row = VaultKeyRow {
@@ -173,11 +174,11 @@ impl Vault {
 
     /// The key of `row`, unwrapped (reloading the provider once if it was wrapped under a
     /// KEK version rotated in elsewhere).
-    fn unwrap_vault_key(&self, row: &VaultKeyRow) -> Result<SecretBytes, StoreError> {
+    async fn unwrap_vault_key(&self, row: &VaultKeyRow) -> Result<SecretBytes, StoreError> {
         let ctx = Context::vault_key(&row.name)?;
-        match self.kek().unwrap_key(&row.wrapped_key, &ctx) {
-            Err(KeyError::UnknownVersion(_)) if self.kek().reload()? => {
-                Ok(self.kek().unwrap_key(&row.wrapped_key, &ctx)?)
+        match self.kek_unwrap(&row.wrapped_key, &ctx).await {
+            Err(KeyError::UnknownVersion(_)) if self.kek_reload().await? => {
+                Ok(self.kek_unwrap(&row.wrapped_key, &ctx).await?)
             }
             other => Ok(other?),
         }

@@ -19,7 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -401,7 +401,7 @@ async fn refresh(
     // Refreshed if it expires within 5 minutes; among all servers, one refresh runs.
     let fresh = user
         .tenant
-        .refresh(&provider, 300, |old| async move {
+        .refresh(&provider, Duration::from_secs(300), |old| async move {
             // Here the provider's token endpoint is called with old.refresh_token (this
             // example has no provider to call: it makes the new token up).
             Ok::<_, String>(OAuthToken {

@@ -437,6 +437,45 @@ async fn forged_actor_is_refused(db: &Db) {
     );
 }
 
+async fn audit_read_keeps_a_row_that_does_not_decode(db: &Db) {
+    let clock = ManualClock::new(T0);
+    let vault = vault(db, &clock);
+    vault.migrate().await.unwrap();
+    put_tokens(&vault, "acme", &["a"]).await;
+    db.exec(
+        "INSERT INTO {t}credvault_audit (at, tenant_id, kind, name, action, actor, outcome) \
+         VALUES (1, 'a/b', NULL, NULL, 'get', 'x', 'ok')",
+    )
+    .await;
+    if db.is_sqlite() {
+        db.exec(
+            "INSERT INTO credvault_audit (at, tenant_id, kind, name, action, actor, outcome) \
+             VALUES (2, 'acme', NULL, NULL, 'get', X'00FF', 'ok')",
+        )
+        .await;
+    }
+    let audit = vault.audit(&AuditQuery::default()).await.unwrap();
+    let marked: Vec<_> = audit
+        .iter()
+        .filter(|r| r.outcome.starts_with("unreadable row (columns "))
+        .collect();
+    assert_eq!(
+        marked.len(),
+        if db.is_sqlite() { 2 } else { 1 },
+        "{audit:?}"
+    );
+    assert!(marked[0].tenant.is_none() && marked[0].outcome.contains("tenant_id"));
+    let mut out = Vec::new();
+    vault
+        .tenant("acme")
+        .unwrap()
+        .export_json(&mut out)
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert!(doc["audit"].as_array().unwrap().len() >= 2, "{doc}");
+}
+
 /// Runs `$body(&db)` on a SQLite file and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -475,4 +514,5 @@ on_both!(
     refresh_audits_its_read,
     export_holds_the_tenants_audit,
     forged_actor_is_refused,
+    audit_read_keeps_a_row_that_does_not_decode,
 );

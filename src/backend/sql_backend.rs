@@ -247,7 +247,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             params.extend(query.limit.map(|l| Param::from(i64::from(l))));
             let mut conn = self.read("reading audit rows").await?;
             let rows = conn.fetch_all(&sql.into(), &params).await?;
-            rows.iter().map(audit_from_row).collect()
+            Ok(rows.iter().map(audit_from_row).collect())
         })
     }
 

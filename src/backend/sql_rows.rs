@@ -263,29 +263,49 @@ pub(crate) fn listed_from_row(row: &impl RowExt) -> ListedRow {
     secret_fields(row, key).map_err(|(fault, col)| UnreadableRow::of_key(&named, fault, col))
 }
 
-/// A `credvault_audit` row.
-pub(crate) fn audit_from_row(row: &impl RowExt) -> Result<AuditRow, BackendError> {
-    let place = || "credvault_audit row".to_owned();
-    let tenant = read(&place, "tenant_id", row.opt_text("tenant_id"))?
-        .map(|t| {
-            TenantId::new(t.as_str()).map_err(|e| {
-                corrupt(format!(
-                    "credvault_audit row: invalid tenant id {}",
-                    shown(&t)
-                ))
-                .with_source(e)
-            })
+/// A `credvault_audit` row. Never fails: a row whose columns do not decode (written by hand,
+/// or by something else) is kept in its place, so one bad row cannot hide the others or stop
+/// an export. Each column that does not read is `?` (a time 0), a tenant id that is not valid
+/// is none, and the outcome starts with `unreadable row (columns ...)`, naming them.
+pub(crate) fn audit_from_row(row: &impl RowExt) -> AuditRow {
+    fn or_mark<T>(
+        bad: &mut Vec<&'static str>,
+        col: &'static str,
+        r: Result<T, sqlx::Error>,
+        mark: T,
+    ) -> T {
+        r.unwrap_or_else(|_| {
+            bad.push(col);
+            mark
         })
-        .transpose()?;
-    Ok(AuditRow {
-        at: read(&place, "at", row.int("at"))?,
+    }
+    let mut bad = Vec::new();
+    let raw_tenant = or_mark(&mut bad, "tenant_id", row.opt_text("tenant_id"), None);
+    let tenant = raw_tenant.and_then(|t| {
+        TenantId::new(t.as_str())
+            .map_err(|_| bad.push("tenant_id"))
+            .ok()
+    });
+    let at = or_mark(&mut bad, "at", row.int("at"), 0);
+    let kind = or_mark(&mut bad, "kind", row.opt_text("kind"), Some("?".to_owned()));
+    let name = or_mark(&mut bad, "name", row.opt_text("name"), Some("?".to_owned()));
+    let action = or_mark(&mut bad, "action", row.text("action"), "?".to_owned());
+    let actor = or_mark(&mut bad, "actor", row.text("actor"), "?".to_owned());
+    let outcome = or_mark(&mut bad, "outcome", row.text("outcome"), "?".to_owned());
+    let outcome = if bad.is_empty() {
+        outcome
+    } else {
+        format!("unreadable row (columns {}): {outcome}", bad.join(", "))
+    };
+    AuditRow {
+        at,
         tenant,
-        kind: read(&place, "kind", row.opt_text("kind"))?,
-        name: read(&place, "name", row.opt_text("name"))?,
-        action: read(&place, "action", row.text("action"))?.into(),
-        actor: read(&place, "actor", row.text("actor"))?,
-        outcome: read(&place, "outcome", row.text("outcome"))?,
-    })
+        kind,
+        name,
+        action: action.into(),
+        actor,
+        outcome,
+    }
 }
 
 /// Maps a driver error to a [`BackendError`]. `context` says what was being done ("reading a

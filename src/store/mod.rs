@@ -6,6 +6,7 @@
 //! layer, which sees ciphertext and clear metadata only.
 
 mod audit;
+mod cache;
 mod clock;
 mod disconnect;
 mod error;
@@ -26,12 +27,12 @@ mod rotate;
 mod tenant;
 mod vault_keys;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use audit::ReadAudit;
+pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use disconnect::{
     DisconnectReport, RevocationFailure, RevocationRequest, Revocations, RevokeError, Revoker,
@@ -58,6 +59,7 @@ use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, Tenant
 use crate::envelope::{TenantDek, TenantKeyStore};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
+use cache::{BoundedCache, Counters};
 pub(crate) use on::On;
 
 /// A day, for retention settings: `.grace_period(30 * DAY)`.
@@ -112,6 +114,12 @@ pub struct VaultConfig {
     /// [`Vault::destroy_kek`] destroys it. Keep it well above `key_check_interval`.
     /// Default: 15 minutes.
     pub kek_quiet_period: Duration,
+    /// The most unwrapped data keys (and tenant rows) a vault handle keeps in memory; past it
+    /// the least recently used leaves (and is zeroized). Default: 10 000.
+    pub key_cache_capacity: usize,
+    /// How long an unwrapped data key is kept before the key provider is asked again: a KMS
+    /// is called about once per tenant per this time. Default: 5 minutes.
+    pub key_cache_ttl: Duration,
 }
 
 impl Default for VaultConfig {
@@ -128,6 +136,8 @@ impl Default for VaultConfig {
             tenant_cache_ttl: Duration::from_secs(1),
             key_check_interval: Duration::from_secs(60),
             kek_quiet_period: Duration::from_secs(15 * 60),
+            key_cache_capacity: 10_000,
+            key_cache_ttl: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -190,6 +200,14 @@ impl VaultBuilder {
         self
     }
 
+    /// The key cache's bound: at most `capacity` unwrapped data keys, each kept at most `ttl`
+    /// (defaults 10 000 and 5 minutes): see [`VaultConfig::key_cache_capacity`].
+    pub fn key_cache(mut self, capacity: usize, ttl: Duration) -> Self {
+        self.config.key_cache_capacity = capacity;
+        self.config.key_cache_ttl = ttl;
+        self
+    }
+
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -206,6 +224,7 @@ impl VaultBuilder {
 
     /// Builds the vault.
     pub fn build(self) -> Vault {
+        let (capacity, ttl) = (self.config.key_cache_capacity, self.config.key_cache_ttl);
         Vault {
             inner: Arc::new(Inner {
                 backend: self.backend,
@@ -214,8 +233,9 @@ impl VaultBuilder {
                 clock: self.clock,
                 config: self.config,
                 revoker: self.revoker,
-                deks: RwLock::new(HashMap::new()),
-                tenants: Mutex::new(HashMap::new()),
+                deks: BoundedCache::new(capacity, ttl),
+                tenants: BoundedCache::new(capacity, ttl),
+                counters: Counters::default(),
                 read_buffer: Mutex::new(Vec::new()),
                 key_check: Mutex::new(None),
             }),
@@ -250,7 +270,7 @@ pub struct Vault {
 pub(crate) type DekCacheKey = (TenantId, KeyVersion, i64);
 
 /// A cached data key, with the wrapped bytes it was unwrapped from.
-type CachedDek = (Vec<u8>, Arc<TenantDek>);
+type CachedDek = (Arc<[u8]>, Arc<TenantDek>);
 
 struct Inner {
     backend: Arc<dyn Backend>,
@@ -264,9 +284,11 @@ struct Inner {
     /// elsewhere gets a new entry.
     /// Each with the wrapped bytes it was unwrapped from: a hit must match them. Only keys of
     /// committed rows are added (never one read inside an application's transaction).
-    deks: RwLock<HashMap<DekCacheKey, CachedDek>>,
-    /// Recently read tenant rows, with when they were read.
-    tenants: Mutex<HashMap<TenantId, (TenantRow, std::time::Instant)>>,
+    deks: BoundedCache<DekCacheKey, CachedDek>,
+    /// Recently read tenant rows (reused for `tenant_cache_ttl`).
+    tenants: BoundedCache<TenantId, TenantRow>,
+    /// Cache and key-call counts ([`Vault::key_cache_stats`]).
+    counters: Counters,
     read_buffer: Mutex<Vec<AuditRow>>,
     /// When [`Vault::check_keys`] last succeeded.
     key_check: Mutex<Option<std::time::Instant>>,
@@ -400,10 +422,8 @@ impl Vault {
                     .tenant(self, tenant)
                     .await?
                     .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
-                if !on.joined()
-                    && let Ok(mut m) = self.inner.tenants.lock()
-                {
-                    m.insert(tenant.clone(), (row.clone(), std::time::Instant::now()));
+                if !on.joined() {
+                    self.inner.tenants.insert(tenant.clone(), row.clone());
                 }
                 row
             }
@@ -563,8 +583,13 @@ impl Vault {
             other => other?,
         };
         let dek = Arc::new(dek.ok_or_else(shredded)?);
-        if keep && let Ok(mut m) = self.inner.deks.write() {
-            m.insert(cache_key, (wrapped.to_vec(), Arc::clone(&dek)));
+        if keep
+            && self
+                .inner
+                .deks
+                .insert(cache_key, (Arc::from(wrapped), Arc::clone(&dek)))
+        {
+            self.inner.counters.eviction();
         }
         Ok(dek)
     }
@@ -616,11 +641,17 @@ impl Vault {
         key: &DekCacheKey,
         wrapped: Option<&[u8]>,
     ) -> Option<Arc<TenantDek>> {
-        let cache = self.inner.deks.read().ok()?;
-        let (w, dek) = cache.get(key)?;
-        wrapped
-            .is_none_or(|wrapped| w.as_slice() == wrapped)
-            .then(|| Arc::clone(dek))
+        let hit = self
+            .inner
+            .deks
+            .get(key, |(w, _)| wrapped.is_none_or(|wrapped| &**w == wrapped))
+            .map(|(_, dek)| dek);
+        if hit.is_some() {
+            self.inner.counters.hit();
+        } else {
+            self.inner.counters.miss();
+        }
+        hit
     }
 
     /// The key provider (KEK).
@@ -630,24 +661,18 @@ impl Vault {
 
     /// Drops every cached data key of a tenant (after a rewrap or a destroy).
     pub(crate) fn forget_deks(&self, tenant: &TenantId) {
-        if let Ok(mut m) = self.inner.deks.write() {
-            m.retain(|(t, _, _), _| t != tenant);
-        }
+        self.inner.deks.remove_where(|(t, _, _)| t == tenant);
     }
 
     fn cached_tenant(&self, tenant: &TenantId) -> Option<TenantRow> {
-        let ttl = self.inner.config.tenant_cache_ttl;
-        let m = self.inner.tenants.lock().ok()?;
-        m.get(tenant)
-            .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(row, _)| row.clone())
+        self.inner
+            .tenants
+            .get_fresh(tenant, self.inner.config.tenant_cache_ttl)
     }
 
     /// Drops a tenant's cached row (after a deletion state change).
     pub(crate) fn forget_tenant_row(&self, tenant: &TenantId) {
-        if let Ok(mut m) = self.inner.tenants.lock() {
-            m.remove(tenant);
-        }
+        self.inner.tenants.remove(tenant);
     }
 
     /// Drops a tenant's cached row and keys (after a purge).

@@ -11,12 +11,24 @@
 
 use crate::keys::KeyError;
 
-/// Runs `call` on tokio's blocking pool and waits for it; outside a tokio runtime (a
-/// synchronous caller, a test without one) it runs in place.
+/// Runs `call` (key call `op`) on tokio's blocking pool and waits for it, counting it with
+/// its latency and outcome; outside a tokio runtime (a synchronous caller, a test without
+/// one) it runs in place.
 ///
 /// A call whose task is lost (it panicked, or the runtime is shutting down) fails closed with
 /// [`KeyError::Unavailable`]: nothing the call would have returned is used.
-pub(crate) async fn key_call<T, F>(call: F) -> Result<T, KeyError>
+async fn key_call<T, F>(counters: &Counters, op: &'static str, call: F) -> Result<T, KeyError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KeyError> + Send + 'static,
+{
+    let started = std::time::Instant::now();
+    let result = run_off_runtime(call).await;
+    counters.key_call(op, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn run_off_runtime<T, F>(call: F) -> Result<T, KeyError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, KeyError> + Send + 'static,
@@ -41,14 +53,23 @@ use crate::crypto::context::Context;
 use crate::envelope::{TenantDek, new_dek_material};
 use crate::keys::KeyInfo;
 use crate::store::Vault;
+use crate::store::cache::Counters;
 use crate::{KeyVersion, SecretBytes, TenantId};
 
 /// The vault's key calls, each on the blocking pool ([`key_call`]).
 impl Vault {
+    async fn key_call<T, F>(&self, op: &'static str, call: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, KeyError> + Send + 'static,
+    {
+        key_call(&self.inner.counters, op, call).await
+    }
+
     /// [`KeyProvider::reload`](crate::keys::KeyProvider::reload).
     pub(crate) async fn kek_reload(&self) -> Result<bool, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
-        key_call(move || kek.reload()).await
+        self.key_call("kek_reload", move || kek.reload()).await
     }
 
     /// [`KeyProvider::unwrap_key`](crate::keys::KeyProvider::unwrap_key).
@@ -59,7 +80,8 @@ impl Vault {
     ) -> Result<SecretBytes, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
         let (wrapped, context) = (wrapped.to_vec(), context.clone());
-        key_call(move || kek.unwrap_key(&wrapped, &context)).await
+        self.key_call("kek_unwrap", move || kek.unwrap_key(&wrapped, &context))
+            .await
     }
 
     /// [`KeyProvider::wrap_key`](crate::keys::KeyProvider::wrap_key).
@@ -70,13 +92,14 @@ impl Vault {
     ) -> Result<Vec<u8>, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
         let (key, context) = (key.clone(), context.clone());
-        key_call(move || kek.wrap_key(&key, &context)).await
+        self.key_call("kek_wrap", move || kek.wrap_key(&key, &context))
+            .await
     }
 
     /// [`KeyProvider::key_infos`](crate::keys::KeyProvider::key_infos).
     pub(crate) async fn kek_infos(&self) -> Result<Vec<KeyInfo>, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
-        key_call(move || Ok(kek.key_infos())).await
+        self.key_call("kek_list", move || Ok(kek.key_infos())).await
     }
 
     /// [`KeyProvider::fingerprint`](crate::keys::KeyProvider::fingerprint).
@@ -85,7 +108,8 @@ impl Vault {
         version: KeyVersion,
     ) -> Result<Option<String>, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
-        key_call(move || kek.fingerprint(version)).await
+        self.key_call("kek_fingerprint", move || kek.fingerprint(version))
+            .await
     }
 
     /// New DEK material wrapped under the primary KEK ([`new_dek_material`]).
@@ -96,7 +120,10 @@ impl Vault {
     ) -> Result<Vec<u8>, KeyError> {
         let kek = Arc::clone(&self.inner.kek);
         let tenant = tenant.clone();
-        key_call(move || new_dek_material(kek.as_ref(), &tenant, version)).await
+        self.key_call("kek_wrap", move || {
+            new_dek_material(kek.as_ref(), &tenant, version)
+        })
+        .await
     }
 
     /// A tenant's DEK unwrapped and its record key derived ([`TenantDek::unwrap`]), with the
@@ -111,7 +138,7 @@ impl Vault {
         let kek = Arc::clone(&self.inner.kek);
         let store = Arc::clone(&self.inner.tenant_keys);
         let (tenant, wrapped) = (tenant.clone(), wrapped.to_vec());
-        key_call(move || {
+        self.key_call("kek_unwrap", move || {
             let Some(shred) = store.get(&tenant)? else {
                 return Ok(None);
             };
@@ -124,26 +151,32 @@ impl Vault {
     pub(crate) async fn has_shred_secret(&self, tenant: &TenantId) -> Result<bool, KeyError> {
         let store = Arc::clone(&self.inner.tenant_keys);
         let tenant = tenant.clone();
-        key_call(move || Ok(store.get(&tenant)?.is_some())).await
+        self.key_call("shred_get", move || Ok(store.get(&tenant)?.is_some()))
+            .await
     }
 
     /// [`TenantKeyStore::get_or_create`](crate::envelope::TenantKeyStore::get_or_create).
     pub(crate) async fn ensure_shred_secret(&self, tenant: &TenantId) -> Result<(), KeyError> {
         let store = Arc::clone(&self.inner.tenant_keys);
         let tenant = tenant.clone();
-        key_call(move || store.get_or_create(&tenant).map(drop)).await
+        self.key_call("shred_create", move || {
+            store.get_or_create(&tenant).map(drop)
+        })
+        .await
     }
 
     /// [`TenantKeyStore::destroy`](crate::envelope::TenantKeyStore::destroy).
     pub(crate) async fn destroy_shred_secret(&self, tenant: &TenantId) -> Result<(), KeyError> {
         let store = Arc::clone(&self.inner.tenant_keys);
         let tenant = tenant.clone();
-        key_call(move || store.destroy(&tenant)).await
+        self.key_call("shred_destroy", move || store.destroy(&tenant))
+            .await
     }
 
     /// [`TenantKeyStore::identity`](crate::envelope::TenantKeyStore::identity).
     pub(crate) async fn tenant_keys_identity(&self) -> Result<String, KeyError> {
         let store = Arc::clone(&self.inner.tenant_keys);
-        key_call(move || store.identity()).await
+        self.key_call("shred_identity", move || store.identity())
+            .await
     }
 }

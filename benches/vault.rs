@@ -1,6 +1,7 @@
 //! The vault on SQLite next to a plain loop doing the same work by hand in the same run: one
 //! `SELECT` of the sealed row, AES-256-GCM open, JSON decode (get); seal and `UPDATE` (update).
 //! The difference is what the vault adds: the tenant check, context binding, audit.
+//! `credvault-sqlite-fernet` is the same vault sealing with the Fernet suite (issue 15).
 //!
 //! `cargo bench --bench vault`
 
@@ -10,11 +11,13 @@
 )]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aes_gcm::aead::{Aead as _, KeyInit as _};
 use aes_gcm::{Aes256Gcm, Nonce};
-use credvault::backend::SqliteBackend;
+use credvault::backend::{Backend, SqliteBackend};
+use credvault::crypto::SealingSuite;
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{OAuthToken, Vault};
 use credvault::{Keyring, SecretString};
@@ -38,20 +41,27 @@ fn vault(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let (vault, raw) = rt.block_on(async {
-        let backend = SqliteBackend::connect(&url).await.unwrap();
-        let vault = Vault::builder(backend, Keyring::generate().unwrap(), MemoryTenantKeys::new()).build();
+    let (vault, fernet_vault, raw) = rt.block_on(async {
+        let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(&url).await.unwrap());
+        let kek = Arc::new(Keyring::generate().unwrap());
+        let shred = Arc::new(MemoryTenantKeys::new());
+        let vault = Vault::builder(Arc::clone(&backend), Arc::clone(&kek), Arc::clone(&shred)).build();
+        let fernet_vault = Vault::builder(backend, kek, shred)
+            .sealing_suite(SealingSuite::Fernet)
+            .build();
         vault.migrate().await.unwrap();
         let acme = vault.tenant("acme").unwrap();
+        let fernet_acme = fernet_vault.tenant("fernet-acme").unwrap();
         for i in 0..1000 {
             acme.put(&format!("conn-{i}"), &token(i)).await.unwrap();
+            fernet_acme.put(&format!("conn-{i}"), &token(i)).await.unwrap();
         }
         let raw = SqliteBackend::connect(&url).await.unwrap();
         sqlx::query("CREATE TABLE plain (tenant_id TEXT, name TEXT, version INTEGER, sealed BLOB, PRIMARY KEY (tenant_id, name))")
             .execute(raw.pool())
             .await
             .unwrap();
-        (vault, raw)
+        (vault, fernet_vault, raw)
     });
     let key = Aes256Gcm::new(&[7u8; 32].into());
     let seal = |t: &OAuthToken| {
@@ -73,12 +83,20 @@ fn vault(c: &mut Criterion) {
         }
     });
     let acme = vault.tenant("acme").unwrap();
+    let fernet_acme = fernet_vault.tenant("fernet-acme").unwrap();
     let mut g = c.benchmark_group("vault_get");
     let mut i = 0u64;
     g.bench_function("credvault-sqlite", |b| {
         b.iter(|| {
             i = (i + 7) % 1000;
             rt.block_on(acme.get::<OAuthToken>(black_box(&format!("conn-{i}"))))
+                .unwrap()
+        });
+    });
+    g.bench_function("credvault-sqlite-fernet", |b| {
+        b.iter(|| {
+            i = (i + 7) % 1000;
+            rt.block_on(fernet_acme.get::<OAuthToken>(black_box(&format!("conn-{i}"))))
                 .unwrap()
         });
     });
@@ -101,16 +119,21 @@ fn vault(c: &mut Criterion) {
     });
     g.finish();
     let mut g = c.benchmark_group("vault_update");
-    g.bench_function("credvault-sqlite", |b| {
-        b.iter(|| {
-            i = (i + 7) % 1000;
-            rt.block_on(async {
-                let name = format!("conn-{i}");
-                let cur = acme.get::<OAuthToken>(&name).await.unwrap();
-                acme.update(&name, &token(i), cur.version).await.unwrap()
-            })
+    for (label, tenant) in [
+        ("credvault-sqlite", &acme),
+        ("credvault-sqlite-fernet", &fernet_acme),
+    ] {
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                i = (i + 7) % 1000;
+                rt.block_on(async {
+                    let name = format!("conn-{i}");
+                    let cur = tenant.get::<OAuthToken>(&name).await.unwrap();
+                    tenant.update(&name, &token(i), cur.version).await.unwrap()
+                })
+            });
         });
-    });
+    }
     g.bench_function("plain-sqlx-aes-gcm", |b| {
         b.iter(|| {
             i = (i + 7) % 1000;

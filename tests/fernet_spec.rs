@@ -440,19 +440,41 @@ fn spec_padding_error_tokens_fail_without_a_ttl_too() {
 fn key_that_is_not_base64_is_not_base64() {
     for key in [
         "not base64!",
-        "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%",
-        // Standard-alphabet characters in a URL-safe key.
-        "cw/0x689RpI+jtRR7oE8h/eQsKImvJapLeSbXpwF4e4=",
         // Unpadded (Python refuses it too).
         "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4",
-        // Trailing junk after the padding.
-        "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=x",
+        // Junk before the padding leaves the group incomplete.
+        "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4xy=",
+        // Non-ASCII text (Python refuses a str that is not ASCII).
+        "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4é=",
     ] {
         assert_eq!(
             Fernet::new(key).unwrap_err(),
             FernetKeyError::NotBase64,
             "{key}"
         );
+    }
+}
+
+/// Python's `Fernet(key)` decodes keys leniently (`base64.urlsafe_b64decode`): the same key
+/// in these spellings is the same key here too (tokens stay strict).
+#[test]
+fn keys_python_accepts_are_the_same_key() {
+    let canonical = Fernet::new(SECRET).unwrap();
+    let token = canonical.encrypt(b"x");
+    let spaced: String = SECRET.chars().flat_map(|c| [c, ' ']).collect();
+    for key in [
+        // Standard-alphabet characters in a URL-safe key.
+        SECRET.replace('-', "+").replace('_', "/"),
+        // Trailing junk after the padding is ignored.
+        format!("{SECRET}x"),
+        format!("{SECRET}==garbage"),
+        // Characters outside the alphabet are skipped.
+        spaced,
+        format!("\t{SECRET}\r\n"),
+        SECRET.replacen('w', "w.", 1),
+    ] {
+        let f = Fernet::new(&key).unwrap_or_else(|e| panic!("{key:?}: {e}"));
+        assert_eq!(f.decrypt(&token).unwrap().expose_secret(), b"x", "{key:?}");
     }
 }
 
@@ -470,6 +492,11 @@ fn key_of_the_wrong_length_reports_its_length() {
     }
     assert_eq!(
         Fernet::new("").unwrap_err(),
+        FernetKeyError::WrongLength { len: 0 }
+    );
+    // Python skips every character outside the alphabet: nothing is left.
+    assert_eq!(
+        Fernet::new("%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%").unwrap_err(),
         FernetKeyError::WrongLength { len: 0 }
     );
 }

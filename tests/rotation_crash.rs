@@ -5,6 +5,10 @@
 //!
 //! The child is this test binary run again with `CREDVAULT_CRASH_CHILD` set (the test
 //! `crash_child` does nothing otherwise).
+//!
+//! The `..._across_suites_...` runs also switch the vault's sealing suite (AES-256-GCM ↔
+//! Fernet) whenever a run finished: the job then moves every record to the other suite,
+//! killed the same way, and at the end every record is sealed with the last suite.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credvault::backend::Backend;
+use credvault::crypto::SealingSuite;
 use credvault::envelope::DirTenantKeys;
 use credvault::store::{ApiKey, ReencryptOptions, RotationPolicy, Vault};
 use credvault::{Keyring, SecretString};
@@ -32,6 +37,8 @@ struct Place {
     schema: Option<String>,
     keys: PathBuf,
     shred: PathBuf,
+    /// The suite the vault seals with (switched between runs by the cross-suite test).
+    suite: SealingSuite,
 }
 
 async fn open(place: &Place) -> Vault {
@@ -55,6 +62,7 @@ async fn open(place: &Place) -> Vault {
         Keyring::load(&place.keys).unwrap(),
         DirTenantKeys::create(&place.shred).unwrap(),
     )
+    .sealing_suite(place.suite)
     .build();
     vault.migrate().await.unwrap();
     vault
@@ -92,18 +100,36 @@ async fn seed(vault: &Vault) {
 }
 
 /// Runs the job in a child process and kills it `KILLS` times at random points, rotating
-/// every data key again whenever a run finished before its kill. Returns the kills survived.
-async fn kill_repeatedly(place: &Place, vault: &Vault) -> u32 {
+/// every data key again whenever a run finished before its kill. With `switch_suites`, the
+/// sealing suite is switched too (and the data keys only every other time), and once more
+/// halfway through the kills, in the middle of a job, so that records move both ways under
+/// kills. Returns the kills survived and the suite switches.
+async fn kill_repeatedly(place: &mut Place, vault: &mut Vault, switch_suites: bool) -> (u32, u32) {
     let mut kills = 0;
     let mut runs = 0;
+    let mut switches = 0;
+    let mut switched_halfway = false;
     while kills < KILLS {
         runs += 1;
         assert!(
             runs < 200,
             "the child finished before every kill: make it slower"
         );
-        if vault.stale_records().await.unwrap() == 0 {
-            vault.rotate_all_deks(|_| {}).await.unwrap();
+        let done = vault.stale_records().await.unwrap() == 0;
+        let halfway = switch_suites && !switched_halfway && kills >= KILLS / 2;
+        if done || halfway {
+            if switch_suites {
+                place.suite = match place.suite {
+                    SealingSuite::Fernet => SealingSuite::Aes256Gcm,
+                    _ => SealingSuite::Fernet,
+                };
+                *vault = open(place).await;
+                switches += 1;
+                switched_halfway |= halfway;
+            }
+            if !switch_suites || (done && runs % 2 == 0) {
+                vault.rotate_all_deks(|_| {}).await.unwrap();
+            }
         }
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -112,6 +138,7 @@ async fn kill_repeatedly(place: &Place, vault: &Vault) -> u32 {
             .env("CRASH_SCHEMA", place.schema.as_deref().unwrap_or(""))
             .env("CRASH_KEYS", &place.keys)
             .env("CRASH_SHRED", &place.shred)
+            .env("CRASH_SUITE", place.suite.as_str())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -140,10 +167,10 @@ async fn kill_repeatedly(place: &Place, vault: &Vault) -> u32 {
             "the child failed on its own: {status}"
         );
     }
-    kills
+    (kills, switches)
 }
 
-async fn check(vault: &Vault) {
+async fn check(vault: &Vault, suite: SealingSuite) {
     let report = vault
         .reencrypt(&ReencryptOptions::default(), |_| {})
         .await
@@ -153,6 +180,13 @@ async fn check(vault: &Vault) {
     assert_eq!(keys.records, u64::try_from(TENANTS * PER_TENANT).unwrap());
     assert_eq!(keys.records_pending_reencryption, 0);
     assert_eq!(keys.records_with_destroyed_key, 0);
+    assert_eq!(keys.records_to_reseal, 0);
+    assert_eq!(
+        keys.records_by_suite.get(&suite).copied(),
+        Some(keys.records),
+        "every record is sealed with {suite}: {:?}",
+        keys.records_by_suite
+    );
     assert!(
         keys.deks
             .iter()
@@ -172,21 +206,26 @@ async fn check(vault: &Vault) {
     }
 }
 
-async fn run(db: String, schema: Option<String>, dir: &Path) {
-    let place = Place {
+async fn run(db: String, schema: Option<String>, dir: &Path, switch_suites: bool) {
+    let mut place = Place {
         db,
         schema,
         keys: dir.join("keys.json"),
         shred: dir.join("shred"),
+        suite: SealingSuite::Aes256Gcm,
     };
     Keyring::generate().unwrap().save(&place.keys).unwrap();
-    let vault = open(&place).await;
+    let mut vault = open(&place).await;
     seed(&vault).await;
-    let kills = kill_repeatedly(&place, &vault).await;
-    check(&vault).await;
+    let (kills, switches) = kill_repeatedly(&mut place, &mut vault, switch_suites).await;
+    if switch_suites {
+        assert!(switches >= 2, "the suite was switched {switches} times");
+    }
+    check(&vault, place.suite).await;
     println!(
-        "re-encryption survived {kills} SIGKILLs over {} records",
-        TENANTS * PER_TENANT
+        "re-encryption survived {kills} SIGKILLs over {} records ({switches} suite switches, last {})",
+        TENANTS * PER_TENANT,
+        place.suite
     );
 }
 
@@ -202,6 +241,7 @@ async fn crash_child() {
         schema: (!schema.is_empty()).then_some(schema),
         keys: std::env::var("CRASH_KEYS").unwrap().into(),
         shred: std::env::var("CRASH_SHRED").unwrap().into(),
+        suite: std::env::var("CRASH_SUITE").unwrap().parse().unwrap(),
     };
     let vault = open(&place).await;
     println!("crash-child started");
@@ -218,7 +258,15 @@ async fn crash_child() {
 async fn reencryption_survives_sigkill_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vault.db").display());
-    run(db, None, dir.path()).await;
+    run(db, None, dir.path(), false).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_across_suites_survives_sigkill_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vault.db").display());
+    run(db, None, dir.path(), true).await;
 }
 
 #[cfg(feature = "postgres")]
@@ -228,6 +276,29 @@ async fn reencryption_survives_sigkill_on_postgres() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    run(common::postgres_url(), Some(schema.clone()), dir.path()).await;
+    run(
+        common::postgres_url(),
+        Some(schema.clone()),
+        dir.path(),
+        false,
+    )
+    .await;
+    common::drop_postgres_schema(pool, schema).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_across_suites_survives_sigkill_on_postgres() {
+    let Some((pool, schema)) = common::postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        common::postgres_url(),
+        Some(schema.clone()),
+        dir.path(),
+        true,
+    )
+    .await;
     common::drop_postgres_schema(pool, schema).await;
 }

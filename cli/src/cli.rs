@@ -290,6 +290,16 @@ pub(crate) struct VaultArgs {
     /// At most 128 characters, no control or bidirectional-override character.
     #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR, value_parser = parse_actor)]
     pub(crate) actor: String,
+    /// How new records are sealed: aes-256-gcm or fernet. Reads accept both; `vault
+    /// reencrypt` moves records sealed with the other suite to this one, and `vault report`
+    /// counts them as records to reseal: give the vault's own setting to every command.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SUITE",
+        default_value = "aes-256-gcm"
+    )]
+    pub(crate) sealing_suite: credvault::crypto::SealingSuite,
     #[command(subcommand)]
     pub(crate) command: VaultCommand,
 }
@@ -454,6 +464,30 @@ Example:
         /// Import values that are not Fernet tokens as plaintext credentials.
         #[arg(long)]
         allow_plaintext: bool,
+    },
+
+    /// Print a tenant's Fernet keys (audited), so a Python service can decrypt its records
+    /// sealed with the Fernet suite.
+    #[command(
+        name = "fernet-key",
+        after_help = "\
+Prints one key per line, the current one first (the order Python's MultiFernet takes), one
+per live data key version of the tenant; --json prints them with their data key versions.
+Each export writes a fernet_key_export audit row naming --actor. The keys are secrets: keep
+them out of logs and shell history, and export again after `vault rotate` + `vault reencrypt`.
+
+A record's Fernet plaintext is its context, then its JSON: tenant, kind and name, each
+prefixed with its length (4 bytes, big-endian). In Python:
+  pt = MultiFernet([Fernet(k) for k in keys]).decrypt(token)
+  for _ in range(3): n = int.from_bytes(pt[:4], 'big'); part, pt = pt[4:4+n], pt[4+n:]
+  record = json.loads(pt)    # after checking the three parts name the record
+
+Example:
+  credvault vault fernet-key --tenant acme --actor ops:alice > acme.fernet.keys"
+    )]
+    FernetKey {
+        #[command(flatten)]
+        tenant: TenantArg,
     },
 
     /// Give tenants new data keys, or rewrap every data key under the primary KEK.

@@ -74,6 +74,16 @@ fn table(r: &KeyReport) -> String {
         r.deks_with_unusable_kek,
         r.overdue_keys
     ));
+    let suites: Vec<String> = r
+        .records_by_suite
+        .iter()
+        .map(|(suite, n)| format!("{suite} {n}"))
+        .collect();
+    text.push_str(&format!(
+        "records per sealing suite: {}; to reseal {}\n",
+        suites.join(", "),
+        r.records_to_reseal
+    ));
     text
 }
 
@@ -96,6 +106,15 @@ fn attention(r: &KeyReport) -> (String, String) {
             r.records_pending_reencryption
         ));
         hints.push("run `credvault vault reencrypt`");
+    }
+    let other_suite = r.records_to_reseal.saturating_sub(
+        r.records_pending_reencryption + r.records_with_destroyed_key + r.records_below_minimum,
+    );
+    if other_suite > 0 {
+        problems.push(format!(
+            "{other_suite} records sealed with another suite than the vault's"
+        ));
+        hints.push("run `credvault vault reencrypt` with the vault's --sealing-suite");
     }
     if r.overdue_keys > 0 {
         problems.push(format!("{} keys overdue for rotation", r.overdue_keys));

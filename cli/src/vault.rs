@@ -151,6 +151,16 @@ async fn command(
         VaultCommand::MinDekVersion { tenant: t, version } => {
             crate::rotate::min_dek_version(vault, &t.tenant, *version, out).await
         }
+        VaultCommand::FernetKey { tenant: t } => {
+            let export = vault.export_fernet_keys(&t.tenant, &args.actor).await?;
+            out.print(&export, || {
+                export
+                    .keys
+                    .iter()
+                    .map(|k| format!("{}\n", k.key.expose_secret()))
+                    .collect()
+            })
+        }
     }
 }
 
@@ -163,6 +173,7 @@ async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError>
     let mut config = VaultConfig {
         read_audit: ReadAudit::Synchronous,
         default_actor: args.actor.clone(),
+        sealing_suite: args.sealing_suite,
         ..VaultConfig::default()
     };
     if let VaultCommand::DestroyKek { quiet_period, .. } = &args.command {

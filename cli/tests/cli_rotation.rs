@@ -298,3 +298,59 @@ fn every_rotation_command_has_help_with_an_example() {
         );
     }
 }
+
+/// `--sealing-suite fernet`: the report counts records per suite and flags those sealed with
+/// the other one, `vault reencrypt` moves them (and back), and `vault fernet-key` prints the
+/// tenant's keys, audited.
+#[test]
+fn sealing_suite_switch_and_fernet_key_export() {
+    let dir = vault_with_two_tenants();
+    let dir = dir.path();
+    let gcm = json(&run(dir, &["vault", "report", "--json"], "").success());
+    assert_eq!(gcm["records_by_suite"]["aes-256-gcm"], 3);
+    assert_eq!(gcm["records_by_suite"]["fernet"], 0);
+    fails_with(
+        run(dir, &["vault", "report", "--sealing-suite", "fernet"], ""),
+        1,
+        "3 records sealed with another suite than the vault's",
+    );
+    for (suite, other) in [("fernet", "aes-256-gcm"), ("aes-256-gcm", "fernet")] {
+        let args = ["vault", "reencrypt", "--json", "--sealing-suite", suite];
+        let moved = json(&run(dir, &args, "").success());
+        assert_eq!(
+            (moved["resealed"].clone(), moved["remaining"].clone()),
+            (3.into(), 0.into())
+        );
+        let args = ["vault", "report", "--json", "--sealing-suite", suite];
+        let report = json(&run(dir, &args, "").success());
+        assert_eq!(report["records_by_suite"][suite], 3);
+        assert_eq!(report["records_by_suite"][other], 0);
+        assert_eq!(report["records_to_reseal"], 0);
+        // Reads accept both suites whatever the setting.
+        assert_secrets_readable(dir);
+    }
+    let args = [
+        "vault",
+        "fernet-key",
+        "--tenant",
+        "acme",
+        "--actor",
+        "ops:alice",
+    ];
+    let keys = stdout(&run(dir, &args, "").success());
+    let lines: Vec<&str> = keys.lines().collect();
+    assert_eq!(lines.len(), 1, "{keys}");
+    assert!(credvault::crypto::Fernet::new(lines[0]).is_ok());
+    let audit = run(dir, &["vault", "audit", "--tenant", "acme", "--json"], "").success();
+    let audit = stdout(&audit);
+    assert!(
+        audit.contains("fernet_key_export") && audit.contains("ops:alice"),
+        "{audit}"
+    );
+    assert!(!audit.contains(lines[0]), "the audit log holds the key");
+    fails_with(
+        run(dir, &["vault", "fernet-key", "--tenant", "nobody"], ""),
+        2,
+        "nobody",
+    );
+}

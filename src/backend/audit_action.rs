@@ -83,6 +83,9 @@ pub enum AuditAction {
     /// `reencrypt`: records of a tenant moved to its current data key (one row per tenant
     /// and batch; the outcome counts them).
     Reencrypt,
+    /// `fernet_key_export`: a tenant's Fernet keys given out (the outcome names the data key
+    /// versions), so a service outside credvault can decrypt its Fernet-sealed records.
+    FernetKeyExport,
     /// `login_lockout`: a login throttle lockout started.
     LoginLockout,
     /// `login_unlock`: a login throttle lock cleared by support.
@@ -104,7 +107,7 @@ impl OtherAction {
 }
 
 /// Every known action with its stored name: one table for both directions.
-static NAMES: [(AuditAction, &str); 29] = [
+static NAMES: [(AuditAction, &str); 30] = [
     (AuditAction::Put, "put"),
     (AuditAction::OpenFailed, "open_failed"),
     (AuditAction::VaultKeyCreate, "vault_key_create"),
@@ -132,6 +135,7 @@ static NAMES: [(AuditAction, &str); 29] = [
     (AuditAction::DekDestroy, "dek_destroy"),
     (AuditAction::DekMinVersion, "dek_min_version"),
     (AuditAction::Reencrypt, "reencrypt"),
+    (AuditAction::FernetKeyExport, "fernet_key_export"),
     (AuditAction::LoginLockout, "login_lockout"),
     (AuditAction::LoginUnlock, "login_unlock"),
 ];

@@ -7,9 +7,10 @@ use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, TenantRow, VaultKeyRow,
-    purged_record_audit, schema_too_new, stale_kek, stale_key,
+    RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan, TenantRow,
+    VaultKeyRow, purged_record_audit, schema_too_new, stale_kek, stale_key,
 };
+use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
 
 /// Everything in one process's memory, behind a mutex. Same behaviour as the SQL backends
@@ -599,26 +600,32 @@ impl Backend for MemoryBackend {
 
     fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
         self.run(|s| {
-            let mut counts: BTreeMap<(TenantId, KeyVersion), u64> = BTreeMap::new();
+            let mut counts: BTreeMap<(TenantId, KeyVersion, SealingSuite), u64> = BTreeMap::new();
             for r in s.secrets.values() {
+                let suite = if r.sealed.first() == Some(&SealingSuite::Fernet.first_byte()) {
+                    SealingSuite::Fernet
+                } else {
+                    SealingSuite::Aes256Gcm
+                };
                 *counts
-                    .entry((r.key.tenant.clone(), r.dek_version))
+                    .entry((r.key.tenant.clone(), r.dek_version, suite))
                     .or_default() += 1;
             }
             Ok(counts
                 .into_iter()
-                .map(|((tenant, dek_version), records)| RecordCount {
+                .map(|((tenant, dek_version, suite), records)| RecordCount {
                     tenant,
                     dek_version,
+                    suite,
                     records,
                 })
                 .collect())
         })
     }
 
-    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
-        self.run(|s| {
-            let n = s.secrets.values().filter(|r| is_stale(s, r)).count();
+    fn count_stale<'a>(&'a self, plan: &'a SuitePlan) -> BoxFuture<'a, Result<u64, BackendError>> {
+        self.run(move |s| {
+            let n = s.secrets.values().filter(|r| is_stale(s, r, plan)).count();
             Ok(u64::try_from(n).unwrap_or(u64::MAX))
         })
     }
@@ -638,7 +645,7 @@ impl Backend for MemoryBackend {
                         .as_ref()
                         .is_none_or(|a| RowCursor::from(&r.key) > *a)
                 })
-                .filter(|r| is_stale(s, r))
+                .filter(|r| is_stale(s, r, request.plan))
                 .take(limit)
                 .filter_map(|r| {
                     let tenant = s.tenants.get(&r.key.tenant)?.clone();
@@ -687,9 +694,10 @@ fn current_dek(t: &TenantRow) -> DekRow {
     }
 }
 
-/// Whether a record is not sealed with its (known) tenant's current data key.
-fn is_stale(s: &State, r: &SecretRow) -> bool {
-    s.tenants
-        .get(&r.key.tenant)
-        .is_some_and(|t| t.dek_version != r.dek_version)
+/// Whether a record is not sealed with its (known) tenant's current data key, or with
+/// another suite than `plan` says.
+fn is_stale(s: &State, r: &SecretRow, plan: &SuitePlan) -> bool {
+    s.tenants.get(&r.key.tenant).is_some_and(|t| {
+        t.dek_version != r.dek_version || plan.wrong_suite(r.key.kind.as_str(), &r.sealed)
+    })
 }

@@ -51,7 +51,7 @@ pub use memory::MemoryBackend;
 pub use postgres::PgBackend;
 pub use rotation::{
     BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealError, ResealFailure,
-    ResealFn, Resealed, RowCursor, StaleRecord,
+    ResealFn, Resealed, RowCursor, StaleRecord, SuitePlan,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -745,11 +745,12 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
-    /// How many records each (tenant, data key version) seals, ordered.
+    /// How many records each (tenant, data key version, sealing suite) seals, ordered.
     fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>>;
 
-    /// How many records are not sealed with their tenant's current data key.
-    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>>;
+    /// How many records are not sealed with their tenant's current data key, or are sealed
+    /// with another suite than `plan` says.
+    fn count_stale<'a>(&'a self, plan: &'a SuitePlan) -> BoxFuture<'a, Result<u64, BackendError>>;
 
     /// One batch of re-encryption (see [`BatchRequest`]). Several processes may run batches
     /// at once: a record is claimed by one batch only (row locks with `SKIP LOCKED` on

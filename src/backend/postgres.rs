@@ -142,6 +142,7 @@ impl Dialect for Postgres {
     // A batch claims its records alone (other workers skip them) and keeps the tenants'
     // current data keys from being rotated under it.
     const CLAIM_LOCK: &'static str = " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t";
+    const BLOB_TYPE: &'static str = "BYTEA";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
     const BEGIN_WRITE: &'static str = "BEGIN";
 

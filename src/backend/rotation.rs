@@ -5,7 +5,36 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::{RecordKey, TenantRow, UnreadableRow};
+use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
+
+/// Which sealing suite each record should be sealed with: the vault's default, and the
+/// record kinds that differ from it. A record sealed with another suite is stale (the
+/// re-encryption job moves it), as is one sealed with an old data key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuitePlan {
+    /// The suite of every kind not listed.
+    pub default: SealingSuite,
+    /// Kinds sealed with another suite.
+    pub kinds: Vec<(String, SealingSuite)>,
+}
+
+impl SuitePlan {
+    /// The suite records of `kind` should be sealed with.
+    pub fn suite_for(&self, kind: &str) -> SealingSuite {
+        self.kinds
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(self.default, |(_, s)| *s)
+    }
+
+    /// Whether a payload of `kind` is sealed with another suite than the plan's (a payload
+    /// that is not a Fernet token counts as AES-256-GCM, as the SQL backends see it).
+    pub fn wrong_suite(&self, kind: &str, sealed: &[u8]) -> bool {
+        let fernet = sealed.first() == Some(&SealingSuite::Fernet.first_byte());
+        fernet != (self.suite_for(kind) == SealingSuite::Fernet)
+    }
+}
 
 /// One version of a tenant's data key (DEK): the current one (from the tenant's row) or a
 /// retired one (decrypt-only until no record is sealed with it, then destroyed).
@@ -55,6 +84,8 @@ pub struct RecordCount {
     pub tenant: TenantId,
     /// The data key version.
     pub dek_version: KeyVersion,
+    /// The suite that sealed them.
+    pub suite: SealingSuite,
     /// Records sealed with it.
     pub records: u64,
 }
@@ -159,6 +190,9 @@ pub struct BatchRequest<'a> {
     pub actor: &'a str,
     /// The resealing step.
     pub reseal: &'a ResealFn<'a>,
+    /// Which suite each record should be sealed with: a record sealed with another is
+    /// claimed too, even under its tenant's current data key.
+    pub plan: &'a SuitePlan,
 }
 
 impl fmt::Debug for BatchRequest<'_> {
@@ -168,6 +202,7 @@ impl fmt::Debug for BatchRequest<'_> {
             .field("limit", &self.limit)
             .field("now", &self.now)
             .field("actor", &self.actor)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
 }

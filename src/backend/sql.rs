@@ -40,6 +40,8 @@ pub(crate) trait Dialect: sqlx::Database {
     /// The clause of a re-encryption claim: the claimed records locked for this batch alone,
     /// their tenants' rows share-locked.
     const CLAIM_LOCK: &'static str;
+    /// The type of a binary column (`BLOB`, `BYTEA`), for a cast.
+    const BLOB_TYPE: &'static str;
     /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
     const MIGRATIONS: &'static [&'static str];
 

@@ -4,6 +4,8 @@
 //!
 //! [`Session`]: crate::backend::sql_session::Session
 
+use std::sync::Arc;
+
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
@@ -12,8 +14,8 @@ use crate::backend::sql_rows::{
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
-    DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, TenantRow,
-    UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
+    DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, SuitePlan,
+    TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -307,7 +309,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         pseudonyms: crate::password::PseudonymKey,
     ) -> Option<crate::backend::SqlThrottle> {
         Some(crate::backend::SqlThrottle::new(
-            std::sync::Arc::new(self.clone()),
+            Arc::new(self.clone()),
             config,
             pseudonyms,
         ))
@@ -486,12 +488,11 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
-    fn count_stale(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+    fn count_stale<'a>(&'a self, plan: &'a SuitePlan) -> BoxFuture<'a, Result<u64, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("counting records to re-encrypt").await?;
-            let n = conn
-                .count(&self.queries.records.count_stale, params![])
-                .await?;
+            let sql: Arc<str> = self.queries.batch.count_stale(plan).into();
+            let n = conn.count(&sql, params![]).await?;
             Ok(count(n))
         })
     }

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::backend::SuitePlan;
 use crate::backend::sql::Dialect;
+use crate::crypto::SealingSuite;
 
 /// The columns of `credvault_tenants`, in `tenant_from_row`'s order.
 pub(crate) const TENANT_COLUMNS: &str = "tenant_id, wrapped_dek, dek_version, kek_version, \
@@ -263,7 +265,6 @@ pub(crate) struct RecordSql {
     pub(crate) set_purge_after: Arc<str>,
     pub(crate) purge: Arc<str>,
     pub(crate) counts: Arc<str>,
-    pub(crate) count_stale: Arc<str>,
 }
 
 impl RecordSql {
@@ -320,13 +321,13 @@ impl RecordSql {
                  RETURNING tenant_id, kind, name"
             )),
             counts: stmt(format!(
-                "SELECT tenant_id, dek_version, COUNT(*) AS records FROM {p}credvault_secrets \
-                 GROUP BY tenant_id, dek_version ORDER BY tenant_id, dek_version"
-            )),
-            count_stale: stmt(format!(
-                "SELECT COUNT(*) FROM {p}credvault_secrets s \
-                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
-                 WHERE s.dek_version <> t.dek_version"
+                "SELECT tenant_id, dek_version, fernet, COUNT(*) AS records FROM (\
+                 SELECT s.tenant_id AS tenant_id, s.dek_version AS dek_version, \
+                 CAST(CASE WHEN {fernet} THEN 1 ELSE 0 END AS BIGINT) AS fernet \
+                 FROM {p}credvault_secrets s) AS c \
+                 GROUP BY tenant_id, dek_version, fernet \
+                 ORDER BY tenant_id, dek_version, fernet",
+                fernet = is_fernet::<D>()
             )),
         }
     }
@@ -444,35 +445,87 @@ impl DekSql {
     }
 }
 
+/// Whether the payload `s.sealed` is a Fernet token (its first byte is `g`; a sealed-record
+/// payload starts with `c`).
+fn is_fernet<D: Dialect>() -> String {
+    format!("substr(s.sealed, 1, 1) = CAST('g' AS {})", D::BLOB_TYPE)
+}
+
 /// The re-encryption batch: the claim, and whether a reseal landed.
 #[derive(Debug)]
 pub(crate) struct BatchSql {
-    pub(crate) claim_first: Arc<str>,
-    pub(crate) claim_after: Arc<str>,
+    prefix: String,
+    claim_lock: &'static str,
+    is_fernet: String,
     pub(crate) select_versions: Arc<str>,
 }
 
 impl BatchSql {
-    fn new<D: Dialect>(p: &str) -> Self {
-        let claim_lock = D::CLAIM_LOCK;
+    /// The condition that a record `s` of tenant `t` is stale under `plan`: sealed with an
+    /// old data key, or with another suite than the plan's for its kind. Kinds are quoted as
+    /// SQL literals (a quote doubled), so any text is safe here.
+    pub(crate) fn stale(&self, plan: &SuitePlan) -> String {
+        let listed = |suite: SealingSuite| {
+            let kinds: Vec<String> = plan
+                .kinds
+                .iter()
+                .filter(|(_, s)| *s == suite)
+                .map(|(k, _)| format!("'{}'", k.replace('\'', "''")))
+                .collect();
+            if kinds.is_empty() {
+                "(1 = 0)".to_owned()
+            } else {
+                format!("(s.kind IN ({}))", kinds.join(", "))
+            }
+        };
+        let fernet_wanted = match plan.default {
+            SealingSuite::Fernet => format!("(NOT {})", listed(SealingSuite::Aes256Gcm)),
+            _ => listed(SealingSuite::Fernet),
+        };
+        format!(
+            "(s.dek_version <> t.dek_version OR ({}) <> {fernet_wanted})",
+            self.is_fernet
+        )
+    }
+
+    /// The claim of a batch under `plan`: `$1` limit, or with `after`, `$1`-`$3` the last
+    /// key claimed and `$4` the limit.
+    pub(crate) fn claim(&self, plan: &SuitePlan, after: bool) -> String {
+        let p = &self.prefix;
         // Only what resealing needs: every column read costs on SQLite, per row (the batch's
         // tenants and data keys are read once each, after the claim).
         let secret_cols = "s.tenant_id AS tenant_id, s.kind AS kind, s.name AS name, \
              s.version AS version, s.sealed AS sealed, s.dek_version AS dek_version";
-        let claim = |after: &str, limit: &str| {
-            format!(
-                "SELECT {secret_cols} FROM {p}credvault_secrets s \
-                 JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
-                 WHERE s.dek_version <> t.dek_version{after} \
-                 ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{claim_lock}"
-            )
+        let (after, limit) = if after {
+            (" AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)", "$4")
+        } else {
+            ("", "$1")
         };
+        format!(
+            "SELECT {secret_cols} FROM {p}credvault_secrets s \
+             JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id \
+             WHERE {}{after} \
+             ORDER BY s.tenant_id, s.kind, s.name LIMIT {limit}{}",
+            self.stale(plan),
+            self.claim_lock
+        )
+    }
+
+    /// The count of stale records under `plan`.
+    pub(crate) fn count_stale(&self, plan: &SuitePlan) -> String {
+        let p = &self.prefix;
+        format!(
+            "SELECT COUNT(*) FROM {p}credvault_secrets s \
+             JOIN {p}credvault_tenants t ON t.tenant_id = s.tenant_id WHERE {}",
+            self.stale(plan)
+        )
+    }
+
+    fn new<D: Dialect>(p: &str) -> Self {
         Self {
-            claim_first: stmt(claim("", "$1")),
-            claim_after: stmt(claim(
-                " AND (s.tenant_id, s.kind, s.name) > ($1, $2, $3)",
-                "$4",
-            )),
+            prefix: p.to_owned(),
+            claim_lock: D::CLAIM_LOCK,
+            is_fernet: is_fernet::<D>(),
             select_versions: stmt(format!(
                 "SELECT version, dek_version FROM {p}credvault_secrets \
                  WHERE tenant_id = $1 AND kind = $2 AND name = $3"

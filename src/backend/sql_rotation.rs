@@ -72,10 +72,14 @@ async fn claim<D: Driver>(
     let q = tx.queries;
     let limit = i64::from(request.limit);
     let rows = match &request.after {
-        None => tx.fetch_all(&q.batch.claim_first, params![limit]).await?,
+        None => {
+            let sql: Arc<str> = q.batch.claim(request.plan, false).into();
+            tx.fetch_all(&sql, params![limit]).await?
+        }
         Some(c) => {
+            let sql: Arc<str> = q.batch.claim(request.plan, true).into();
             let after = params![c.tenant.as_str(), c.kind.as_str(), c.name.as_str(), limit];
-            tx.fetch_all(&q.batch.claim_after, after).await?
+            tx.fetch_all(&sql, after).await?
         }
     };
     let mut out = Claim {

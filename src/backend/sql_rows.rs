@@ -426,8 +426,14 @@ pub(crate) fn count_from_row(row: &impl RowExt) -> Result<RecordCount, BackendEr
     let (tenant, raw) = row_tenant(row, "credvault_secrets", &named)?;
     let place = || named(&raw);
     let records = read(&place, "records", row.int("records"))?;
+    let fernet = read(&place, "fernet", row.int("fernet"))?;
     Ok(RecordCount {
         dek_version: key_version(&place, row, "dek_version")?,
+        suite: if fernet == 0 {
+            crate::crypto::SealingSuite::Aes256Gcm
+        } else {
+            crate::crypto::SealingSuite::Fernet
+        },
         records: u64::try_from(records).unwrap_or(0),
         tenant,
     })

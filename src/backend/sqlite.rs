@@ -224,6 +224,7 @@ impl Dialect for Sqlite {
     const SHARE_LOCK: &'static str = "";
     const ROW_LOCK: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
+    const BLOB_TYPE: &'static str = "BLOB";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 

@@ -11,9 +11,11 @@
 //! TTL a token is refused when `timestamp + ttl < now` or when `timestamp > now + 60`
 //! (the 60-second clock-skew allowance).
 //!
-//! Text handling is strict where Python is lenient: a token or key must be canonical URL-safe
-//! base64 with its padding; only leading and trailing ASCII whitespace (a newline read from a
-//! file) is ignored. Every token Python writes is accepted.
+//! Tokens are strict where Python is lenient: a token must be canonical URL-safe base64 with its
+//! padding; only leading and trailing ASCII whitespace (a newline read from a file) is ignored.
+//! Every token Python writes is accepted. Keys are read as Python's `Fernet(key)` reads them
+//! (`base64.urlsafe_b64decode`, non-strict): every key Python accepts is accepted, with the
+//! same 32 bytes, and every key it refuses is refused (see [`Fernet::new`]).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -224,18 +226,21 @@ impl Fernet {
         SecretString::new(URL_SAFE.encode(raw.as_ref()))
     }
 
-    /// Parses a key: URL-safe base64 (with padding) of 32 bytes.
+    /// Parses a key: URL-safe base64 (with padding) of 32 bytes, decoded exactly as Python's
+    /// `cryptography` decodes a Fernet key (`base64.urlsafe_b64decode`, non-strict), so that a
+    /// key a Python service accepts works here too: characters outside the base64 alphabets
+    /// are skipped (whitespace, line breaks, stray punctuation), both the URL-safe (`-_`) and
+    /// the standard (`+/`) alphabet are read, decoding stops at the padding that completes a
+    /// group (anything after it is ignored), and non-zero trailing bits are dropped. As in
+    /// Python, a key whose data characters do not end on a group boundary without padding (an
+    /// unpadded key) and any non-ASCII text are refused.
     ///
     /// # Errors
     ///
     /// [`FernetKeyError`] if the text is not base64 or not 32 bytes. The message never
     /// contains the key.
     pub fn new(key: &str) -> Result<Self, FernetKeyError> {
-        let decoded = Zeroizing::new(
-            URL_SAFE
-                .decode(key.trim_ascii())
-                .map_err(|_| FernetKeyError::NotBase64)?,
-        );
+        let decoded = Zeroizing::new(python_b64decode(key).ok_or(FernetKeyError::NotBase64)?);
         let raw: &[u8; KEY_LEN] = decoded
             .as_slice()
             .try_into()
@@ -465,6 +470,57 @@ fn decode_token(token: &[u8]) -> Result<Vec<u8>, InvalidToken> {
         return Err(malformed());
     }
     Ok(raw)
+}
+
+/// Python's `base64.urlsafe_b64decode(text)` (CPython's `binascii.a2b_base64`, non-strict
+/// mode, after `-` → `+` and `_` → `/`): `None` where Python raises.
+fn python_b64decode(text: &str) -> Option<Vec<u8>> {
+    // Python's `str` argument must be ASCII.
+    if !text.is_ascii() {
+        return None;
+    }
+    // Never reallocated: no copy of key bytes is left behind in freed memory.
+    let mut out = Vec::with_capacity(text.len());
+    let (mut quad_pos, mut left, mut pads) = (0u8, 0u8, 0u8);
+    for c in text.bytes() {
+        if c == b'=' {
+            // Padding counts only after two data characters of a group; once it completes
+            // the group, decoding stops (what follows is ignored).
+            if quad_pos >= 2 {
+                pads += 1;
+                if quad_pos + pads >= 4 {
+                    return Some(out);
+                }
+            }
+            continue;
+        }
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => continue,
+        };
+        pads = 0;
+        match quad_pos {
+            0 => left = v,
+            1 => {
+                out.push((left << 2) | (v >> 4));
+                left = v & 0x0f;
+            }
+            2 => {
+                out.push((left << 4) | (v >> 2));
+                left = v & 0x03;
+            }
+            _ => {
+                out.push((left << 6) | v);
+                left = 0;
+            }
+        }
+        quad_pos = (quad_pos + 1) % 4;
+    }
+    (quad_pos == 0).then_some(out)
 }
 
 /// The big-endian timestamp of a token that passed `decode_token`.

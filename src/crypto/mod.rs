@@ -8,11 +8,13 @@ pub mod context;
 pub mod fernet;
 pub mod format;
 pub(crate) mod rng;
+pub mod suite;
 
 pub use aead::AeadKey;
 pub use context::Context;
 pub use fernet::{Fernet, InvalidToken, MultiFernet};
 pub(crate) use rng::{fill_from_os_rng, try_fill_from_os_rng};
+pub use suite::SealingSuite;
 
 /// Errors of the sealed-record layer. Decryption failures are deliberately one opaque variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

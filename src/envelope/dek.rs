@@ -7,7 +7,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::crypto::aead::{self, AeadKey};
-use crate::crypto::{Context, CryptoError};
+use crate::crypto::fernet::{self, Fernet};
+use crate::crypto::{Context, CryptoError, SealingSuite, suite};
 use crate::keys::{KeyError, KeyProvider};
 use crate::secret::SecretBytes;
 use crate::{KeyVersion, TenantId};
@@ -16,6 +17,8 @@ use crate::{KeyVersion, TenantId};
 pub(crate) const DEK_LEN: usize = 32;
 /// HKDF `info` label for the record key.
 const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
+/// HKDF `info` label for the tenant's Fernet key (the Fernet sealing suite).
+const FERNET_KEY_LABEL: &[u8] = b"credvault fernet key v1";
 
 /// A tenant's record-sealing key, ready to use, with the versions that produced it.
 ///
@@ -26,6 +29,9 @@ pub(crate) struct TenantDek {
     version: KeyVersion,
     kek_version: KeyVersion,
     key: AeadKey,
+    fernet: Fernet,
+    /// The raw Fernet key (signing then encryption key), for the audited export only.
+    fernet_raw: SecretBytes,
 }
 
 impl fmt::Debug for TenantDek {
@@ -57,11 +63,15 @@ impl TenantDek {
         let material = provider.unwrap_key(wrapped, &ctx)?;
         let kek_version = crate::crypto::format::parse(wrapped)?.header.key_version;
         let key = derive_record_key(&material, shred_secret, tenant, version)?;
+        let fernet_raw = derive_fernet_key(&material, shred_secret, tenant, version)?;
+        let fernet = Fernet::from_key_bytes(&fernet_raw);
         Ok(Self {
             tenant: tenant.clone(),
             version,
             kek_version,
             key,
+            fernet,
+            fernet_raw: SecretBytes::copy_from_slice(fernet_raw.as_ref()),
         })
     }
 
@@ -84,13 +94,47 @@ impl TenantDek {
         aead::seal(&self.key, self.version, plaintext, context)
     }
 
-    /// Opens a record payload sealed by [`seal`](Self::seal) under the same context.
+    /// Seals a record payload bound to `context` with `suite`; `now` (Unix seconds) is the
+    /// Fernet token's timestamp (unused by AES-256-GCM).
+    ///
+    /// # Errors
+    ///
+    /// `CryptoError::PlaintextTooLong` past the GCM limit;
+    /// `CryptoError::RandomnessUnavailable` if no nonce or IV can be drawn.
+    pub(crate) fn seal_with(
+        &self,
+        suite: SealingSuite,
+        plaintext: &[u8],
+        context: &Context,
+        now: u64,
+    ) -> Result<Vec<u8>, CryptoError> {
+        match suite {
+            SealingSuite::Aes256Gcm => self.seal(plaintext, context),
+            SealingSuite::Fernet => suite::fernet_seal(&self.fernet, plaintext, context, now),
+        }
+    }
+
+    /// Opens a record payload sealed by [`seal`](Self::seal) or [`seal_with`](Self::seal_with)
+    /// (either suite, told by the payload's first byte) under the same context.
     ///
     /// # Errors
     ///
     /// A framing error, or `CryptoError::DecryptionFailed`.
     pub(crate) fn open(&self, blob: &[u8], context: &Context) -> Result<SecretBytes, CryptoError> {
-        aead::open(&self.key, blob, context)
+        match SealingSuite::of_sealed(blob) {
+            Some(SealingSuite::Fernet) => suite::fernet_open(&self.fernet, blob, context),
+            _ => aead::open(&self.key, blob, context),
+        }
+    }
+
+    /// The tenant's Fernet key for this data key version, as URL-safe base64 (what Python's
+    /// `Fernet(key)` takes). Crate-private: the only door out is the audited
+    /// `Vault::export_fernet_keys`.
+    pub(crate) fn fernet_key_text(&self) -> crate::secret::SecretString {
+        use base64::Engine as _;
+        crate::secret::SecretString::new(
+            base64::engine::general_purpose::URL_SAFE.encode(self.fernet_raw.expose_secret()),
+        )
     }
 }
 
@@ -136,4 +180,33 @@ pub(crate) fn derive_record_key(
     hk.expand(info.as_bytes(), okm.as_mut())
         .map_err(|_| CryptoError::DecryptionFailed)?;
     Ok(AeadKey::from_bytes(&okm))
+}
+
+/// The tenant's Fernet key for a data key version: HKDF-SHA256 with the shred secret as salt,
+/// the DEK as input key material, and `"credvault fernet key v1" ‖ len ‖ tenant ‖ version` as
+/// info (each part length-prefixed, as a [`Context`]); 32 bytes, signing key then encryption
+/// key, as the Fernet spec orders them.
+///
+/// # Errors
+///
+/// `CryptoError::DecryptionFailed` if the DEK is not 32 bytes (a wrapped key from elsewhere).
+pub(crate) fn derive_fernet_key(
+    dek: &SecretBytes,
+    shred_secret: &SecretBytes,
+    tenant: &TenantId,
+    version: KeyVersion,
+) -> Result<Zeroizing<[u8; fernet::KEY_LEN]>, CryptoError> {
+    if dek.len() != DEK_LEN {
+        return Err(CryptoError::DecryptionFailed);
+    }
+    let info = Context::from_parts(&[
+        FERNET_KEY_LABEL,
+        tenant.as_str().as_bytes(),
+        &version.get().to_be_bytes(),
+    ])?;
+    let hk = Hkdf::<Sha256>::new(Some(shred_secret.expose_secret()), dek.expose_secret());
+    let mut okm = Zeroizing::new([0u8; fernet::KEY_LEN]);
+    hk.expand(info.as_bytes(), okm.as_mut())
+        .map_err(|_| CryptoError::DecryptionFailed)?;
+    Ok(okm)
 }

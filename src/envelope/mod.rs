@@ -8,7 +8,12 @@
 //! layer does no database I/O.
 
 mod dek;
+#[cfg(feature = "postgres")]
+mod pg_store;
 mod shred;
 
 pub(crate) use dek::{TenantDek, new_dek_material};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use pg_store::PgTenantKeys;
 pub use shred::{DirTenantKeys, MemoryTenantKeys, TenantKeyStore};

@@ -438,7 +438,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random_secret() -> Result<SecretBytes, KeyError> {
+pub(crate) fn random_secret() -> Result<SecretBytes, KeyError> {
     let mut raw = vec![0u8; SHRED_SECRET_LEN];
     crate::crypto::try_fill_from_os_rng(&mut raw)?;
     Ok(SecretBytes::new(raw))

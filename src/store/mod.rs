@@ -11,6 +11,7 @@ mod clock;
 mod disconnect;
 mod error;
 mod export;
+mod fernet_keys;
 mod import;
 mod keys;
 mod offload;
@@ -27,6 +28,7 @@ mod rotate;
 mod tenant;
 mod vault_keys;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub use disconnect::{
 };
 pub use error::{KeyKind, StoreError};
 pub use export::{AUDIT_CSV_HEADER, CSV_HEADER, ExportOptions, ExportReport};
+pub use fernet_keys::{ExportedFernetKey, FernetKeyExport};
 pub use import::{
     FailureCause, FernetImport, ImportError, ImportFailure, ImportReport, LegacyPayload,
     LegacyValue, MAX_REPORTED_FAILURES, MapError, PROGRESS_EVERY,
@@ -55,7 +58,8 @@ pub use rotate::{
 };
 pub use tenant::{Listing, RecordInfo, Tenant, Versioned};
 
-use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, TenantRow};
+use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, SuitePlan, TenantRow};
+pub use crate::crypto::SealingSuite;
 use crate::envelope::{TenantDek, TenantKeyStore};
 use crate::keys::{KeyError, KeyProvider};
 use crate::{KeyVersion, TenantId};
@@ -120,6 +124,37 @@ pub struct VaultConfig {
     /// How long an unwrapped data key is kept before the key provider is asked again: a KMS
     /// is called about once per tenant per this time. Default: 5 minutes.
     pub key_cache_ttl: Duration,
+    /// How new records are sealed: [`SealingSuite::Aes256Gcm`] (the default) or
+    /// [`SealingSuite::Fernet`]. Reads accept both; [`Vault::reencrypt`] moves records sealed
+    /// with the other suite to this one.
+    pub sealing_suite: SealingSuite,
+    /// Record kinds sealed with another suite than `sealing_suite` (by kind name, e.g.
+    /// `"oauth_token"` → Fernet). Default: none.
+    pub kind_suites: BTreeMap<String, SealingSuite>,
+}
+
+impl VaultConfig {
+    /// The suite new records of `kind` are sealed with.
+    pub fn suite_for(&self, kind: &str) -> SealingSuite {
+        self.kind_suites
+            .get(kind)
+            .copied()
+            .unwrap_or(self.sealing_suite)
+    }
+
+    /// What [`Vault::reencrypt`] moves records to: the default suite and the kinds that
+    /// differ from it.
+    pub fn suite_plan(&self) -> SuitePlan {
+        SuitePlan {
+            default: self.sealing_suite,
+            kinds: self
+                .kind_suites
+                .iter()
+                .filter(|(_, s)| **s != self.sealing_suite)
+                .map(|(k, s)| (k.clone(), *s))
+                .collect(),
+        }
+    }
 }
 
 impl Default for VaultConfig {
@@ -138,6 +173,8 @@ impl Default for VaultConfig {
             kek_quiet_period: Duration::from_secs(15 * 60),
             key_cache_capacity: 10_000,
             key_cache_ttl: Duration::from_secs(5 * 60),
+            sealing_suite: SealingSuite::default(),
+            kind_suites: BTreeMap::new(),
         }
     }
 }
@@ -205,6 +242,19 @@ impl VaultBuilder {
     pub fn key_cache(mut self, capacity: usize, ttl: Duration) -> Self {
         self.config.key_cache_capacity = capacity;
         self.config.key_cache_ttl = ttl;
+        self
+    }
+
+    /// How new records are sealed (default AES-256-GCM): see [`VaultConfig::sealing_suite`].
+    pub fn sealing_suite(mut self, suite: SealingSuite) -> Self {
+        self.config.sealing_suite = suite;
+        self
+    }
+
+    /// Seals records of `kind` with `suite`, whatever the vault's default: see
+    /// [`VaultConfig::kind_suites`].
+    pub fn kind_suite(mut self, kind: impl Into<String>, suite: SealingSuite) -> Self {
+        self.config.kind_suites.insert(kind.into(), suite);
         self
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::RecordCount;
+use crate::crypto::SealingSuite;
 use crate::keys::KeyState;
 use crate::store::rotate::DekPages;
 use crate::store::{DAY, StoreError, Vault, whole_seconds};
@@ -68,6 +69,9 @@ pub struct DekStatus {
     pub below_minimum: bool,
     /// Records sealed with it.
     pub records: u64,
+    /// Those records per sealing suite (`aes-256-gcm`, `fernet`); suites with none are left
+    /// out.
+    pub records_by_suite: BTreeMap<SealingSuite, u64>,
 }
 
 /// One key-encryption key version, as the key provider and the database see it.
@@ -100,6 +104,11 @@ pub struct KeyReport {
     pub deks: Vec<DekStatus>,
     /// Records in the vault.
     pub records: u64,
+    /// Records per sealing suite (`aes-256-gcm`, `fernet`), every suite listed.
+    pub records_by_suite: BTreeMap<SealingSuite, u64>,
+    /// Records the re-encryption job would reseal: under an old data key, or sealed with
+    /// another suite than the vault's configuration says for their kind.
+    pub records_to_reseal: u64,
     /// Records not yet under their tenant's current data key (the re-encryption job's work).
     pub records_pending_reencryption: u64,
     /// Records sealed with a destroyed or unknown data key version: unreadable.
@@ -117,6 +126,7 @@ impl KeyReport {
     /// a destroyed, forbidden or unusable key.
     pub fn is_clean(&self) -> bool {
         self.records_pending_reencryption == 0
+            && self.records_to_reseal == 0
             && self.records_with_destroyed_key == 0
             && self.records_below_minimum == 0
             && self.deks_with_unusable_kek == 0
@@ -154,19 +164,30 @@ impl Vault {
     pub async fn key_report(&self, policy: &RotationPolicy) -> Result<KeyReport, StoreError> {
         self.keys_ready().await?;
         let now = self.now();
-        let counts: BTreeMap<(TenantId, KeyVersion), u64> = self
+        let mut counts: BTreeMap<(TenantId, KeyVersion), u64> = BTreeMap::new();
+        let mut by_suite: BTreeMap<(TenantId, KeyVersion), BTreeMap<SealingSuite, u64>> =
+            BTreeMap::new();
+        let mut records_by_suite: BTreeMap<SealingSuite, u64> =
+            SealingSuite::ALL.iter().map(|s| (*s, 0)).collect();
+        for RecordCount {
+            tenant,
+            dek_version,
+            suite,
+            records,
+        } in self.backend().record_counts().await?
+        {
+            *counts.entry((tenant.clone(), dek_version)).or_default() += records;
+            *by_suite
+                .entry((tenant, dek_version))
+                .or_default()
+                .entry(suite)
+                .or_default() += records;
+            *records_by_suite.entry(suite).or_default() += records;
+        }
+        let records_to_reseal = self
             .backend()
-            .record_counts()
-            .await?
-            .into_iter()
-            .map(
-                |RecordCount {
-                     tenant,
-                     dek_version,
-                     records,
-                 }| ((tenant, dek_version), records),
-            )
-            .collect();
+            .count_stale(&self.config().suite_plan())
+            .await?;
         let infos = self.kek_infos().await?;
         let unusable_kek = |v: KeyVersion| {
             infos
@@ -180,6 +201,8 @@ impl Vault {
             keks: Vec::new(),
             deks: Vec::new(),
             records: counts.values().sum(),
+            records_by_suite,
+            records_to_reseal,
             records_pending_reencryption: 0,
             records_with_destroyed_key: 0,
             records_below_minimum: 0,
@@ -239,6 +262,10 @@ impl Vault {
                     overdue,
                     below_minimum,
                     records,
+                    records_by_suite: by_suite
+                        .get(&(dek.tenant.clone(), dek.version))
+                        .cloned()
+                        .unwrap_or_default(),
                 });
             }
         }

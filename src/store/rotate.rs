@@ -467,14 +467,18 @@ impl Vault {
         }
     }
 
-    /// How many records are not sealed with their tenant's current data key: what
+    /// How many records are not sealed with their tenant's current data key, or are sealed
+    /// with another suite than the configuration names for their kind: what
     /// [`reencrypt`](Self::reencrypt) has left to do (0 once a rotation is complete).
     ///
     /// # Errors
     ///
     /// Storage errors.
     pub async fn stale_records(&self) -> Result<u64, StoreError> {
-        Ok(self.backend().count_stale().await?)
+        Ok(self
+            .backend()
+            .count_stale(&self.config().suite_plan())
+            .await?)
     }
 
     /// Moves every record that is not sealed with its tenant's current data key to it, in
@@ -500,7 +504,8 @@ impl Vault {
         crate::text::check_label("actor", &options.actor)?;
         self.keys_ready().await?;
         let limit = options.batch_size.max(1);
-        let total = self.backend().count_stale().await?;
+        let plan = self.config().suite_plan();
+        let total = self.backend().count_stale(&plan).await?;
         let clock = ProgressClock::start(total);
         let mut report = ReencryptReport {
             total,
@@ -526,6 +531,7 @@ impl Vault {
                     now: self.now(),
                     actor: &options.actor,
                     reseal: &reseal,
+                    plan: &plan,
                 };
                 let out: BatchOutcome = self.backend().reencrypt_batch(&request).await?;
                 report.batches += 1;
@@ -570,7 +576,7 @@ impl Vault {
                 break;
             }
         }
-        report.remaining = self.backend().count_stale().await?;
+        report.remaining = self.backend().count_stale(&plan).await?;
         if options.destroy_unused {
             report.destroyed_deks = self.destroy_unused_deks().await?;
         }
@@ -585,8 +591,9 @@ impl Vault {
     }
 
     /// Opens a stale record with the data key that sealed it and seals it with its tenant's
-    /// current one (called inside the batch's transaction; pure crypto, no I/O: a key not
-    /// unwrapped yet is named in `keys` and the record left for the batch's next run).
+    /// current one, in the suite the configuration names for its kind (called inside the
+    /// batch's transaction; pure crypto, no I/O: a key not unwrapped yet is named in `keys`
+    /// and the record left for the batch's next run).
     fn reseal(
         &self,
         stale: &StaleRecord,
@@ -600,7 +607,14 @@ impl Vault {
                 row.dek_version, tenant.min_dek_version
             )));
         }
+        let current = self.batch_dek(
+            keys,
+            (tenant.tenant.clone(), tenant.dek_version, tenant.created_at),
+            &tenant.wrapped_dek,
+        )?;
         let old = match &stale.sealed_with {
+            // Under the current data key, sealed with another suite.
+            _ if row.dek_version == tenant.dek_version => Arc::clone(&current),
             Some(DekRow {
                 wrapped_dek: Some(wrapped),
                 version,
@@ -623,11 +637,7 @@ impl Vault {
                 )));
             }
         };
-        let new = self.batch_dek(
-            keys,
-            (tenant.tenant.clone(), tenant.dek_version, tenant.created_at),
-            &tenant.wrapped_dek,
-        )?;
+        let new = current;
         let ctx = Context::record(
             row.key.tenant.as_str(),
             row.key.kind.as_str(),
@@ -637,9 +647,11 @@ impl Vault {
         let plain = old
             .open(&row.sealed, &ctx)
             .map_err(|e| refuse(format!("does not open: {e}")))?;
+        let suite = self.config().suite_for(row.key.kind.as_str());
+        let now = u64::try_from(self.now()).unwrap_or(0);
         Ok(Resealed {
             sealed: new
-                .seal(plain.expose_secret(), &ctx)
+                .seal_with(suite, plain.expose_secret(), &ctx, now)
                 .map_err(|e| ResealError::new(StoreError::from(e)))?,
             dek_version: new.version(),
             kek_version: new.kek_version(),

@@ -648,8 +648,14 @@ impl Tenant {
         }
         let dek = self.vault.dek_on(on, tenant).await?;
         let ctx = Context::record(key.tenant.as_str(), key.kind.as_str(), key.name.as_str())?;
-        let sealed = dek.seal(payload.expose_secret(), &ctx)?;
         let now = self.vault.now();
+        let suite = self.vault.config().suite_for(key.kind.as_str());
+        let sealed = dek.seal_with(
+            suite,
+            payload.expose_secret(),
+            &ctx,
+            u64::try_from(now).unwrap_or(0),
+        )?;
         Ok(SecretRow {
             key: key.clone(),
             version,

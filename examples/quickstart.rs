@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     println!("opened {db}");
 
-    let acme = vault.tenant("acme")?.with_actor("quickstart");
+    let acme = vault.tenant("acme")?.with_actor("quickstart")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

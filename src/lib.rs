@@ -15,6 +15,7 @@ pub mod keys;
 pub mod password;
 pub mod secret;
 pub mod store;
+pub mod text;
 
 pub use error::Error;
 pub use ids::{IdError, KeyVersion, RecordKind, RecordName, TenantId};

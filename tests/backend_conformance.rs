@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use credvault::backend::{
-    AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery,
-    MemoryBackend, RecordKey, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
+    AuditQuery, AuditRow, Backend, BackendErrorKind, KeyIdentity, KeyRole, ListQuery, ListedRow,
+    MemoryBackend, RecordKey, RowFault, SCHEMA_VERSION, SecretRow, TenantRow, VaultKeyRow,
 };
 use credvault::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -305,10 +305,19 @@ fn list_query(t: &str) -> ListQuery {
     }
 }
 
-fn names(rows: &[SecretRow]) -> Vec<(String, String)> {
+fn names(rows: &[ListedRow]) -> Vec<(String, String)> {
     rows.iter()
-        .map(|r| (r.key.kind.to_string(), r.key.name.to_string()))
+        .map(|r| {
+            let r = r.as_ref().expect("every row decodes");
+            (r.key.kind.to_string(), r.key.name.to_string())
+        })
         .collect()
+}
+
+/// Where a listing resumes after `row`.
+fn after(row: &ListedRow) -> Option<(String, String)> {
+    let r = row.as_ref().expect("every row decodes");
+    Some((r.key.kind.to_string(), r.key.name.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,7 +459,7 @@ mod cases {
         }
         assert_eq!(
             b.tenants_due_for_purge(100).await.unwrap(),
-            [tenant("a"), tenant("c")]
+            [Ok(tenant("a")), Ok(tenant("c"))]
         );
         assert!(b.tenants_due_for_purge(49).await.unwrap().is_empty());
     }
@@ -618,11 +627,11 @@ mod cases {
         let page1 = b.list(&q).await.unwrap();
         assert_eq!(names(&page1), expected[..4]);
         let last = page1.last().unwrap();
-        q.after = Some((last.key.kind.clone(), last.key.name.clone()));
+        q.after = after(last);
         let page2 = b.list(&q).await.unwrap();
         assert_eq!(names(&page2), expected[4..]);
         let last = page2.last().unwrap();
-        q.after = Some((last.key.kind.clone(), last.key.name.clone()));
+        q.after = after(last);
         assert!(b.list(&q).await.unwrap().is_empty());
 
         q.after = None;
@@ -669,10 +678,7 @@ mod cases {
             names(&b.list(&q).await.unwrap()),
             [("session_cookies".into(), "gh".into())]
         );
-        q.after = Some((
-            RecordKind::new("session_cookies").unwrap(),
-            RecordName::new("gh").unwrap(),
-        ));
+        q.after = Some(("session_cookies".to_owned(), "gh".to_owned()));
         assert!(b.list(&q).await.unwrap().is_empty());
         q.kind = None;
         q.after = None;
@@ -720,7 +726,13 @@ mod cases {
             b.insert(&r, &[]).await.unwrap();
         }
         // Due by 100, run at 90 (a purge running ahead of its deadlines): audited at 90.
-        let purged = b.purge_records(100, 90, "job:purge").await.unwrap();
+        let purged: Vec<RecordKey> = b
+            .purge_records(100, 90, "job:purge")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.expect("every key decodes"))
+            .collect();
         assert_eq!(
             purged,
             [
@@ -932,7 +944,7 @@ mod cases {
             "t1",
             "api_key",
             "bad",
-            "negative version",
+            "column version",
         ] {
             assert!(msg.contains(part), "{msg}");
         }
@@ -943,15 +955,23 @@ mod cases {
                 .is_some()
         );
 
-        // A kind no RecordKind accepts: listing that tenant is corrupt, others read fine.
+        // A kind no RecordKind accepts: listed as unreadable in its place, named, and the
+        // tenant's other rows still listed (one bad row never fails a listing).
         f.raw("INSERT INTO {p}credvault_secrets (tenant_id, kind, name, version, sealed, dek_version, kek_version, metadata, created_at, updated_at) VALUES ('t9', 'Bad Kind', 'n', 1, {blob}, 1, 1, '{}', 0, 0)").await;
-        let err = b.list(&list_query("t9")).await.unwrap_err();
-        assert_eq!(err.kind(), BackendErrorKind::Corrupt);
-        assert!(err.to_string().contains("invalid record kind"), "{err}");
+        let listed = b.list(&list_query("t9")).await.unwrap();
+        let skipped = listed[0].as_ref().unwrap_err();
         assert_eq!(
-            b.list(&list_query("t1")).await.unwrap_err().kind(),
-            BackendErrorKind::Corrupt
+            (skipped.kind.as_str(), skipped.name.as_str(), skipped.reason),
+            ("Bad Kind", "n", RowFault::InvalidKind)
         );
+        let listed = b.list(&list_query("t1")).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed[0].as_ref().unwrap_err().reason,
+            RowFault::UnreadableColumn,
+            "bad (negative version) sorts first"
+        );
+        assert_eq!(listed[1].as_ref().unwrap().key.name.as_str(), "good");
         b.insert(&record("t2", "api_key", "fine"), &[])
             .await
             .unwrap();
@@ -959,9 +979,12 @@ mod cases {
 
         // A tenant id no TenantId accepts, and a key version out of range.
         f.raw("INSERT INTO {p}credvault_tenants (tenant_id, wrapped_dek, dek_version, kek_version, created_at, purge_after) VALUES ('a/b', {blob}, 1, 1, 0, 5)").await;
-        let err = b.tenants_due_for_purge(10).await.unwrap_err();
-        assert_eq!(err.kind(), BackendErrorKind::Corrupt);
-        assert!(err.to_string().contains("credvault_tenants"), "{err}");
+        let due = b.tenants_due_for_purge(10).await.unwrap();
+        let skipped = due[0].as_ref().unwrap_err();
+        assert_eq!(
+            (skipped.tenant.as_str(), skipped.reason),
+            ("a/b", RowFault::InvalidTenant)
+        );
         b.insert_tenant(&tenant_row("ok"), &[]).await.unwrap();
         f.raw("UPDATE {p}credvault_tenants SET kek_version = 4294967296 WHERE tenant_id = 'ok'")
             .await;

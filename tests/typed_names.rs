@@ -148,6 +148,7 @@ async fn reports_serialise_with_their_documented_field_names() {
         }],
         derived_scheduled: 0,
         derived_purge_after: None,
+        unreadable: Vec::new(),
     };
     assert_eq!(
         serde_json::to_value(&report).unwrap(),
@@ -159,6 +160,7 @@ async fn reports_serialise_with_their_documented_field_names() {
             ],
             "derived_scheduled": 0,
             "derived_purge_after": null,
+            "unreadable": [],
         })
     );
 
@@ -170,7 +172,7 @@ async fn reports_serialise_with_their_documented_field_names() {
     let info = acme.list(None).await.unwrap();
     assert_eq!(
         serde_json::to_value(&info).unwrap(),
-        json!([{
+        json!({"records": [{
             "kind": "oauth_token",
             "name": "github",
             "version": 1,
@@ -180,7 +182,7 @@ async fn reports_serialise_with_their_documented_field_names() {
             "updated_at": T0,
             "expires_at": T0 + 60,
             "purge_after": null,
-        }])
+        }], "unreadable": []})
     );
     vault.rotate_dek("acme").await.unwrap();
     let reencrypt = vault.reencrypt(&Default::default(), |_| {}).await.unwrap();
@@ -199,6 +201,7 @@ async fn reports_serialise_with_their_documented_field_names() {
             "tenant_records": 0,
             "expired_records": 0,
             "audit_rows": 0,
+            "unreadable": [],
         })
     );
 }

@@ -555,7 +555,7 @@ mod body {
         acme.disconnect("github", None).await.unwrap();
         f.clock.advance(Duration::from_secs(3_600));
         let v = acme.update("boards", &data(2), v).await.unwrap();
-        let info = acme.list(None).await.unwrap().remove(0);
+        let info = acme.list(None).await.unwrap().records.remove(0);
         assert_eq!(info.created_at, T0, "creation time kept");
         assert_eq!(info.updated_at, T0 + 3_600);
         assert_eq!(
@@ -692,7 +692,7 @@ mod body {
                 limit: 100,
             };
             for row in f.backend.list(&q).await.unwrap() {
-                copy.insert(&row, &[]).await.unwrap();
+                copy.insert(&row.unwrap(), &[]).await.unwrap();
             }
         }
         let old = Vault::builder(Arc::clone(&copy), Arc::clone(&f.kek), Arc::clone(&f.shred))
@@ -737,7 +737,12 @@ mod body {
         b: Arc<dyn Backend>,
     ) {
         let f = fixture(b).await;
-        let acme = f.vault.tenant("acme").unwrap().with_actor("user:42");
+        let acme = f
+            .vault
+            .tenant("acme")
+            .unwrap()
+            .with_actor("user:42")
+            .unwrap();
         let v = acme.put("github", &token("a", None)).await.unwrap();
         acme.get::<OAuthToken>("github").await.unwrap();
         acme.update("github", &token("b", None), v).await.unwrap();

@@ -289,7 +289,8 @@ pub(crate) struct VaultArgs {
     pub(crate) tenant_keys: PathBuf,
     /// Who the audit log says acted (`vault import-fernet`: job:import, `vault reencrypt`:
     /// job:reencrypt, unless given).
-    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR)]
+    /// At most 128 characters, no control or bidirectional-override character.
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR, value_parser = parse_actor)]
     pub(crate) actor: String,
     /// How new records are sealed: aes-256-gcm or fernet. Reads accept both; `vault
     /// reencrypt` moves records sealed with the other suite to this one, and `vault report`
@@ -667,6 +668,13 @@ pub(crate) enum ExportFormat {
 
 /// An interval: a number with a unit, `s`, `m`, `h` or `d` (`90s`, `15m`, `1h`, `1d`); a bare
 /// number is seconds.
+/// An `--actor`: checked as the library checks it, so a forged audit line is refused early.
+fn parse_actor(s: &str) -> Result<String, String> {
+    credvault::text::check_label("actor", s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),

@@ -107,6 +107,33 @@ pub(crate) fn create_secret_file(path: &Path) -> Result<fs::File, CliError> {
         .map_err(|e| CliError::io("creating", path, &e))
 }
 
+/// Writes `bytes` to a new file `path` (mode 0600 on Unix) all or nothing: into a temporary
+/// file beside it, synced, then linked into place (refused if `path` exists) and the
+/// temporary name removed. A failure leaves no file at `path`.
+pub(crate) fn write_secret_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| CliError::new(format!("{} is not a file name", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = create_secret_file(&tmp).and_then(|mut f| {
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| CliError::io("writing", &tmp, &e))
+    });
+    let linked = written
+        .and_then(|()| fs::hard_link(&tmp, path).map_err(|e| CliError::io("creating", path, &e)));
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The new name must survive a crash; a directory that cannot be synced is not an error.
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
 /// An [`AsyncWrite`] over a blocking writer (stdout, a file): the command line runs one task
 /// on a current-thread runtime, so blocking it blocks nothing else.
 #[derive(Debug)]

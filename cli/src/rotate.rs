@@ -161,12 +161,15 @@ fn print_reencrypt(report: &ReencryptReport, out: Output) -> Result<(), CliError
         );
         for f in &report.failures {
             text.push_str(&format!(
-                "failed: {} {} {:?}: {}\n",
-                f.key.tenant,
-                f.key.kind.as_str(),
-                f.key.name.as_str(),
-                f.reason
+                "failed: {} {} \"{}\": {}\n",
+                crate::vault::shown(f.key.tenant.as_str()),
+                crate::vault::shown(f.key.kind.as_str()),
+                crate::vault::shown(f.key.name.as_str()),
+                crate::vault::shown(&f.reason)
             ));
+        }
+        for row in &report.unreadable {
+            text.push_str(&format!("skipped: {row}\n"));
         }
         if truncated {
             text.push_str(&format!(

@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use credvault::backend::AuditQuery;
 use std::sync::Arc;
 
+use credvault::backend::UnreadableRow;
 use credvault::envelope::{DirTenantKeys, TenantKeyStore};
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
 use credvault::store::{
-    ApiKey, DerivedData, ExportOptions, OAuthToken, PurgeReport, PurgerConfig, ReadAudit,
-    SecretKind, SessionCookies, StoreError, Tenant, Vault, VaultConfig,
+    ApiKey, DerivedData, ExportOptions, ExportReport, OAuthToken, PurgeReport, PurgerConfig,
+    ReadAudit, SecretKind, SessionCookies, StoreError, Tenant, Vault, VaultConfig,
 };
 use credvault::{Keyring, TenantId};
 use serde::Serialize;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::cli::{
     DEFAULT_DATA_DIR, DEFAULT_DB, DEFAULT_KEYS, DEFAULT_KEYS_DIR, DEFAULT_TENANT_KEYS,
@@ -52,7 +54,7 @@ async fn command(
     out: Output,
 ) -> Result<(), CliError> {
     let tenant = |id: &str| -> Result<Tenant, CliError> {
-        Ok(vault.tenant(id)?.with_actor(args.actor.clone()))
+        Ok(vault.tenant(id)?.with_actor(args.actor.clone())?)
     };
     match &args.command {
         VaultCommand::Init => out.print(
@@ -457,26 +459,55 @@ async fn delete<R: SecretKind>(tenant: &Tenant, name: &str, out: Output) -> Resu
 }
 
 async fn list(tenant: &Tenant, kind: Option<&str>, out: Output) -> Result<(), CliError> {
-    let infos = tenant.list(kind).await?;
-    out.print(&infos, || {
+    let listing = tenant.list(kind).await?;
+    // `--json` prints the records as before (an array of `RecordInfo`); rows that could not
+    // be read are named on stderr, with exit 1.
+    out.print(&listing.records, || {
         let mut text = format!(
             "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
             "KIND", "NAME", "VERSION", "PROVIDER", "UPDATED", "EXPIRES"
         );
-        for i in &infos {
+        for i in &listing {
             text.push_str(&format!(
                 "{:<16} {:<24} {:>7} {:<12} {:<11} {}\n",
-                i.kind,
-                i.name,
+                shown(&i.kind),
+                shown(&i.name),
                 i.version,
-                i.provider.as_deref().unwrap_or("-"),
+                i.provider.as_deref().map_or_else(|| "-".to_owned(), shown),
                 i.updated_at,
                 i.expires_at
                     .map_or_else(|| "-".to_owned(), |t| t.to_string()),
             ));
         }
         text
-    })
+    })?;
+    skipped("listed", tenant, &listing.unreadable)
+}
+
+/// Text read from the database, made safe to print: control and bidirectional characters
+/// escaped, so a stored value cannot move the cursor, clear the screen or fake a line.
+pub(crate) fn shown(text: &str) -> String {
+    credvault::text::escaped(text, 256)
+}
+
+/// A failed check (exit 1) naming the rows a job skipped, or `Ok` if it skipped none. The
+/// rows' names are escaped by the library.
+pub(crate) fn skipped(done: &str, tenant: &Tenant, rows: &[UnreadableRow]) -> Result<(), CliError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} rows of tenant {} could not be read and were not {done}; the rest was",
+        rows.len(),
+        tenant.id()
+    );
+    for row in rows {
+        message.push_str(&format!("\n  skipped: {row}"));
+    }
+    Err(CliError::check_failed(message).hint(
+        "the rows were written or altered outside credvault (or with the wrong keys): \
+         inspect them in the database, then delete or put them again",
+    ))
 }
 
 async fn export(
@@ -486,66 +517,50 @@ async fn export(
     file: Option<&Path>,
     out: Output,
 ) -> Result<(), CliError> {
-    let report = match file {
-        None => {
-            let mut writer = BlockingWriter(io::stdout().lock());
-            match format {
-                ExportFormat::Json => tenant.export_json_with(&mut writer, options).await?,
-                ExportFormat::Csv => tenant.export_csv(&mut writer).await?,
-            }
-        }
-        Some(path) => {
-            let mut writer = BlockingWriter(io::BufWriter::new(output::create_secret_file(path)?));
-            let written = match format {
-                ExportFormat::Json => tenant.export_json_with(&mut writer, options).await,
-                ExportFormat::Csv => tenant.export_csv(&mut writer).await,
-            };
-            let synced = written.map_err(CliError::from).and_then(|report| {
-                writer
-                    .0
-                    .into_inner()
-                    .map_err(io::IntoInnerError::into_error)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| CliError::io("writing", path, &e))
-                    .map(|()| report)
-            });
-            match synced {
-                Ok(report) => {
-                    out.print(&report, || {
-                        format!(
-                            "exported {} records of tenant {} to {}\n",
-                            report.records,
-                            tenant.id(),
-                            path.display()
-                        )
-                    })?;
-                    report
-                }
-                Err(e) => {
-                    // A partial export is useless and may hold secrets.
-                    let _ = std::fs::remove_file(path);
-                    return Err(e);
-                }
-            }
+    // The whole document is made before any of it is shown: a failure half-way leaves no
+    // truncated output (stdout gets nothing, a file is never created).
+    let mut bytes = Zeroizing::new(Vec::new());
+    let mut buffer = BlockingWriter(&mut *bytes);
+    let report = match format {
+        ExportFormat::Json => tenant.export_json_with(&mut buffer, options).await?,
+        ExportFormat::Csv => {
+            let report = tenant.export_csv(&mut buffer).await?;
+            // The audit rows: a second CSV document after an empty line.
+            buffer.0.push(b'\n');
+            let audit = tenant.export_audit_csv(&mut buffer).await?;
+            ExportReport { audit, ..report }
         }
     };
-    if report.unreadable > 0 {
-        eprintln!(
-            "credvault: {} records of tenant {} could not be opened (listed under \"unreadable\")\n  \
-             hint: check --keys and --tenant-keys are the ones this database was written with",
-            report.unreadable,
-            tenant.id()
-        );
+    match file {
+        None => output::write_stdout(&bytes)?,
+        Some(path) => {
+            output::write_secret_file_atomically(path, &bytes)?;
+            out.print(&report, || {
+                format!(
+                    "exported {} records and {} audit rows of tenant {} to {}\n",
+                    report.records,
+                    report.audit,
+                    tenant.id(),
+                    path.display()
+                )
+            })?;
+        }
     }
-    Ok(())
+    skipped("exported", tenant, &report.skipped).map_err(|e| {
+        e.hint(
+            "listed under \"unreadable\" in a JSON export; if every record failed to open, \
+             check --keys and --tenant-keys are the ones this database was written with",
+        )
+    })
 }
 
 async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), CliError> {
     let report = tenant.disconnect(provider, None).await?;
     out.print(&report, || {
         let mut text = format!(
-            "deleted {} {provider} credentials (not revoked at the provider)\n",
-            report.deleted
+            "deleted {} {} credentials (not revoked at the provider)\n",
+            report.deleted,
+            shown(provider)
         );
         if let Some(at) = report.derived_purge_after {
             text.push_str(&format!(
@@ -554,7 +569,8 @@ async fn disconnect(tenant: &Tenant, provider: &str, out: Output) -> Result<(), 
             ));
         }
         text
-    })
+    })?;
+    skipped("disconnected", tenant, &report.unreadable)
 }
 
 /// `purge --watch`: the library's purge runner in the foreground, one line per run, until the
@@ -630,7 +646,20 @@ fn print_purge(report: &PurgeReport, out: Output) -> Result<(), CliError> {
             report.expired_records,
             report.audit_rows
         )
-    })
+    })?;
+    if report.unreadable.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} rows could not be read: due records among them were deleted, tenants skipped; \
+         the rest was purged",
+        report.unreadable.len()
+    );
+    for row in &report.unreadable {
+        message.push_str(&format!("\n  unreadable: {row}"));
+    }
+    Err(CliError::check_failed(message)
+        .hint("inspect the rows named in the database; a skipped tenant is retried each run"))
 }
 
 async fn tenant_deletion(
@@ -664,7 +693,9 @@ async fn tenant_deletion(
 async fn audit(vault: &Vault, query: &AuditQuery, out: Output) -> Result<(), CliError> {
     let rows = vault.audit(query).await?;
     out.print(&rows, || {
-        let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+        // Every field is escaped: rows written before actors were checked, or by hand, must
+        // not reach the terminal raw (escape sequences, a newline faking a line).
+        let dash = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), shown);
         let mut text = String::new();
         for r in &rows {
             text.push_str(&format!(
@@ -673,9 +704,9 @@ async fn audit(vault: &Vault, query: &AuditQuery, out: Output) -> Result<(), Cli
                 dash(r.tenant.as_ref().map(TenantId::as_str)),
                 dash(r.kind.as_deref()),
                 dash(r.name.as_deref()),
-                r.action,
-                r.actor,
-                r.outcome
+                shown(r.action.as_str()),
+                shown(&r.actor),
+                shown(&r.outcome)
             ));
         }
         text

@@ -30,6 +30,10 @@ pub enum AuditAction {
     Get,
     /// `update`: a record replaced (compare-and-swap).
     Update,
+    /// `open_failed`: a record read (`get`, `refresh`) whose sealed payload did not open, or
+    /// did not decode as its type. The outcome is `failed: ` and the class (`tampered`,
+    /// `unknown_key_version`, `invalid_payload`), never the bytes; the caller got the error.
+    OpenFailed,
     /// `upsert`: a record stored or replaced, whichever its absence or presence called for.
     Upsert,
     /// `delete`: a record deleted.
@@ -103,8 +107,9 @@ impl OtherAction {
 }
 
 /// Every known action with its stored name: one table for both directions.
-static NAMES: [(AuditAction, &str); 29] = [
+static NAMES: [(AuditAction, &str); 30] = [
     (AuditAction::Put, "put"),
+    (AuditAction::OpenFailed, "open_failed"),
     (AuditAction::VaultKeyCreate, "vault_key_create"),
     (AuditAction::VaultKeyRewrap, "vault_key_rewrap"),
     (AuditAction::Upsert, "upsert"),

@@ -156,7 +156,7 @@ pub(crate) trait Joinable: Send + Sync {
         &'a self,
         conn: Joined<'a>,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Vec<crate::backend::ListedRow>, BackendError>>;
 
     fn set_purge_after_in<'a>(
         &'a self,

@@ -7,8 +7,8 @@ use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan, TenantRow, VaultKeyRow,
-    purged_record_audit, schema_too_new, stale_kek, stale_key,
+    RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan, TenantRow,
+    VaultKeyRow, purged_record_audit, schema_too_new, stale_kek, stale_key,
 };
 use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
@@ -147,12 +147,13 @@ impl Backend for MemoryBackend {
     fn tenants_due_for_purge(
         &self,
         now: i64,
-    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, crate::backend::UnreadableRow>>, BackendError>>
+    {
         self.run(move |s| {
             Ok(s.tenants
                 .values()
                 .filter(|t| t.purge_after.is_some_and(|p| p <= now))
-                .map(|t| t.tenant.clone())
+                .map(|t| Ok(t.tenant.clone()))
                 .collect())
         })
     }
@@ -246,7 +247,7 @@ impl Backend for MemoryBackend {
     fn list<'a>(
         &'a self,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<crate::backend::ListedRow>, BackendError>> {
         self.run(|s| {
             let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
             Ok(s.secrets
@@ -255,13 +256,12 @@ impl Backend for MemoryBackend {
                 .filter(|r| query.kind.as_ref().is_none_or(|k| &r.key.kind == k))
                 .filter(|r| query.provider.is_none() || r.provider == query.provider)
                 .filter(|r| {
-                    query
-                        .after
-                        .as_ref()
-                        .is_none_or(|(k, n)| (&r.key.kind, &r.key.name) > (k, n))
+                    query.after.as_ref().is_none_or(|(k, n)| {
+                        (r.key.kind.as_str(), r.key.name.as_str()) > (k.as_str(), n.as_str())
+                    })
                 })
                 .take(limit)
-                .cloned()
+                .map(|r| Ok(r.clone()))
                 .collect())
         })
     }
@@ -290,7 +290,8 @@ impl Backend for MemoryBackend {
         due_by: i64,
         now: i64,
         actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, crate::backend::UnreadableRow>>, BackendError>>
+    {
         let actor = actor.to_owned();
         self.run(move |s| {
             let due: Vec<RecordKey> = s
@@ -303,7 +304,7 @@ impl Backend for MemoryBackend {
                 s.secrets.remove(k);
                 s.audit.push(purged_record_audit(k, now, &actor));
             }
-            Ok(due)
+            Ok(due.into_iter().map(Ok).collect())
         })
     }
 
@@ -638,7 +639,12 @@ impl Backend for MemoryBackend {
             let claimed: Vec<StaleRecord> = s
                 .secrets
                 .values()
-                .filter(|r| request.after.as_ref().is_none_or(|a| &r.key > a))
+                .filter(|r| {
+                    request
+                        .after
+                        .as_ref()
+                        .is_none_or(|a| RowCursor::from(&r.key) > *a)
+                })
                 .filter(|r| is_stale(s, r, request.plan))
                 .take(limit)
                 .filter_map(|r| {

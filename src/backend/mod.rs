@@ -51,7 +51,7 @@ pub use memory::MemoryBackend;
 pub use postgres::PgBackend;
 pub use rotation::{
     BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealError, ResealFailure,
-    ResealFn, Resealed, StaleRecord, SuitePlan,
+    ResealFn, Resealed, RowCursor, StaleRecord, SuitePlan,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -368,6 +368,24 @@ pub(crate) fn purged_record_audit(key: &RecordKey, now: i64, actor: &str) -> Aud
     }
 }
 
+/// The audit row of a row deleted by [`Backend::purge_records`] although its key does not
+/// decode: its names escaped, outcome `ok: unreadable row (<class>)`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn purged_unreadable_audit(row: &UnreadableRow, now: i64, actor: &str) -> AuditRow {
+    AuditRow {
+        at: now,
+        tenant: row
+            .raw
+            .as_ref()
+            .and_then(|c| TenantId::new(c.tenant.as_str()).ok()),
+        kind: Some(row.kind.clone()),
+        name: Some(row.name.clone()),
+        action: AuditAction::Purge,
+        actor: actor.to_owned(),
+        outcome: format!("ok: unreadable row ({})", row.reason),
+    }
+}
+
 /// Keeps [`Backend`] implementable only inside credvault.
 pub(crate) mod sealed {
     /// The seal.
@@ -429,9 +447,12 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
-    /// Tenants whose `purge_after` is at or before `now`.
-    fn tenants_due_for_purge(&self, now: i64)
-    -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>>;
+    /// Tenants whose `purge_after` is at or before `now`; a tenant id that does not decode
+    /// as an [`UnreadableRow`] in its place.
+    fn tenants_due_for_purge(
+        &self,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, UnreadableRow>>, BackendError>>;
 
     /// Deletes a tenant's row (its wrapped data key) and all its records, in one transaction.
     /// Returns the number of records deleted.
@@ -532,11 +553,13 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<u64, BackendError>>;
 
     /// Up to `limit` rows of a tenant, ordered by (kind, name), after `after` (exclusive),
-    /// optionally of one kind only, or of one provider only. Keyset pagination.
+    /// optionally of one kind only, or of one provider only. Keyset pagination. A row that
+    /// does not decode is returned as an [`UnreadableRow`] in its place, so one bad row never
+    /// fails the listing.
     fn list<'a>(
         &'a self,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Vec<ListedRow>, BackendError>>;
 
     /// Sets `purge_after` on the given records (derived data after a disconnect), with `audit`.
     fn set_purge_after<'a>(
@@ -549,13 +572,15 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
     /// Deletes every record whose `purge_after` is at or before `due` and, in the same
     /// transaction, writes one audit row per record (at `now`, action `purge`, the given
     /// `actor`, outcome `ok`). Returns the deleted keys. (`due` is later than `now` when the
-    /// purge runs ahead of the deadlines, so that the next run does not come too late.)
+    /// purge runs ahead of the deadlines, so that the next run does not come too late.) A due
+    /// row whose key does not decode is deleted too (it is due) and returned as an
+    /// [`UnreadableRow`]; its audit row names it escaped.
     fn purge_records(
         &self,
         due: i64,
         now: i64,
         actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>>;
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, UnreadableRow>>, BackendError>>;
 
     /// The earliest `purge_after` of any record or tenant still stored (the deadline of the
     /// oldest item waiting for the purge), `None` if nothing waits.
@@ -762,6 +787,132 @@ impl IntoBackend for Arc<dyn Backend> {
     }
 }
 
+/// A stored row a job could not read or use, named as far as its columns allow. The job skips
+/// it and goes on; its report lists it. Never holds secret bytes: names are shown escaped
+/// (control and bidi characters as `\u{..}`, cut to 64 characters), and `reason` is a class.
+/// Serialised with these field names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct UnreadableRow {
+    /// The row's tenant id, escaped.
+    pub tenant: String,
+    /// The row's kind, escaped (`?` if the column cannot be read as text).
+    pub kind: String,
+    /// The row's name, escaped (`?` if the column cannot be read as text).
+    pub name: String,
+    /// Why it was skipped.
+    pub reason: RowFault,
+    /// The column at fault, when one is (`name`, `metadata`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The stored (tenant, kind, name), unescaped, when they read as text: where a walk
+    /// resumes.
+    #[serde(skip)]
+    pub(crate) raw: Option<Box<RowCursor>>,
+}
+
+impl UnreadableRow {
+    /// A row named by its raw columns, skipped for `reason`.
+    pub(crate) fn new(
+        tenant: &str,
+        kind: Option<&str>,
+        name: Option<&str>,
+        reason: RowFault,
+        column: Option<&str>,
+    ) -> Self {
+        Self {
+            tenant: crate::text::escaped(tenant, 64),
+            kind: kind.map_or_else(|| "?".to_owned(), |k| crate::text::escaped(k, 64)),
+            name: name.map_or_else(|| "?".to_owned(), |n| crate::text::escaped(n, 64)),
+            reason,
+            column: column.map(str::to_owned),
+            raw: kind.zip(name).map(|(k, n)| {
+                Box::new(RowCursor {
+                    tenant: tenant.to_owned(),
+                    kind: k.to_owned(),
+                    name: n.to_owned(),
+                })
+            }),
+        }
+    }
+
+    /// The row of `key`, skipped for `reason` (a row that decoded but could not be used).
+    pub fn of_key(key: &RecordKey, reason: RowFault, column: Option<&str>) -> Self {
+        Self::new(
+            key.tenant.as_str(),
+            Some(key.kind.as_str()),
+            Some(key.name.as_str()),
+            reason,
+            column,
+        )
+    }
+}
+
+impl fmt::Display for UnreadableRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tenant {} kind {} name {}: {}",
+            self.tenant, self.kind, self.name, self.reason
+        )?;
+        if let Some(col) = &self.column {
+            write!(f, " (column {col})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a row was skipped: a class, never the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RowFault {
+    /// A column does not decode as its type (a BLOB where text belongs, a value out of range).
+    UnreadableColumn,
+    /// The stored tenant id is not a valid tenant id.
+    InvalidTenant,
+    /// The stored kind is not a valid kind, or not the kind the job expects.
+    InvalidKind,
+    /// The stored name is not a valid record name (a control character, too long...).
+    InvalidName,
+    /// The clear metadata is not JSON.
+    InvalidMetadata,
+    /// The sealed payload does not open: tampered, truncated, moved, or under the wrong key.
+    Tampered,
+    /// The payload is sealed under a key version the vault does not have or refuses.
+    UnknownKeyVersion,
+    /// The payload opens but is not the record type it should be.
+    InvalidPayload,
+    /// The record's tenant row is missing or unreadable.
+    TenantMissing,
+}
+
+impl RowFault {
+    /// The class as text (`invalid_name`, ...), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnreadableColumn => "unreadable_column",
+            Self::InvalidTenant => "invalid_tenant",
+            Self::InvalidKind => "invalid_kind",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidMetadata => "invalid_metadata",
+            Self::Tampered => "tampered",
+            Self::UnknownKeyVersion => "unknown_key_version",
+            Self::InvalidPayload => "invalid_payload",
+            Self::TenantMissing => "tenant_missing",
+        }
+    }
+}
+
+impl fmt::Display for RowFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of [`Backend::list`]: the record, or why it could not be read.
+pub type ListedRow = Result<SecretRow, UnreadableRow>;
+
 /// Which rows [`Backend::list`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -771,8 +922,9 @@ pub struct ListQuery {
     pub kind: Option<RecordKind>,
     /// Only this provider.
     pub provider: Option<String>,
-    /// Start after this (kind, name), exclusive.
-    pub after: Option<(RecordKind, RecordName)>,
+    /// Start after this (kind, name) as stored, exclusive (text, so that a listing can
+    /// resume after a row whose name is not valid).
+    pub after: Option<(String, String)>,
     /// At most this many rows.
     pub limit: u32,
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::backend::{RecordKey, TenantRow};
+use crate::backend::{RecordKey, TenantRow, UnreadableRow};
 use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
 
@@ -154,12 +154,34 @@ pub struct ResealFailure {
     pub error: ResealError,
 }
 
+/// Where a vault-wide walk over records resumes: the (tenant, kind, name) of the last row
+/// seen, as stored (text, so that a walk can go past a row whose name is not valid).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowCursor {
+    /// The tenant id as stored.
+    pub tenant: String,
+    /// The kind as stored.
+    pub kind: String,
+    /// The name as stored.
+    pub name: String,
+}
+
+impl From<&RecordKey> for RowCursor {
+    fn from(key: &RecordKey) -> Self {
+        Self {
+            tenant: key.tenant.to_string(),
+            kind: key.kind.to_string(),
+            name: key.name.to_string(),
+        }
+    }
+}
+
 /// One batch of re-encryption: claim up to `limit` stale records after `after` (in key
 /// order), reseal them through `reseal`, and write them back with one audit row per tenant, in one
 /// transaction.
 pub struct BatchRequest<'a> {
     /// Start after this record (exclusive); `None` from the first.
-    pub after: Option<RecordKey>,
+    pub after: Option<RowCursor>,
     /// Records claimed per batch.
     pub limit: u32,
     /// The time written in the audit rows.
@@ -188,10 +210,13 @@ impl fmt::Debug for BatchRequest<'_> {
 /// What one batch did.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutcome {
-    /// Stale records claimed (fewer than the limit: the end of the table was reached).
+    /// Stale records claimed, unreadable ones included (fewer than the limit: the end of
+    /// the table was reached).
     pub claimed: u32,
     /// The last record claimed: where the next batch starts.
-    pub last: Option<RecordKey>,
+    pub last: Option<RowCursor>,
+    /// Claimed rows that could not be read (skipped: not resealed, not written).
+    pub unreadable: Vec<UnreadableRow>,
     /// Records written back sealed with the current data key.
     pub resealed: u64,
     /// Records the application changed between the claim and the write (left as the
@@ -210,7 +235,7 @@ pub(crate) fn reseal_claimed<'s>(
 ) -> (BatchOutcome, Vec<(&'s StaleRecord, Resealed)>) {
     let mut out = BatchOutcome {
         claimed: u32::try_from(claimed.len()).unwrap_or(u32::MAX),
-        last: claimed.last().map(|c| c.key.clone()),
+        last: claimed.last().map(|c| RowCursor::from(&c.key)),
         ..BatchOutcome::default()
     };
     let mut resealed = Vec::with_capacity(claimed.len());

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, key_from_row,
-    tenant_from_id_row,
+    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, due_tenant_from_row,
+    listed_key,
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
     DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, SuitePlan,
-    TenantRow, VaultKeyRow, purged_record_audit,
+    TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -67,13 +67,13 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn tenants_due_for_purge(
         &self,
         now: i64,
-    ) -> BoxFuture<'_, Result<Vec<TenantId>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, UnreadableRow>>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("listing tenants due for purge").await?;
             let rows = conn
                 .fetch_all(&self.queries.tenants.due, params![now])
                 .await?;
-            rows.iter().map(tenant_from_id_row).collect()
+            Ok(rows.iter().map(due_tenant_from_row).collect())
         })
     }
 
@@ -156,7 +156,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn list<'a>(
         &'a self,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<crate::backend::ListedRow>, BackendError>> {
         Box::pin(async move {
             let conn = self.read("listing records").await?;
             Self::list_on(conn, query).await
@@ -180,22 +180,27 @@ impl<D: Driver> Backend for SqlBackend<D> {
         due: i64,
         now: i64,
         actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<RecordKey>, BackendError>> {
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, UnreadableRow>>, BackendError>> {
         let actor = actor.to_owned();
         Box::pin(async move {
             let mut tx = self.begin("purging records").await?;
             let rows = tx
                 .fetch_all(&self.queries.records.purge, params![due])
                 .await?;
-            let mut keys = rows
-                .iter()
-                .map(key_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut keys: Vec<_> = rows.iter().map(listed_key).collect();
             drop(rows);
-            keys.sort();
+            keys.sort_by(|a, b| match (a, b) {
+                (Ok(a), Ok(b)) => a.cmp(b),
+                (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+                (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+                (Err(a), Err(b)) => a.raw.cmp(&b.raw),
+            });
             let audit: Vec<AuditRow> = keys
                 .iter()
-                .map(|k| purged_record_audit(k, now, &actor))
+                .map(|k| match k {
+                    Ok(k) => purged_record_audit(k, now, &actor),
+                    Err(u) => purged_unreadable_audit(u, now, &actor),
+                })
                 .collect();
             tx.commit(&audit).await?;
             Ok(keys)
@@ -244,7 +249,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
             params.extend(query.limit.map(|l| Param::from(i64::from(l))));
             let mut conn = self.read("reading audit rows").await?;
             let rows = conn.fetch_all(&sql.into(), &params).await?;
-            rows.iter().map(audit_from_row).collect()
+            Ok(rows.iter().map(audit_from_row).collect())
         })
     }
 

@@ -7,11 +7,11 @@ use sqlx::{Connection as _, Transaction};
 use crate::TenantId;
 use crate::backend::join::{Joinable, Joined};
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
-use crate::backend::sql_rows::{map_err, secret_from_row, tenant_from_row};
+use crate::backend::sql_rows::{listed_from_row, map_err, secret_from_row, tenant_from_row};
 use crate::backend::sql_session::Session;
 use crate::backend::{
     AuditRow, BackendError, BackendErrorKind, BoxFuture, KeyIdentity, KeyRegistry, KeyRole,
-    ListQuery, RecordKey, SecretRow, TenantRow, stale_key,
+    ListQuery, ListedRow, RecordKey, SecretRow, TenantRow, stale_key,
 };
 
 /// A write transaction of the backend's own or a savepoint of the caller's.
@@ -232,7 +232,7 @@ impl<D: Driver> SqlBackend<D> {
     pub(crate) async fn list_on<C>(
         mut conn: Session<'_, D, C>,
         query: &ListQuery,
-    ) -> Result<Vec<SecretRow>, BackendError>
+    ) -> Result<Vec<ListedRow>, BackendError>
     where
         C: std::ops::DerefMut<Target = D::Connection> + Send,
     {
@@ -245,11 +245,11 @@ impl<D: Driver> SqlBackend<D> {
         params.extend(query.kind.as_ref().map(Param::from));
         params.extend(query.provider.as_deref().map(Param::from));
         if let Some((kind, name)) = &query.after {
-            params.extend_from_slice(params![kind, name]);
+            params.extend_from_slice(params![kind.as_str(), name.as_str()]);
         }
         params.push(i64::from(query.limit).into());
         let rows = conn.fetch_all(&sql.into(), &params).await?;
-        rows.iter().map(secret_from_row).collect()
+        Ok(rows.iter().map(listed_from_row).collect())
     }
 
     pub(crate) async fn set_purge_after_tx(
@@ -407,7 +407,7 @@ impl<D: Driver> Joinable for SqlBackend<D> {
         &'a self,
         conn: Joined<'a>,
         query: &'a ListQuery,
-    ) -> BoxFuture<'a, Result<Vec<SecretRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<ListedRow>, BackendError>> {
         Box::pin(async move { Self::list_on(self.read_on(conn, "listing records")?, query).await })
     }
 

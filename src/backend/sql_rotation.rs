@@ -13,11 +13,12 @@ use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_queries::RESEAL_CHUNK;
 use crate::backend::sql_rows::{
-    RowExt, dek_from_row, key_from_row, stale_from_row, tenant_from_row,
+    RowExt, corrupt, dek_from_row, listed_key, stale_from_row, tenant_from_row,
 };
 use crate::backend::sql_session::Session;
 use crate::backend::{
-    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, Resealed, StaleRecord, TenantRow,
+    BackendError, BatchOutcome, BatchRequest, DekRow, RecordKey, Resealed, RowCursor, RowFault,
+    StaleRecord, TenantRow, UnreadableRow,
 };
 
 /// A write session of a SQL backend.
@@ -34,8 +35,11 @@ impl<D: Driver> SqlBackend<D> {
         request: &BatchRequest<'_>,
     ) -> Result<BatchOutcome, BackendError> {
         let mut tx = self.begin("re-encrypting a batch").await?;
-        let claimed = claim(&mut tx, request).await?;
-        let (mut out, resealed) = reseal_claimed(request, &claimed);
+        let claim = claim(&mut tx, request).await?;
+        let (mut out, resealed) = reseal_claimed(request, &claim.records);
+        out.claimed = claim.rows;
+        out.last = claim.last;
+        out.unreadable = claim.unreadable;
         let mut written = Vec::with_capacity(resealed.len());
         for chunk in resealed.chunks(RESEAL_CHUNK) {
             write_back(&mut tx, chunk, &mut written).await?;
@@ -48,12 +52,23 @@ impl<D: Driver> SqlBackend<D> {
     }
 }
 
+/// What a batch claimed: the records to reseal, the rows that could not be read (skipped),
+/// how many rows were claimed in all, and the last one (where the next batch starts).
+struct Claim {
+    records: Vec<StaleRecord>,
+    unreadable: Vec<UnreadableRow>,
+    rows: u32,
+    last: Option<RowCursor>,
+}
+
 /// Claims up to `request.limit` stale records after `request.after`, with what resealing
-/// each needs (its tenant's row and retired data keys, read once per tenant).
+/// each needs (its tenant's row and retired data keys, read once per tenant). A row that
+/// does not decode, or whose tenant's keys do not, is skipped and named: one bad row never
+/// stops the job.
 async fn claim<D: Driver>(
     tx: &mut Tx<'_, D>,
     request: &BatchRequest<'_>,
-) -> Result<Vec<StaleRecord>, BackendError> {
+) -> Result<Claim, BackendError> {
     let q = tx.queries;
     let limit = i64::from(request.limit);
     let rows = match &request.after {
@@ -61,30 +76,73 @@ async fn claim<D: Driver>(
             let sql: Arc<str> = q.batch.claim(request.plan, false).into();
             tx.fetch_all(&sql, params![limit]).await?
         }
-        Some(k) => {
+        Some(c) => {
             let sql: Arc<str> = q.batch.claim(request.plan, true).into();
-            let after = params![&k.tenant, &k.kind, &k.name, limit];
+            let after = params![c.tenant.as_str(), c.kind.as_str(), c.name.as_str(), limit];
             tx.fetch_all(&sql, after).await?
         }
     };
-    let mut tenants: BTreeMap<TenantId, (TenantRow, Vec<DekRow>)> = BTreeMap::new();
+    let mut out = Claim {
+        records: Vec::with_capacity(rows.len()),
+        unreadable: Vec::new(),
+        rows: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+        last: None,
+    };
+    // `None`: the tenant's row or data keys do not decode.
+    let mut tenants: BTreeMap<TenantId, Option<(TenantRow, Vec<DekRow>)>> = BTreeMap::new();
     for row in &rows {
-        let id = key_from_row(row)?.tenant;
-        if tenants.contains_key(&id) {
-            continue;
+        let key = match listed_key(row) {
+            Ok(key) => key,
+            Err(skipped) => {
+                out.last = Some(*skipped.raw.clone().ok_or_else(|| {
+                    corrupt(format!(
+                        "re-encryption: a claimed row's key columns are not text ({skipped}); the job cannot go past it"
+                    ))
+                })?);
+                out.unreadable.push(skipped);
+                continue;
+            }
+        };
+        out.last = Some(RowCursor::from(&key));
+        if !tenants.contains_key(&key.tenant) {
+            let keys = tenant_keys(tx, &key.tenant).await?;
+            tenants.insert(key.tenant.clone(), keys);
         }
-        let tenant = tx.fetch_one(&q.tenants.select, params![&id]).await?;
-        let tenant = tenant_from_row(&tenant)?;
-        let retired = tx.fetch_all(&q.deks.retired, params![&id]).await?;
-        let retired = retired
-            .iter()
-            .map(dek_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        tenants.insert(id, (tenant, retired));
+        let Some(Some(tenant)) = tenants.get(&key.tenant) else {
+            out.unreadable
+                .push(UnreadableRow::of_key(&key, RowFault::TenantMissing, None));
+            continue;
+        };
+        match stale_from_row(row, key.clone(), tenant) {
+            Ok(stale) => out.records.push(stale),
+            Err(fault) => out
+                .unreadable
+                .push(UnreadableRow::of_key(&key, fault.0, fault.1)),
+        }
     }
-    rows.iter()
-        .map(|row| stale_from_row(row, &tenants))
-        .collect()
+    Ok(out)
+}
+
+/// A tenant's row and retired data keys, `None` if either does not decode (its records are
+/// then skipped, not the batch).
+async fn tenant_keys<D: Driver>(
+    tx: &mut Tx<'_, D>,
+    id: &TenantId,
+) -> Result<Option<(TenantRow, Vec<DekRow>)>, BackendError> {
+    let q = tx.queries;
+    let Some(tenant) = tx.fetch_optional(&q.tenants.select, params![id]).await? else {
+        return Ok(None);
+    };
+    let Ok(tenant) = tenant_from_row(&tenant) else {
+        return Ok(None);
+    };
+    let retired = tx.fetch_all(&q.deks.retired, params![id]).await?;
+    Ok(retired
+        .iter()
+        .map(dek_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .map(|retired| (tenant, retired)))
 }
 
 /// Writes back one chunk of resealed records with one `UPDATE`; pushes the keys of those

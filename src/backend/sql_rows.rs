@@ -2,14 +2,12 @@
 //! [`RowExt`], the same for every driver's rows. A value that does not decode is
 //! [`BackendErrorKind::Corrupt`], naming the table and row, never the value.
 
-use std::collections::BTreeMap;
-
 use sqlx::error::DatabaseError;
 use sqlx::{ColumnIndex, Decode, Type};
 
 use crate::backend::{
-    AuditRow, BackendError, BackendErrorKind, DekRow, KeyIdentity, KeyRole, RecordCount, RecordKey,
-    SecretRow, StaleRecord, TenantRow,
+    AuditRow, BackendError, BackendErrorKind, DekRow, KeyIdentity, KeyRole, ListedRow, RecordCount,
+    RecordKey, RowFault, SecretRow, StaleRecord, TenantRow, UnreadableRow,
 };
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -186,50 +184,128 @@ fn record_place(tenant: &str, kind: &str, name: &str) -> String {
 /// A `credvault_secrets` row.
 pub(crate) fn secret_from_row(row: &impl RowExt) -> Result<SecretRow, BackendError> {
     let key = key_from_row(row)?;
-    let place = || record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
-    let version = read(&place, "version", row.int("version"))?;
+    let place = record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
+    secret_fields(row, key).map_err(|(fault, col)| match col {
+        Some(col) => corrupt(format!("{place}: column {col} cannot be read ({fault})")),
+        None => corrupt(format!("{place}: {fault}")),
+    })
+}
+
+/// The columns of a `credvault_secrets` row after its key, or the fault and column.
+fn secret_fields(
+    row: &impl RowExt,
+    key: RecordKey,
+) -> Result<SecretRow, (RowFault, Option<&'static str>)> {
+    fn col<T>(
+        col: &'static str,
+        r: Result<T, sqlx::Error>,
+    ) -> Result<T, (RowFault, Option<&'static str>)> {
+        r.map_err(|_| (RowFault::UnreadableColumn, Some(col)))
+    }
+    fn key_version(
+        row: &impl RowExt,
+        name: &'static str,
+    ) -> Result<KeyVersion, (RowFault, Option<&'static str>)> {
+        u32::try_from(col(name, row.int(name))?)
+            .map(KeyVersion::new)
+            .map_err(|_| (RowFault::UnreadableColumn, Some(name)))
+    }
+    let version = col("version", row.int("version"))?;
     if version < 0 {
-        return Err(corrupt(format!("{}: negative version", place())));
+        return Err((RowFault::UnreadableColumn, Some("version")));
     }
     Ok(SecretRow {
         version,
-        sealed: read(&place, "sealed", row.bytes("sealed"))?,
-        dek_version: key_version(&place, row, "dek_version")?,
-        kek_version: key_version(&place, row, "kek_version")?,
-        metadata: read(&place, "metadata", row.text("metadata"))?,
-        provider: read(&place, "provider", row.opt_text("provider"))?,
-        created_at: read(&place, "created_at", row.int("created_at"))?,
-        updated_at: read(&place, "updated_at", row.int("updated_at"))?,
-        expires_at: read(&place, "expires_at", row.opt_int("expires_at"))?,
-        purge_after: read(&place, "purge_after", row.opt_int("purge_after"))?,
-        lease_until: read(&place, "lease_until", row.opt_int("lease_until"))?,
+        sealed: col("sealed", row.bytes("sealed"))?,
+        dek_version: key_version(row, "dek_version")?,
+        kek_version: key_version(row, "kek_version")?,
+        metadata: col("metadata", row.text("metadata"))?,
+        provider: col("provider", row.opt_text("provider"))?,
+        created_at: col("created_at", row.int("created_at"))?,
+        updated_at: col("updated_at", row.int("updated_at"))?,
+        expires_at: col("expires_at", row.opt_int("expires_at"))?,
+        purge_after: col("purge_after", row.opt_int("purge_after"))?,
+        lease_until: col("lease_until", row.opt_int("lease_until"))?,
         key,
     })
 }
 
-/// A `credvault_audit` row.
-pub(crate) fn audit_from_row(row: &impl RowExt) -> Result<AuditRow, BackendError> {
-    let place = || "credvault_audit row".to_owned();
-    let tenant = read(&place, "tenant_id", row.opt_text("tenant_id"))?
-        .map(|t| {
-            TenantId::new(t.as_str()).map_err(|e| {
-                corrupt(format!(
-                    "credvault_audit row: invalid tenant id {}",
-                    shown(&t)
-                ))
-                .with_source(e)
-            })
-        })
-        .transpose()?;
-    Ok(AuditRow {
-        at: read(&place, "at", row.int("at"))?,
-        tenant,
-        kind: read(&place, "kind", row.opt_text("kind"))?,
-        name: read(&place, "name", row.opt_text("name"))?,
-        action: read(&place, "action", row.text("action"))?.into(),
-        actor: read(&place, "actor", row.text("actor"))?,
-        outcome: read(&place, "outcome", row.text("outcome"))?,
+/// The key of a `credvault_secrets` row, or the row as unreadable (named by whatever of its
+/// key columns read as text).
+pub(crate) fn listed_key(row: &impl RowExt) -> Result<RecordKey, UnreadableRow> {
+    let tenant = row.text("tenant_id").ok();
+    let kind = row.text("kind").ok();
+    let name = row.text("name").ok();
+    let fault = |reason, col| {
+        UnreadableRow::new(
+            tenant.as_deref().unwrap_or("?"),
+            kind.as_deref(),
+            name.as_deref(),
+            reason,
+            col,
+        )
+    };
+    let unreadable = |c| fault(RowFault::UnreadableColumn, Some(c));
+    let t = tenant.as_deref().ok_or_else(|| unreadable("tenant_id"))?;
+    let k = kind.as_deref().ok_or_else(|| unreadable("kind"))?;
+    let n = name.as_deref().ok_or_else(|| unreadable("name"))?;
+    Ok(RecordKey {
+        tenant: TenantId::new(t).map_err(|_| fault(RowFault::InvalidTenant, Some("tenant_id")))?,
+        kind: RecordKind::new(k).map_err(|_| fault(RowFault::InvalidKind, Some("kind")))?,
+        name: RecordName::new(n).map_err(|_| fault(RowFault::InvalidName, Some("name")))?,
     })
+}
+
+/// A `credvault_secrets` row read for a listing: the row, or why it cannot be read.
+pub(crate) fn listed_from_row(row: &impl RowExt) -> ListedRow {
+    let key = listed_key(row)?;
+    let named = key.clone();
+    secret_fields(row, key).map_err(|(fault, col)| UnreadableRow::of_key(&named, fault, col))
+}
+
+/// A `credvault_audit` row. Never fails: a row whose columns do not decode (written by hand,
+/// or by something else) is kept in its place, so one bad row cannot hide the others or stop
+/// an export. Each column that does not read is `?` (a time 0), a tenant id that is not valid
+/// is none, and the outcome starts with `unreadable row (columns ...)`, naming them.
+pub(crate) fn audit_from_row(row: &impl RowExt) -> AuditRow {
+    fn or_mark<T>(
+        bad: &mut Vec<&'static str>,
+        col: &'static str,
+        r: Result<T, sqlx::Error>,
+        mark: T,
+    ) -> T {
+        r.unwrap_or_else(|_| {
+            bad.push(col);
+            mark
+        })
+    }
+    let mut bad = Vec::new();
+    let raw_tenant = or_mark(&mut bad, "tenant_id", row.opt_text("tenant_id"), None);
+    let tenant = raw_tenant.and_then(|t| {
+        TenantId::new(t.as_str())
+            .map_err(|_| bad.push("tenant_id"))
+            .ok()
+    });
+    let at = or_mark(&mut bad, "at", row.int("at"), 0);
+    let kind = or_mark(&mut bad, "kind", row.opt_text("kind"), Some("?".to_owned()));
+    let name = or_mark(&mut bad, "name", row.opt_text("name"), Some("?".to_owned()));
+    let action = or_mark(&mut bad, "action", row.text("action"), "?".to_owned());
+    let actor = or_mark(&mut bad, "actor", row.text("actor"), "?".to_owned());
+    let outcome = or_mark(&mut bad, "outcome", row.text("outcome"), "?".to_owned());
+    let outcome = if bad.is_empty() {
+        outcome
+    } else {
+        format!("unreadable row (columns {}): {outcome}", bad.join(", "))
+    };
+    AuditRow {
+        at,
+        tenant,
+        kind,
+        name,
+        action: action.into(),
+        actor,
+        outcome,
+    }
 }
 
 /// Maps a driver error to a [`BackendError`]. `context` says what was being done ("reading a
@@ -286,17 +362,19 @@ pub(crate) fn map_err(
     BackendError::new(kind, format!("{context}: {what}")).with_source(err)
 }
 
-/// A tenant id read alone (`tenant_id` column).
-pub(crate) fn tenant_from_id_row(row: &impl RowExt) -> Result<TenantId, BackendError> {
-    let raw = row.text("tenant_id").map_err(|e| {
-        corrupt("credvault_tenants row: column tenant_id cannot be read".to_owned()).with_source(e)
+/// A tenant id read alone (`tenant_id` column), or the row as unreadable.
+pub(crate) fn due_tenant_from_row(row: &impl RowExt) -> Result<TenantId, UnreadableRow> {
+    let raw = row.text("tenant_id").map_err(|_| {
+        UnreadableRow::new(
+            "?",
+            None,
+            None,
+            RowFault::UnreadableColumn,
+            Some("tenant_id"),
+        )
     })?;
-    TenantId::new(raw.as_str()).map_err(|e| {
-        corrupt(format!(
-            "credvault_tenants row: invalid tenant id {}",
-            shown(&raw)
-        ))
-        .with_source(e)
+    TenantId::new(raw.as_str()).map_err(|_| {
+        UnreadableRow::new(&raw, None, None, RowFault::InvalidTenant, Some("tenant_id"))
     })
 }
 
@@ -316,20 +394,22 @@ pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
     })
 }
 
-/// A claimed record: a row of `Queries::claim_first` / `claim_after`, with its
-/// tenant's row and the tenant's retired data keys.
+/// A claimed record: a row of `Queries::claim_first` / `claim_after` with its key already
+/// read, and its tenant's row and retired data keys; or the fault and column.
 pub(crate) fn stale_from_row(
     row: &impl RowExt,
-    tenants: &BTreeMap<TenantId, (TenantRow, Vec<DekRow>)>,
-) -> Result<StaleRecord, BackendError> {
-    let key = key_from_row(row)?;
-    let place = || record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
-    let version = read(&place, "version", row.int("version"))?;
-    let sealed = read(&place, "sealed", row.bytes("sealed"))?;
-    let dek_version = key_version(&place, row, "dek_version")?;
-    let (tenant, retired) = tenants
-        .get(&key.tenant)
-        .ok_or_else(|| corrupt(format!("{}: its tenant's row is gone", place())))?;
+    key: RecordKey,
+    (tenant, retired): &(TenantRow, Vec<DekRow>),
+) -> Result<StaleRecord, (RowFault, Option<&'static str>)> {
+    let unreadable = |col: &'static str| (RowFault::UnreadableColumn, Some(col));
+    let version = row.int("version").map_err(|_| unreadable("version"))?;
+    let sealed = row.bytes("sealed").map_err(|_| unreadable("sealed"))?;
+    let dek_version = row
+        .int("dek_version")
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
+        .map(KeyVersion::new)
+        .ok_or_else(|| unreadable("dek_version"))?;
     Ok(StaleRecord {
         sealed_with: retired.iter().find(|d| d.version == dek_version).cloned(),
         tenant: tenant.clone(),

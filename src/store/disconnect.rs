@@ -4,7 +4,7 @@ use std::fmt;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::backend::VaultConnection;
-use crate::backend::{AuditAction, BoxFuture, RecordKey, SecretRow, TenantRow};
+use crate::backend::{AuditAction, BoxFuture, RecordKey, SecretRow, TenantRow, UnreadableRow};
 use crate::secret::SecretBytes;
 use crate::store::{OAuthToken, On, SecretKind, StoreError, Tenant};
 use crate::{RecordKind, RecordName, TenantId};
@@ -122,6 +122,9 @@ pub struct DisconnectReport {
     pub derived_scheduled: u64,
     /// When the purge job may delete the derived records.
     pub derived_purge_after: Option<i64>,
+    /// Rows of the provider that could not be read (a name that is not valid, a column that
+    /// does not decode): skipped, neither revoked nor deleted; the rest was disconnected.
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 /// The revocations a [`Tenant::disconnect_in`] leaves to run after the application's
@@ -206,6 +209,14 @@ impl Revocations {
     }
 }
 
+/// A tenant's row, a provider's credentials and derived records, and its unreadable rows.
+type ProviderRows = (
+    TenantRow,
+    Vec<SecretRow>,
+    Vec<SecretRow>,
+    Vec<UnreadableRow>,
+);
+
 fn record_key(tenant: &Tenant, kind: &str, name: &str) -> Result<RecordKey, StoreError> {
     Ok(RecordKey {
         tenant: tenant.id.clone(),
@@ -240,10 +251,15 @@ impl Tenant {
         revoker: Option<&dyn Revoker>,
     ) -> Result<DisconnectReport, StoreError> {
         let on = &mut On::Pool;
-        let Some((tenant, credentials, derived)) = self.provider_rows(on, provider).await? else {
+        let Some((tenant, credentials, derived, unreadable)) =
+            self.provider_rows(on, provider).await?
+        else {
             return Ok(DisconnectReport::default());
         };
-        let mut report = DisconnectReport::default();
+        let mut report = DisconnectReport {
+            unreadable,
+            ..DisconnectReport::default()
+        };
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
@@ -310,9 +326,12 @@ impl Tenant {
             requests: Vec::new(),
             unreadable: Vec::new(),
         };
-        let Some((tenant, credentials, derived)) = self.provider_rows(on, provider).await? else {
+        let Some((tenant, credentials, derived, unreadable)) =
+            self.provider_rows(on, provider).await?
+        else {
             return Ok(out);
         };
+        out.report.unreadable = unreadable;
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
@@ -332,13 +351,13 @@ impl Tenant {
         Ok(out)
     }
 
-    /// The tenant's row and the provider's credentials and derived records; `None` for a
-    /// tenant that never stored anything.
+    /// The tenant's row, the provider's credentials and derived records, and its rows that
+    /// could not be read; `None` for a tenant that never stored anything.
     async fn provider_rows(
         &self,
         on: &mut On<'_>,
         provider: &str,
-    ) -> Result<Option<(TenantRow, Vec<SecretRow>, Vec<SecretRow>)>, StoreError> {
+    ) -> Result<Option<ProviderRows>, StoreError> {
         let tenant = match self.vault.live_tenant_on(on, &self.id).await {
             Err(StoreError::UnknownTenant(_)) => return Ok(None),
             other => other?,
@@ -346,9 +365,10 @@ impl Tenant {
         let rows = self.all_rows(on, None, Some(provider)).await?;
         let derived_kinds = &self.vault.config().derived_kinds;
         let (derived, credentials): (Vec<_>, Vec<_>) = rows
+            .rows
             .into_iter()
             .partition(|r| derived_kinds.iter().any(|k| k == r.key.kind.as_str()));
-        Ok(Some((tenant, credentials, derived)))
+        Ok(Some((tenant, credentials, derived, rows.unreadable)))
     }
 
     fn request(&self, row: &SecretRow, provider: &str, payload: SecretBytes) -> RevocationRequest {

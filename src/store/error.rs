@@ -261,6 +261,10 @@ pub enum StoreError {
     /// An invalid tenant id, kind or name.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// An actor or provider label refused (a control or bidirectional-override character,
+    /// empty, or too long): nothing was written.
+    #[error(transparent)]
+    InvalidLabel(#[from] crate::text::LabelError),
     /// A `*_in` method was given a connection this vault cannot write on: one of another
     /// database than the vault's backend (`sqlite`, `postgres`), or any connection when the
     /// backend is not a SQL one (`non-sql`). Nothing was written.

@@ -4,16 +4,33 @@
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use crate::backend::{AuditAction, SecretRow, TenantRow};
-use crate::store::{On, StoreError, Tenant};
+use crate::backend::{
+    AuditAction, AuditQuery, AuditRow, RowFault, SecretRow, TenantRow, UnreadableRow,
+};
+use crate::store::tenant::{PAGE, open_fault};
+use crate::store::{On, RecordInfo, StoreError, Tenant};
 
 /// What an export wrote. Serialised with these field names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportReport {
     /// Records written.
     pub records: u64,
-    /// Records that could not be opened (listed in the JSON export's `unreadable` array).
+    /// Records that could not be exported (the count of [`skipped`](Self::skipped)).
     pub unreadable: u64,
+    /// The rows skipped, named, with the class of the fault (listed in the JSON export's
+    /// `unreadable` array; in the CSV export only here). An export that skipped anything is
+    /// incomplete: the CLI exits 1.
+    pub skipped: Vec<UnreadableRow>,
+    /// The tenant's audit rows written (the JSON export's `audit` array, or
+    /// [`Tenant::export_audit_csv`]).
+    pub audit: u64,
+}
+
+impl ExportReport {
+    fn skip(&mut self, row: UnreadableRow) {
+        self.unreadable = self.unreadable.saturating_add(1);
+        self.skipped.push(row);
+    }
 }
 
 /// What [`Tenant::export_json_with`] writes.
@@ -44,23 +61,36 @@ impl ExportOptions {
     }
 }
 
+/// The CSV header of [`Tenant::export_audit_csv`].
+pub const AUDIT_CSV_HEADER: &str = "at,kind,name,action,actor,outcome\n";
+
 /// The CSV header of [`Tenant::export_csv`].
 pub const CSV_HEADER: &str =
     "kind,name,version,provider,created_at,updated_at,expires_at,purge_after,metadata\n";
 
 impl Tenant {
-    /// Writes every record of the tenant, **decrypted**, as one JSON document:
+    /// Writes every record of the tenant, **decrypted**, as one JSON document, with the
+    /// tenant's own audit rows (the personal data the vault holds includes who read and
+    /// changed what):
     ///
     /// ```text
     /// {"tenant": "...", "exported_at": 1700000000,
     ///  "records": [{"kind", "name", "version", "provider", "created_at", "updated_at",
     ///               "expires_at", "purge_after", "metadata", "payload"}, ...],
-    ///  "unreadable": [{"kind", "name", "reason"}, ...]}
+    ///  "unreadable": [{"tenant", "kind", "name", "reason", "column"?}, ...],
+    ///  "audit": [{"at", "tenant", "kind", "name", "action", "actor", "outcome"}, ...]}
     /// ```
     ///
-    /// Allowed during the deletion grace period. A tenant that never stored anything (or was
-    /// purged) exports as empty `records`. Audited as `export`. To leave the secrets out, use
+    /// A row that cannot be exported (a name that is not valid, metadata that is not JSON, a
+    /// payload that does not open) is skipped and listed under `unreadable` with the class of
+    /// its fault; the rest is written and the document stays whole. Allowed during the
+    /// deletion grace period. A tenant that never stored anything (or was purged) exports as
+    /// empty `records`. Audited as `export`. To leave the secrets out, use
     /// [`export_json_with`](Self::export_json_with) and [`ExportOptions::metadata_only`].
+    ///
+    /// The document is streamed: if writing or reading fails half-way, `out` holds a prefix
+    /// of it. Write to a temporary file and rename it, or to memory, when that matters (the
+    /// CLI does).
     ///
     /// # Errors
     ///
@@ -74,9 +104,9 @@ impl Tenant {
     }
 
     /// [`export_json`](Self::export_json) with `options`. With `secrets: false` nothing is
-    /// decrypted: each record has no `payload` member, `unreadable` is always empty, and the
-    /// export is audited as `export_metadata` (a shredded tenant's remaining rows can still be
-    /// listed this way).
+    /// decrypted: each record has no `payload` member (`unreadable` lists only rows that do
+    /// not decode), and the export is audited as `export_metadata` (a shredded tenant's
+    /// remaining rows can still be listed this way).
     ///
     /// # Errors
     ///
@@ -93,12 +123,16 @@ impl Tenant {
         write(out, &header.as_bytes()[..header.len() - 1]).await?;
         write(out, b",\"records\":[").await?;
         let mut report = ExportReport::default();
-        let mut unreadable: Vec<serde_json::Value> = Vec::new();
         let mut after = None;
         let on = &mut On::Pool;
         while tenant.is_some() {
             let (page, next) = self.page(on, None, None, after.take()).await?;
-            for row in &page {
+            page.unreadable.into_iter().for_each(|u| report.skip(u));
+            for row in &page.rows {
+                if let Err(skipped) = RecordInfo::checked(row) {
+                    report.skip(skipped);
+                    continue;
+                }
                 let payload = match &tenant {
                     Some(t) if options.secrets => match self.open_bytes(on, row, t).await {
                         Ok(p)
@@ -110,11 +144,16 @@ impl Tenant {
                             Some(p)
                         }
                         Ok(_) => {
-                            unreadable.push(unreadable_json(row, "payload is not json"));
+                            report.skip(UnreadableRow::of_key(
+                                &row.key,
+                                RowFault::InvalidPayload,
+                                Some("sealed"),
+                            ));
                             continue;
                         }
                         Err(e) => {
-                            unreadable.push(unreadable_json(row, &e.to_string()));
+                            let fault = open_fault(&e).ok_or(e)?;
+                            report.skip(UnreadableRow::of_key(&row.key, fault, Some("sealed")));
                             continue;
                         }
                     },
@@ -140,11 +179,29 @@ impl Tenant {
                 None => break,
             }
         }
-        report.unreadable = u64::try_from(unreadable.len()).unwrap_or(u64::MAX);
-        let unreadable_text = serde_json::Value::Array(unreadable).to_string();
+        let unreadable_text = serde_json::to_string(&report.skipped)
+            .map_err(|e| StoreError::Export(std::io::Error::other(e)))?;
         write(out, b"],\"unreadable\":").await?;
         write(out, unreadable_text.as_bytes()).await?;
-        write(out, b"}\n").await?;
+        write(out, b",\"audit\":[").await?;
+        let mut first = true;
+        self.each_audit_page(
+            |rows| {
+                let mut text = Vec::new();
+                for row in rows {
+                    if !std::mem::take(&mut first) {
+                        text.push(b',');
+                    }
+                    serde_json::to_writer(&mut text, row)
+                        .map_err(|e| StoreError::Export(std::io::Error::other(e)))?;
+                }
+                Ok(text)
+            },
+            out,
+            &mut report,
+        )
+        .await?;
+        write(out, b"]}\n").await?;
         out.flush().await.map_err(StoreError::Export)?;
         let action = if options.secrets {
             AuditAction::ExportJson
@@ -157,7 +214,10 @@ impl Tenant {
 
     /// Writes the metadata of every record (nothing decrypted) as CSV with the header
     /// [`CSV_HEADER`]. Cells that a spreadsheet would read as a formula (starting with `=`,
-    /// `+`, `-` or `@`) are prefixed with `'`.
+    /// `+`, `-` or `@`) are prefixed with `'`. A row that cannot be read (a name that is not
+    /// valid, metadata that is not JSON) is skipped and named in the report's
+    /// [`skipped`](ExportReport::skipped). The tenant's audit rows are a second CSV document:
+    /// [`export_audit_csv`](Self::export_audit_csv).
     ///
     /// # Errors
     ///
@@ -173,7 +233,12 @@ impl Tenant {
         let mut after = None;
         while tenant.is_some() {
             let (page, next) = self.page(&mut On::Pool, None, None, after.take()).await?;
-            for row in &page {
+            page.unreadable.into_iter().for_each(|u| report.skip(u));
+            for row in &page.rows {
+                if let Err(skipped) = RecordInfo::checked(row) {
+                    report.skip(skipped);
+                    continue;
+                }
                 let cells = [
                     row.key.kind.to_string(),
                     row.key.name.to_string(),
@@ -198,6 +263,71 @@ impl Tenant {
         out.flush().await.map_err(StoreError::Export)?;
         self.audit_export(AuditAction::ExportCsv).await?;
         Ok(report)
+    }
+
+    /// Writes the tenant's own audit rows, oldest first, as CSV with the header
+    /// [`AUDIT_CSV_HEADER`]: the second file of a CSV export (the JSON export holds them in
+    /// its `audit` array). Cells are quoted and guarded as in
+    /// [`export_csv`](Self::export_csv). Returns how many rows were written.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors, [`StoreError::Export`] if writing fails.
+    #[tracing::instrument(name = "credvault.export_audit_csv", skip_all, fields(tenant = %self.id), err(Display, level = "debug"))]
+    pub async fn export_audit_csv<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+    ) -> Result<u64, StoreError> {
+        write(out, AUDIT_CSV_HEADER.as_bytes()).await?;
+        let mut report = ExportReport::default();
+        self.each_audit_page(
+            |rows| {
+                let mut text = String::new();
+                for row in rows {
+                    let cells = [
+                        row.at.to_string(),
+                        row.kind.clone().unwrap_or_default(),
+                        row.name.clone().unwrap_or_default(),
+                        row.action.as_str().to_owned(),
+                        row.actor.clone(),
+                        row.outcome.clone(),
+                    ];
+                    let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                    text.push_str(&line.join(","));
+                    text.push('\n');
+                }
+                Ok(text.into_bytes())
+            },
+            out,
+            &mut report,
+        )
+        .await?;
+        out.flush().await.map_err(StoreError::Export)?;
+        Ok(report.audit)
+    }
+
+    /// Reads the tenant's audit rows page by page (oldest first), writes what `render` makes
+    /// of each page to `out`, and counts them in `report.audit`.
+    async fn each_audit_page<W: AsyncWrite + Unpin>(
+        &self,
+        mut render: impl FnMut(&[AuditRow]) -> Result<Vec<u8>, StoreError>,
+        out: &mut W,
+        report: &mut ExportReport,
+    ) -> Result<(), StoreError> {
+        self.vault.flush_audit().await?;
+        let rows = self
+            .vault
+            .backend()
+            .audit(&AuditQuery {
+                tenant: Some(self.id.clone()),
+                ..AuditQuery::default()
+            })
+            .await?;
+        for chunk in rows.chunks(usize::try_from(PAGE).unwrap_or(200)) {
+            write(out, &render(chunk)?).await?;
+        }
+        report.audit = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        Ok(())
     }
 
     /// The tenant's row for an export (`None` if it never stored anything): deleted tenants
@@ -228,10 +358,6 @@ fn record_json(row: &SecretRow) -> serde_json::Value {
         "purge_after": row.purge_after,
         "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata).unwrap_or(serde_json::Value::Null),
     })
-}
-
-fn unreadable_json(row: &SecretRow, reason: &str) -> serde_json::Value {
-    json!({ "kind": row.key.kind.as_str(), "name": row.key.name.as_str(), "reason": reason })
 }
 
 /// RFC 4180 quoting, plus a `'` before cells a spreadsheet would evaluate.

@@ -498,7 +498,8 @@ where
             .vault
             .tenant(&value.tenant)
             .map_err(Step::from_store)?
-            .with_actor(self.actor.clone());
+            .with_actor(self.actor.clone())
+            .map_err(Step::Stopped)?;
         let plain = self.open(&value.payload)?;
         let record = (self.map)(plain, value)
             .map_err(|e| Step::Failed(FailureCause::MappingFailed, format!("mapping: {e}")))?;
@@ -565,7 +566,14 @@ impl Step {
     /// Record-level store errors are failures of the value; the rest stop the import.
     fn from_store(e: StoreError) -> Self {
         let cause = match &e {
-            StoreError::Id(_) | StoreError::PayloadTooLarge { .. } | StoreError::Serialize(_) => {
+            StoreError::Id(_)
+            | StoreError::InvalidLabel(_)
+            | StoreError::PayloadTooLarge { .. }
+            | StoreError::Serialize(_) => FailureCause::InvalidRecord,
+            // A value that meets a stored row that cannot be read: that value fails, the
+            // import goes on.
+            StoreError::CorruptRecord { .. } => FailureCause::InvalidRecord,
+            StoreError::Backend(b) if b.kind() == crate::backend::BackendErrorKind::Corrupt => {
                 FailureCause::InvalidRecord
             }
             StoreError::TenantDeleted { .. } | StoreError::TenantShredded(_) => {
@@ -577,10 +585,12 @@ impl Step {
     }
 }
 
-/// `text` cut to [`MAX_ECHOED_ID`] bytes, on a character boundary.
+/// `text` cut to [`MAX_ECHOED_ID`] bytes, on a character boundary, with control and
+/// bidirectional characters escaped (the report is printed to a terminal).
 fn echo(text: &str) -> String {
+    let text = crate::text::escaped(text, MAX_ECHOED_ID);
     if text.len() <= MAX_ECHOED_ID {
-        return text.to_owned();
+        return text;
     }
     let mut end = MAX_ECHOED_ID;
     while !text.is_char_boundary(end) {

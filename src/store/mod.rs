@@ -40,7 +40,7 @@ pub use disconnect::{
     DisconnectReport, RevocationFailure, RevocationRequest, Revocations, RevokeError, Revoker,
 };
 pub use error::{KeyKind, StoreError};
-pub use export::{CSV_HEADER, ExportOptions, ExportReport};
+pub use export::{AUDIT_CSV_HEADER, CSV_HEADER, ExportOptions, ExportReport};
 pub use fernet_keys::{ExportedFernetKey, FernetKeyExport};
 pub use import::{
     FailureCause, FernetImport, ImportError, ImportFailure, ImportReport, LegacyPayload,
@@ -56,7 +56,7 @@ pub use rotate::{
     MAX_LISTED_FAILURES, ReencryptFailure, ReencryptOptions, ReencryptReport, RewrapFailure,
     RewrapReport,
 };
-pub use tenant::{RecordInfo, Tenant, Versioned};
+pub use tenant::{Listing, RecordInfo, Tenant, Versioned};
 
 use crate::backend::{AuditAction, AuditRow, Backend, DekRow, IntoBackend, SuitePlan, TenantRow};
 pub use crate::crypto::SealingSuite;
@@ -103,7 +103,8 @@ pub struct VaultConfig {
     pub refresh_lease: Duration,
     /// The largest serialised record accepted. Default: 1 MiB.
     pub max_payload: usize,
-    /// Who the audit log names when a tenant handle sets no actor. Default: `"app"`.
+    /// Who the audit log names when a tenant handle sets no actor. Default: `"app"`. Checked
+    /// as [`Tenant::with_actor`] checks its actor, by [`Vault::tenant`].
     pub default_actor: String,
     /// How long a tenant's row (its wrapped key and deletion state) is reused from memory
     /// before it is read again. A tenant deleted or restored by *another* process is noticed
@@ -389,6 +390,7 @@ impl Vault {
     ///
     /// [`StoreError::Id`] for an invalid tenant id.
     pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
+        crate::text::check_label("actor", &self.inner.config.default_actor)?;
         Ok(Tenant::new(self.clone(), TenantId::new(id)?))
     }
 

@@ -162,7 +162,7 @@ impl On<'_> {
         &mut self,
         v: &Vault,
         query: &ListQuery,
-    ) -> Result<Vec<SecretRow>, BackendError> {
+    ) -> Result<Vec<crate::backend::ListedRow>, BackendError> {
         on!(self, v, |b| b.list(query), |j, c| j.list_in(c, query))
     }
 

@@ -33,6 +33,10 @@ impl Tenant {
     /// `std::error::Error + Send + Sync`, or a message: keep secrets out of it, it reaches
     /// error messages and logs); [`StoreError::RefreshTimedOut`] if another refresh
     /// held the lease past `refresh_lease` + 5 seconds; the errors of [`get`](Self::get).
+    ///
+    /// Audited as [`get`](Self::get) is: reading the stored token writes a `get` row (with
+    /// the vault's [`ReadAudit`](crate::store::ReadAudit) mode), a refresh its own
+    /// `refresh_lease` and `refresh` rows, and a token that does not open an `open_failed` row.
     #[tracing::instrument(name = "credvault.refresh", skip_all, fields(tenant = %self.id, kind = "oauth_token", name = name), err(Display, level = "debug"))]
     pub async fn refresh<F, Fut, E>(
         &self,
@@ -55,12 +59,16 @@ impl Tenant {
                 other => other?,
             };
             let row = self.fetch(&mut On::Pool, &key).await?;
-            let token: OAuthToken = self.open_row(&On::Pool, &row, &tenant).await?;
+            let token: OAuthToken = self.open_row_audited(&mut On::Pool, &row, &tenant).await?;
             let now = self.vault.now();
             let fresh = token
                 .expires_at
                 .is_none_or(|e| e > now.saturating_add(secs(min_validity)));
             if fresh {
+                // Returning a stored token is a read, audited as `get` reads are.
+                self.vault
+                    .record_read(self.audit(&key, AuditAction::Get, "ok"))
+                    .await?;
                 return Ok(Versioned {
                     value: token,
                     version: row.version,
@@ -97,6 +105,10 @@ impl Tenant {
             }
             return match refresh(token.clone()).await {
                 Ok(new_token) => {
+                    // The stored token was read (handed to the closure): audited as a read.
+                    self.vault
+                        .record_read(self.audit(&key, AuditAction::Get, "ok"))
+                        .await?;
                     let version = self
                         .update_row(
                             &mut On::Pool,

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use crate::TenantId;
-use crate::backend::AuditAction;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::backend::VaultConnection;
+use crate::backend::{AuditAction, BackendErrorKind, RowFault, UnreadableRow};
 use crate::store::{On, PurgerConfig, Revoker, StoreError, Tenant, Vault, secs};
 
 /// What one run of [`Vault::purge`] did. Serialised with these field names (tenants as their
@@ -37,6 +37,10 @@ pub struct PurgeReport {
     pub expired_records: u64,
     /// Audit rows older than the audit retention deleted.
     pub audit_rows: u64,
+    /// Rows the run could not read: due records whose key does not decode (deleted anyway,
+    /// since they were due, and counted in `expired_records`) and tenants whose row does not
+    /// decode (skipped: not purged). Named, with the class of the fault; the rest was done.
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 /// The actor the purge job writes into the audit log.
@@ -160,7 +164,7 @@ impl Vault {
             Err(e) => return Err(e),
         };
         let tokens = Tenant::new(self.clone(), id)
-            .with_actor(actor)
+            .with_actor(actor)?
             .remove_tokens(&row, revoker)
             .await?;
         deletion.tokens_revoked = tokens.revoked;
@@ -178,6 +182,7 @@ impl Vault {
         actor: &str,
     ) -> Result<(i64, TenantId), StoreError> {
         let id = TenantId::new(tenant)?;
+        crate::text::check_label("actor", actor)?;
         self.keys_ready_on(on).await?;
         let now = self.now();
         self.forget_tenant_row(&id);
@@ -209,6 +214,7 @@ impl Vault {
     #[tracing::instrument(name = "credvault.restore_tenant", skip_all, fields(tenant = tenant), err(Display, level = "debug"))]
     pub async fn restore_tenant(&self, tenant: &str, actor: &str) -> Result<(), StoreError> {
         let id = TenantId::new(tenant)?;
+        crate::text::check_label("actor", actor)?;
         self.keys_ready().await?;
         let audit = [self.tenant_audit(&id, AuditAction::TenantRestore, actor, "ok")];
         self.forget_tenant_row(&id);
@@ -313,14 +319,21 @@ impl Vault {
     /// failed revocation or an interrupted deletion). A tenant whose pass fails is logged and
     /// skipped: it is retried on the next run.
     async fn retry_revocations(&self, report: &mut PurgeReport) -> Result<(), StoreError> {
-        for id in self.backend().tenants_due_for_purge(i64::MAX).await? {
-            let Some(row) = self.backend().tenant(&id).await? else {
-                continue;
+        let due = self.backend().tenants_due_for_purge(i64::MAX).await?;
+        // A tenant whose id does not decode is named by the purge pass that follows.
+        for id in due.into_iter().filter_map(Result::ok) {
+            let row = match self.backend().tenant(&id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => continue,
+                // Named by the purge pass that follows.
+                Err(e) if e.kind() == BackendErrorKind::Corrupt => continue,
+                Err(e) => return Err(e.into()),
             };
             if row.shredded_at.is_some() {
                 continue;
             }
-            let tenant = Tenant::new(self.clone(), id).with_actor(PURGE_ACTOR);
+            let mut tenant = Tenant::new(self.clone(), id);
+            PURGE_ACTOR.clone_into(&mut tenant.actor);
             match tenant.remove_tokens(&row, self.revoker()).await {
                 Ok(done) => {
                     report.tokens_revoked += done.revoked;
@@ -349,8 +362,28 @@ impl Vault {
         self.retry_revocations(&mut report).await?;
         let mut refused = Vec::new();
         for tenant in self.backend().tenants_due_for_purge(due).await? {
-            let Some(row) = self.backend().tenant(&tenant).await? else {
-                continue; // purged by another process meanwhile
+            let tenant = match tenant {
+                Ok(tenant) => tenant,
+                Err(skipped) => {
+                    report.unreadable.push(skipped);
+                    continue;
+                }
+            };
+            let row = match self.backend().tenant(&tenant).await {
+                Ok(Some(row)) => row,
+                Ok(None) => continue, // purged by another process meanwhile
+                Err(e) if e.kind() == BackendErrorKind::Corrupt => {
+                    tracing::warn!(tenant = %tenant, error = %e, "credvault purge: a tenant's row cannot be read; skipped");
+                    report.unreadable.push(UnreadableRow::new(
+                        tenant.as_str(),
+                        None,
+                        None,
+                        RowFault::UnreadableColumn,
+                        Some("credvault_tenants"),
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if row.shredded_at.is_none() {
                 if !self.has_shred_secret(&tenant).await? {
@@ -382,6 +415,9 @@ impl Vault {
         }
         let expired = self.backend().purge_records(due, now, PURGE_ACTOR).await?;
         report.expired_records = u64::try_from(expired.len()).unwrap_or(u64::MAX);
+        report
+            .unreadable
+            .extend(expired.into_iter().filter_map(Result::err));
         self.flush_audit().await?;
         report.audit_rows = self
             .backend()

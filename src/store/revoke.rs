@@ -29,7 +29,7 @@ impl Tenant {
         revoker: Option<&dyn Revoker>,
     ) -> Result<TokenRemoval, StoreError> {
         let kind = RecordKind::new(OAuthToken::KIND)?;
-        let rows = self.all_rows(&mut On::Pool, Some(&kind), None).await?;
+        let rows = self.all_rows(&mut On::Pool, Some(&kind), None).await?.rows;
         let mut out = TokenRemoval::default();
         let mut audit = Vec::new();
         let mut keys = Vec::new();

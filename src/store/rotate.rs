@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::{
     AuditAction, AuditRow, BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError,
-    Resealed, StaleRecord,
+    Resealed, RowCursor, StaleRecord, UnreadableRow,
 };
 use crate::crypto::Context;
 use crate::envelope::TenantDek;
@@ -147,6 +147,10 @@ pub struct ReencryptReport {
     pub failed: u64,
     /// The first [`MAX_LISTED_FAILURES`] of them, with the reason (never the content).
     pub failures: Vec<ReencryptFailure>,
+    /// Stale rows that could not even be read (a name that is not valid, a column that does
+    /// not decode, a tenant row that does not): skipped, named (the first
+    /// [`MAX_LISTED_FAILURES`]); counted in `failed` too. The rest was re-encrypted.
+    pub unreadable: Vec<UnreadableRow>,
     /// Batches committed.
     pub batches: u64,
     /// Records still not under their tenant's current data key when the job ended (the
@@ -497,6 +501,7 @@ impl Vault {
         options: &ReencryptOptions,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<ReencryptReport, StoreError> {
+        crate::text::check_label("actor", &options.actor)?;
         self.keys_ready().await?;
         let limit = options.batch_size.max(1);
         let plan = self.config().suite_plan();
@@ -514,9 +519,10 @@ impl Vault {
         // Passes over the key space until one reseals nothing: a pass skips what other
         // workers hold and what the application rewrote under a stale key meanwhile.
         loop {
-            let mut after: Option<RecordKey> = None;
+            let mut after: Option<RowCursor> = None;
             let mut pass_resealed = 0u64;
             let mut failures = Vec::new();
+            let mut unreadable = Vec::new();
             let mut failed = 0u64;
             loop {
                 let request = BatchRequest {
@@ -542,7 +548,13 @@ impl Vault {
                 if let Ok(mut k) = keys.lock() {
                     *k = BatchKeys::default();
                 }
-                failed += u64::try_from(out.failed.len()).unwrap_or(u64::MAX);
+                failed +=
+                    u64::try_from(out.failed.len() + out.unreadable.len()).unwrap_or(u64::MAX);
+                for u in out.unreadable {
+                    if unreadable.len() < MAX_LISTED_FAILURES {
+                        unreadable.push(u);
+                    }
+                }
                 for f in out.failed {
                     if failures.len() < MAX_LISTED_FAILURES {
                         failures.push(ReencryptFailure {
@@ -559,6 +571,7 @@ impl Vault {
             }
             report.failed = failed;
             report.failures = failures;
+            report.unreadable = unreadable;
             if pass_resealed == 0 {
                 break;
             }

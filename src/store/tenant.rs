@@ -7,11 +7,37 @@ use serde_json::Value;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::backend::VaultConnection;
-use crate::backend::{AuditAction, AuditRow, BackendErrorKind, ListQuery, RecordKey, SecretRow};
+use crate::backend::{
+    AuditAction, AuditRow, BackendErrorKind, ListQuery, RecordKey, RowFault, SecretRow,
+    UnreadableRow,
+};
 use crate::crypto::Context;
 use crate::secret::SecretBytes;
 use crate::store::{On, SecretKind, StoreError, Vault};
 use crate::{RecordKind, RecordName, TenantId};
+
+/// The reason of a [`StoreError::CorruptRecord`] for a key version the tenant lacks.
+const NO_SUCH_KEY: &str = "which the tenant no longer has";
+/// The start of the reason of a [`StoreError::CorruptRecord`] for a payload of the wrong type.
+const NOT_ITS_TYPE: &str = "payload does not decode as";
+
+/// The class of a failure to open a stored record (`None` for an error that is not about the
+/// record: storage, a shredded tenant...).
+pub(crate) fn open_fault(err: &StoreError) -> Option<RowFault> {
+    match err {
+        StoreError::DekBelowMinimum { .. } | StoreError::Key(_) => {
+            Some(RowFault::UnknownKeyVersion)
+        }
+        StoreError::CorruptRecord { reason, .. } if reason.ends_with(NO_SUCH_KEY) => {
+            Some(RowFault::UnknownKeyVersion)
+        }
+        StoreError::CorruptRecord { reason, .. } if reason.starts_with(NOT_ITS_TYPE) => {
+            Some(RowFault::InvalidPayload)
+        }
+        StoreError::CorruptRecord { .. } | StoreError::Crypto(_) => Some(RowFault::Tampered),
+        _ => None,
+    }
+}
 
 /// Rows fetched per page when listing or exporting.
 pub(crate) const PAGE: u32 = 200;
@@ -53,7 +79,69 @@ pub struct RecordInfo {
     pub purge_after: Option<i64>,
 }
 
+/// Rows read for a tenant-wide job: those that decode, and those skipped.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    pub(crate) rows: Vec<SecretRow>,
+    pub(crate) unreadable: Vec<UnreadableRow>,
+}
+
+/// What [`Tenant::list`] returns: the records that could be read and the rows that could not
+/// (skipped and named, never failing the listing). Derefs to the records, and iterates over
+/// them; check [`unreadable`](Self::unreadable) to know whether the listing is complete.
+/// Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Listing {
+    /// The records, ordered by kind and name.
+    pub records: Vec<RecordInfo>,
+    /// Rows that could not be read (a name that is not valid, metadata that is not JSON, a
+    /// column that does not decode), skipped.
+    pub unreadable: Vec<UnreadableRow>,
+}
+
+impl Listing {
+    /// Whether every row was read.
+    pub fn is_complete(&self) -> bool {
+        self.unreadable.is_empty()
+    }
+}
+
+impl std::ops::Deref for Listing {
+    type Target = [RecordInfo];
+    fn deref(&self) -> &[RecordInfo] {
+        &self.records
+    }
+}
+
+impl IntoIterator for Listing {
+    type Item = RecordInfo;
+    type IntoIter = std::vec::IntoIter<RecordInfo>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Listing {
+    type Item = &'a RecordInfo;
+    type IntoIter = std::slice::Iter<'a, RecordInfo>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.iter()
+    }
+}
+
 impl RecordInfo {
+    /// The record's info, or the row as unreadable if its metadata is not JSON.
+    pub(crate) fn checked(row: &SecretRow) -> Result<Self, UnreadableRow> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&row.metadata).is_err() {
+            return Err(UnreadableRow::of_key(
+                &row.key,
+                RowFault::InvalidMetadata,
+                Some("metadata"),
+            ));
+        }
+        Ok(Self::from_row(row))
+    }
+
     pub(crate) fn from_row(row: &SecretRow) -> Self {
         Self {
             kind: row.key.kind.to_string(),
@@ -94,9 +182,17 @@ impl Tenant {
     }
 
     /// The same handle, naming `actor` in the audit log (a user id, `admin:bob`, `job:sync`).
-    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = actor.into();
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidLabel`] (field `actor`) if `actor` is empty, longer than
+    /// [`MAX_LABEL_CHARS`](crate::text::MAX_LABEL_CHARS) characters, or holds a control or
+    /// bidirectional-override character: an audit line must not be forgeable.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Result<Self, StoreError> {
+        let actor = actor.into();
+        crate::text::check_label("actor", &actor)?;
+        self.actor = actor;
+        Ok(self)
     }
 
     /// The tenant id.
@@ -271,7 +367,7 @@ impl Tenant {
         let key = self.key::<R>(name)?;
         let tenant = self.record_tenant(on, &key).await?;
         let row = self.fetch(on, &key).await?;
-        let value = self.open_row(on, &row, &tenant).await?;
+        let value = self.open_row_audited(on, &row, &tenant).await?;
         let audit = self.audit(&key, AuditAction::Get, "ok");
         if on.joined() {
             if self.vault.config().read_audit != crate::store::ReadAudit::Off {
@@ -392,16 +488,28 @@ impl Tenant {
     }
 
     /// Lists the tenant's records (metadata only, nothing is decrypted), optionally of one
-    /// kind, ordered by kind and name. Empty for a tenant that never stored anything.
+    /// kind, ordered by kind and name. Empty for a tenant that never stored anything. A row
+    /// that cannot be read (a name that is not valid, metadata that is not JSON, a column that
+    /// does not decode) is skipped and named in [`Listing::unreadable`]; the rest is listed.
     ///
     /// # Errors
     ///
     /// An invalid kind, storage errors.
     #[tracing::instrument(name = "credvault.list", skip_all, fields(tenant = %self.id, kind), err(Display, level = "debug"))]
-    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<RecordInfo>, StoreError> {
+    pub async fn list(&self, kind: Option<&str>) -> Result<Listing, StoreError> {
         let kind = kind.map(RecordKind::new).transpose()?;
         let rows = self.all_rows(&mut On::Pool, kind.as_ref(), None).await?;
-        Ok(rows.iter().map(RecordInfo::from_row).collect())
+        let mut listing = Listing {
+            records: Vec::with_capacity(rows.rows.len()),
+            unreadable: rows.unreadable,
+        };
+        for row in &rows.rows {
+            match RecordInfo::checked(row) {
+                Ok(info) => listing.records.push(info),
+                Err(skipped) => listing.unreadable.push(skipped),
+            }
+        }
+        Ok(listing)
     }
 
     /// The tenant's row for a read or write of the record at `key`: a tenant that never stored
@@ -425,15 +533,16 @@ impl Tenant {
         }
     }
 
-    /// One page of the tenant's rows after `after`, optionally of one kind or provider, and
-    /// where the next page starts (`None` after the last).
+    /// One page of the tenant's rows after `after`, optionally of one kind or provider: the
+    /// rows that decode, the ones that do not (skipped, named), and where the next page
+    /// starts (`None` after the last).
     pub(crate) async fn page(
         &self,
         on: &mut On<'_>,
         kind: Option<&RecordKind>,
         provider: Option<&str>,
-        after: Option<(RecordKind, RecordName)>,
-    ) -> Result<(Vec<SecretRow>, Option<(RecordKind, RecordName)>), StoreError> {
+        after: Option<(String, String)>,
+    ) -> Result<(Rows, Option<(String, String)>), StoreError> {
         let query = ListQuery {
             tenant: self.id.clone(),
             kind: kind.cloned(),
@@ -442,27 +551,44 @@ impl Tenant {
             limit: PAGE,
         };
         let page = on.list(&self.vault, &query).await?;
-        let next = (page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
-            .then(|| {
-                page.last()
-                    .map(|r| (r.key.kind.clone(), r.key.name.clone()))
-            })
-            .flatten();
-        Ok((page, next))
+        let next = match page.last() {
+            Some(last) if page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX) => {
+                Some(match last {
+                    Ok(r) => (r.key.kind.to_string(), r.key.name.to_string()),
+                    Err(u) => u.raw.clone().map(|c| (c.kind, c.name)).ok_or_else(|| {
+                        StoreError::Backend(crate::backend::BackendError::new(
+                            BackendErrorKind::Corrupt,
+                            format!("listing tenant {}: a row's kind or name is not text ({u}); the listing cannot go past it", self.id),
+                        ))
+                    })?,
+                })
+            }
+            _ => None,
+        };
+        let mut rows = Rows::default();
+        for listed in page {
+            match listed {
+                Ok(row) => rows.rows.push(row),
+                Err(skipped) => rows.unreadable.push(skipped),
+            }
+        }
+        Ok((rows, next))
     }
 
-    /// Every row of the tenant (optionally of one kind or provider), page by page.
+    /// Every row of the tenant (optionally of one kind or provider), page by page, and the
+    /// rows that did not decode.
     pub(crate) async fn all_rows(
         &self,
         on: &mut On<'_>,
         kind: Option<&RecordKind>,
         provider: Option<&str>,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        let mut out = Vec::new();
+    ) -> Result<Rows, StoreError> {
+        let mut out = Rows::default();
         let mut after = None;
         loop {
             let (page, next) = self.page(on, kind, provider, after.take()).await?;
-            out.extend(page);
+            out.rows.extend(page.rows);
+            out.unreadable.extend(page.unreadable);
             match next {
                 Some(n) => after = Some(n),
                 None => return Ok(out),
@@ -509,6 +635,9 @@ impl Tenant {
         version: i64,
         previous: Option<&SecretRow>,
     ) -> Result<SecretRow, StoreError> {
+        if let Some(provider) = record.provider() {
+            crate::text::check_label("provider", provider)?;
+        }
         let payload = to_secret_json(record)?;
         let max = self.vault.config().max_payload;
         if payload.len() > max {
@@ -554,13 +683,39 @@ impl Tenant {
         serde_json::from_slice(plain.expose_secret()).map_err(|e| {
             self.corrupt(
                 row,
-                format!(
-                    "payload does not decode as {}: {}",
-                    R::KIND,
-                    e.classify_str()
-                ),
+                format!("{NOT_ITS_TYPE} {}: {}", R::KIND, e.classify_str()),
             )
         })
+    }
+
+    /// [`open_row`](Self::open_row) for a read the caller asked for (`get`, `refresh`): a
+    /// failure to open writes an `open_failed` audit row with the fault's class (on the
+    /// caller's transaction when joined, else at once), then the error is returned as it was.
+    /// A failure to write that row is logged, never put in the error's place.
+    pub(crate) async fn open_row_audited<R: SecretKind>(
+        &self,
+        on: &mut On<'_>,
+        row: &SecretRow,
+        tenant: &crate::backend::TenantRow,
+    ) -> Result<R, StoreError> {
+        let err = match self.open_row(on, row, tenant).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let Some(fault) = open_fault(&err) else {
+            return Err(err);
+        };
+        let outcome = format!("failed: {fault}");
+        let audit = [self.audit(&row.key, AuditAction::OpenFailed, &outcome)];
+        let written = if on.joined() {
+            on.append_audit(&self.vault, &audit).await
+        } else {
+            self.vault.backend().append_audit(&audit).await
+        };
+        if let Err(e) = written {
+            tracing::warn!(tenant = %self.id, error = %e, "credvault: the audit row of a failed open could not be written");
+        }
+        Err(err)
     }
 
     /// Opens a row's payload bytes (the record's JSON), with the tenant's current data key or
@@ -593,7 +748,7 @@ impl Tenant {
             return Err(self.corrupt(
                 row,
                 format!(
-                    "sealed with data key version {}, which the tenant no longer has",
+                    "sealed with data key version {}, {NO_SUCH_KEY}",
                     row.dek_version
                 ),
             ));

@@ -197,7 +197,8 @@ async fn signup(
             .vault
             .tenant(&format!("user-{id}"))
             .map_err(error_response)?
-            .with_actor(format!("user:{id}"));
+            .with_actor(format!("user:{id}"))
+            .map_err(error_response)?;
         tenant
             .put_in(
                 &mut *tx,
@@ -316,7 +317,8 @@ where
             .vault
             .tenant(&format!("user-{id}"))
             .map_err(error_response)?
-            .with_actor(format!("user:{id}"));
+            .with_actor(format!("user:{id}"))
+            .map_err(error_response)?;
         Ok(Self { id, tenant })
     }
 }
@@ -372,7 +374,7 @@ async fn list_connections(user: User) -> Result<Json<Vec<Connection>>, ApiError>
         .await
         .or_else(|e| {
             if e.is_not_found() {
-                Ok(Vec::new())
+                Ok(credvault::store::Listing::default())
             } else {
                 Err(e)
             }

@@ -12,8 +12,6 @@
 )]
 
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use credvault::backend::{Backend, SqliteBackend};
@@ -26,49 +24,16 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 const TENANTS: usize = 100;
 
-/// A SoftHSM2 token in a temporary directory, or `None` when SoftHSM2 is missing.
+#[path = "../tests/common/softhsm.rs"]
+mod softhsm;
+
+/// A KEK in a SoftHSM2 token in a temporary directory, or `None` when SoftHSM2 is missing.
 fn softhsm() -> Option<Pkcs11Keys> {
-    let module = PathBuf::from("/usr/lib/softhsm/libsofthsm2.so");
-    if !module.exists()
-        || Command::new("softhsm2-util")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
+    let Some(module) = softhsm::module() else {
         eprintln!("skipping the PKCS#11 side: install softhsm2");
         return None;
-    }
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    #[allow(unsafe_code, reason = "set once, before any thread reads it")]
-    unsafe {
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-    }
-    let ok = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "bench",
-            "--pin",
-            "1234",
-        ])
-        .args(["--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "softhsm2-util --init-token failed");
+    };
+    softhsm::init_token("bench", "1234");
     Some(
         Pkcs11Keys::init(Pkcs11Config {
             module,

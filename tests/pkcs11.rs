@@ -11,9 +11,10 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod common;
+#[path = "common/softhsm.rs"]
+mod softhsm;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -34,51 +35,19 @@ fn module() -> Option<PathBuf> {
 }
 
 fn init_token() -> Option<PathBuf> {
-    let module = std::env::var_os("CREDVAULT_PKCS11_MODULE").map_or_else(
-        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
-        PathBuf::from,
-    );
     let required = std::env::var("CREDVAULT_REQUIRE_PKCS11").as_deref() == Ok("1");
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    if !module.exists() || util.is_err() {
+    let Some(module) = softhsm::module() else {
         assert!(
             !required,
-            "CREDVAULT_REQUIRE_PKCS11=1 but SoftHSM2 is missing ({} / softhsm2-util)",
-            module.display()
+            "CREDVAULT_REQUIRE_PKCS11=1 but SoftHSM2 is missing (the module or softhsm2-util)"
         );
         eprintln!(
             "skipping the PKCS#11 tests: SoftHSM2 is not installed (apt-get install softhsm2, \
              or set CREDVAULT_PKCS11_MODULE)"
         );
         return None;
-    }
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    // Before the module is first initialised in this process (it reads the variable then).
-    #[allow(unsafe_code, reason = "set once, before any thread reads it")]
-    unsafe {
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-    }
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", TOKEN])
-        .args(["--pin", PIN, "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "softhsm2-util --init-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    };
+    softhsm::init_token(TOKEN, PIN);
     Some(module)
 }
 

@@ -5,6 +5,12 @@
 //!
 //! `cargo bench --features pkcs11 --bench key_providers` (needs `softhsm2`; without it the
 //! PKCS#11 side is skipped with a message).
+//!
+//! `CREDVAULT_BENCH_TENANTS=100000 CREDVAULT_BENCH_CACHE=10000 cargo bench --features pkcs11
+//! --bench key_providers` instead reads every one of that many tenants once through a handle
+//! whose key cache holds `CREDVAULT_BENCH_CACHE` keys, and prints the resident memory the reads
+//! added and the cache's size (run it again with the cache as large as the tenants to see the
+//! unbounded case).
 
 #![allow(
     clippy::unwrap_used,
@@ -68,11 +74,67 @@ async fn seeded(url: &str, kek: Arc<dyn KeyProvider>, capacity: usize) -> Vault 
     vault
 }
 
+/// Resident memory, bytes (Linux).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Reads `tenants` tenants once each through a handle caching at most `cache` keys; prints
+/// the resident memory the reads added.
+fn memory(rt: &tokio::runtime::Runtime, tenants: usize, cache: usize) {
+    use credvault::backend::MemoryBackend;
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let kek = Arc::new(Keyring::generate().unwrap());
+    let shred = Arc::new(MemoryTenantKeys::new());
+    rt.block_on(async {
+        let writer = Vault::builder(Arc::clone(&backend), Arc::clone(&kek), Arc::clone(&shred))
+            .key_cache(1, std::time::Duration::from_secs(300))
+            .build();
+        writer.migrate().await.unwrap();
+        for i in 0..tenants {
+            let t = writer.tenant(&format!("t{i}")).unwrap();
+            t.put("github", &token(i)).await.unwrap();
+        }
+        // Reads not audited here: the in-memory backend would keep 100 000 audit rows in the
+        // same process and hide the cache's share.
+        let reader = Vault::builder(backend, kek, shred)
+            .key_cache(cache, std::time::Duration::from_secs(3600))
+            .read_audit(credvault::store::ReadAudit::Off)
+            .build();
+        let before = rss();
+        for i in 0..tenants {
+            let t = reader.tenant(&format!("t{i}")).unwrap();
+            black_box(t.get::<OAuthToken>("github").await.unwrap());
+        }
+        let grown = rss().saturating_sub(before);
+        let stats = reader.key_cache_stats();
+        println!(
+            "{tenants} tenants read once, key cache of {cache}: resident memory +{:.1} MiB; \
+             cache entries {}, evictions {}",
+            grown as f64 / (1024.0 * 1024.0),
+            stats.entries,
+            stats.evictions
+        );
+    });
+}
+
 fn providers(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    if let Some(tenants) = env("CREDVAULT_BENCH_TENANTS") {
+        memory(&rt, tenants, env("CREDVAULT_BENCH_CACHE").unwrap_or(10_000));
+        return;
+    }
     let mut kinds: Vec<(&str, Arc<dyn KeyProvider>)> =
         vec![("keyring", Arc::new(Keyring::generate().unwrap()))];
     if let Some(hsm) = softhsm() {

@@ -279,7 +279,9 @@ pub(crate) struct VaultArgs {
     #[arg(long, global = true, value_name = "URL", default_value = DEFAULT_DB)]
     pub(crate) db: String,
     /// The key file [default: ./credvault-keys/credvault-keys.json, unless CREDVAULT_KEYS
-    /// is set]. Keep it out of the database's directory and backups.
+    /// is set]. Keep it out of the database's directory and backups. Or the KEK in a PKCS#11
+    /// token: pkcs11:module=PATH,token=LABEL,label=KEY_LABEL (user PIN in
+    /// CREDVAULT_PKCS11_PIN).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) keys: Option<PathBuf>,
     /// Where the per-tenant shred secrets live (keep them out of database backups): a

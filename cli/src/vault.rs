@@ -223,6 +223,12 @@ fn key_provider(
     init: bool,
     create: bool,
 ) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    if let Some(spec) = keys
+        .and_then(Path::to_str)
+        .and_then(|k| k.strip_prefix("pkcs11:"))
+    {
+        return pkcs11_provider(spec, create);
+    }
     let env_set = std::env::var_os(credvault::keys::file::ENV_VAR).is_some();
     if keys.is_none() && env_set {
         return Ok((
@@ -252,6 +258,65 @@ fn key_provider(
         }
     })?;
     Ok((Arc::new(provider), path.display().to_string()))
+}
+
+/// The variable the token's user PIN comes from (never a command-line argument: those are
+/// visible to every user of the machine).
+const PKCS11_PIN_VAR: &str = "CREDVAULT_PKCS11_PIN";
+
+/// `--keys pkcs11:module=PATH,token=LABEL,label=KEY_LABEL`: the KEK in a PKCS#11 token; `create`
+/// (init of a new vault) makes its first version.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_provider(spec: &str, create: bool) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
+    let usage = || {
+        CliError::new(format!("invalid --keys pkcs11:{spec}")).hint(
+            "pass --keys pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=TOKEN,label=KEY_LABEL \
+             and the user PIN in CREDVAULT_PKCS11_PIN",
+        )
+    };
+    let (mut module, mut token, mut label) = (None, None, None);
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("module", v)) if !v.is_empty() => module = Some(PathBuf::from(v)),
+            Some(("token", v)) if !v.is_empty() => token = Some(v.to_owned()),
+            Some(("label", v)) if !v.is_empty() => label = Some(v.to_owned()),
+            _ => return Err(usage()),
+        }
+    }
+    let (Some(module), Some(token_label), Some(key_label)) = (module, token, label) else {
+        return Err(usage());
+    };
+    let pin = std::env::var(PKCS11_PIN_VAR).map_err(|_| {
+        CliError::new(format!("{PKCS11_PIN_VAR} is not set"))
+            .hint("set it to the token's user PIN (it is never taken from the command line)")
+    })?;
+    let config = Pkcs11Config {
+        module,
+        token_label,
+        pin: credvault::SecretString::from(pin),
+        key_label,
+    };
+    let keys = if create {
+        Pkcs11Keys::init(config)?
+    } else {
+        Pkcs11Keys::open(config).map_err(|e| {
+            CliError::from(e).hint(
+                "pass the token and label the vault was created with (`credvault vault init \
+                 --keys pkcs11:...` makes the first key in the token)",
+            )
+        })?
+    };
+    let from = keys.describe();
+    Ok((Arc::new(keys), from))
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn pkcs11_provider(_spec: &str, _create: bool) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    let _ = PKCS11_PIN_VAR;
+    Err(CliError::new(
+        "a PKCS#11 key provider needs the `pkcs11` feature of credvault-cli",
+    ))
 }
 
 /// Creates a default directory (`0700`) for `init`; only the defaults are created (a path

@@ -390,3 +390,67 @@ fn shred_secrets_in_a_postgresql_store() {
     assert!(err.contains("--tenant-keys postgres://"), "{err}");
     psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
 }
+
+#[path = "../../tests/common/softhsm.rs"]
+#[cfg(feature = "pkcs11")]
+mod softhsm;
+
+/// `--keys pkcs11:module=...,token=...,label=...`: the KEK in a PKCS#11 token (SoftHSM2),
+/// the PIN from CREDVAULT_PKCS11_PIN (issue 16). `init` makes the first key in the token;
+/// other commands only open it; the report names the token. Skips without SoftHSM2 unless
+/// CREDVAULT_REQUIRE_PKCS11=1.
+#[cfg(feature = "pkcs11")]
+#[test]
+fn the_kek_in_a_pkcs11_token() {
+    let Some(module) = softhsm::module() else {
+        assert!(
+            std::env::var("CREDVAULT_REQUIRE_PKCS11").as_deref() != Ok("1"),
+            "CREDVAULT_REQUIRE_PKCS11=1 but SoftHSM2 is missing"
+        );
+        eprintln!("skipping: SoftHSM2 is not installed (apt-get install softhsm2)");
+        return;
+    };
+    // The child processes inherit the token directory through SOFTHSM2_CONF.
+    softhsm::init_token("cli", "1234");
+    let keys = format!("pkcs11:module={},token=cli,label=cli-kek", module.display());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let with_pin = |args: &[&str], stdin: &str| {
+        cli_common::credvault(d)
+            .args(args)
+            .env("CREDVAULT_PKCS11_PIN", "1234")
+            .write_stdin(stdin.to_owned())
+            .assert()
+    };
+    // No PIN: an error with a hint, nothing created.
+    let a = run(d, &["vault", "init", "--keys", &keys], "");
+    fails_with(a, 2, "CREDVAULT_PKCS11_PIN is not set");
+    // Before init the token holds no key under the label: never a fresh start.
+    let a = with_pin(&["vault", "report", "--keys", &keys], "");
+    fails_with(a, 2, "holds no key");
+    with_pin(&["vault", "init", "--keys", &keys], "").success();
+    with_pin(
+        &[
+            "vault", "put", "--tenant", "acme", "--kind", "api_key", "--name", "stripe", "--keys",
+            &keys,
+        ],
+        r#"{"provider": "stripe", "key": "sk_live_hsm"}"#,
+    )
+    .success();
+    let got = with_pin(
+        &[
+            "vault", "get", "--tenant", "acme", "--kind", "api_key", "--name", "stripe", "--keys",
+            &keys,
+        ],
+        "",
+    );
+    assert!(stdout(&got).contains("sk_live_hsm"), "{}", stdout(&got));
+    let a = with_pin(&["vault", "report", "--json", "--keys", &keys], "");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    let provider = report["kek_provider"].as_str().unwrap();
+    assert!(provider.starts_with("PKCS#11 token \"cli\""), "{provider}");
+    // A malformed spec is a usage error with the expected form in the hint.
+    let a = with_pin(&["vault", "report", "--keys", "pkcs11:module=x"], "");
+    let err = fails_with(a, 2, "invalid --keys pkcs11:");
+    assert!(err.contains("token=TOKEN"), "{err}");
+}

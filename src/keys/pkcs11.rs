@@ -67,6 +67,9 @@ struct Version {
 
 struct Inner {
     config: Pkcs11Config,
+    /// Held for every call that reads or changes the token's object store (SoftHSM2 fails
+    /// such calls made at once from two sessions of one process with CKR_GENERAL_ERROR).
+    objects: Arc<Mutex<()>>,
     session: Mutex<Session>,
     versions: RwLock<BTreeMap<KeyVersion, Version>>,
 }
@@ -88,15 +91,17 @@ impl fmt::Debug for Pkcs11Keys {
     }
 }
 
-/// The module's context, initialised once per process (PKCS#11 allows one `C_Initialize`).
-fn context(module: &PathBuf) -> Result<Pkcs11, KeyError> {
-    static CONTEXTS: OnceLock<Mutex<BTreeMap<PathBuf, Pkcs11>>> = OnceLock::new();
+/// The module's context, initialised once per process (PKCS#11 allows one `C_Initialize`),
+/// and the lock its sessions take around object-store calls.
+fn context(module: &PathBuf) -> Result<(Pkcs11, Arc<Mutex<()>>), KeyError> {
+    type Contexts = BTreeMap<PathBuf, (Pkcs11, Arc<Mutex<()>>)>;
+    static CONTEXTS: OnceLock<Mutex<Contexts>> = OnceLock::new();
     let mut contexts = CONTEXTS
         .get_or_init(|| Mutex::new(BTreeMap::new()))
         .lock()
         .map_err(|_| unavailable("the PKCS#11 context list is poisoned"))?;
-    if let Some(ctx) = contexts.get(module) {
-        return Ok(ctx.clone());
+    if let Some((ctx, lock)) = contexts.get(module) {
+        return Ok((ctx.clone(), Arc::clone(lock)));
     }
     let ctx = Pkcs11::new(module).map_err(|e| KeyError::Invalid {
         source_name: module.display().to_string(),
@@ -106,8 +111,9 @@ fn context(module: &PathBuf) -> Result<Pkcs11, KeyError> {
         Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
         Err(e) => return Err(p11(&e)),
     }
-    contexts.insert(module.clone(), ctx.clone());
-    Ok(ctx)
+    let lock = Arc::new(Mutex::new(()));
+    contexts.insert(module.clone(), (ctx.clone(), Arc::clone(&lock)));
+    Ok((ctx, lock))
 }
 
 fn unavailable(problem: &str) -> KeyError {
@@ -153,7 +159,10 @@ impl Pkcs11Keys {
     }
 
     fn connect(config: Pkcs11Config) -> Result<Self, KeyError> {
-        let ctx = context(&config.module)?;
+        let (ctx, objects) = context(&config.module)?;
+        let _objects = objects
+            .lock()
+            .map_err(|_| unavailable("the PKCS#11 object lock is poisoned"))?;
         let slot = find_slot(&ctx, &config)?;
         let session = ctx.open_rw_session(slot).map_err(|e| p11(&e))?;
         let pin = cryptoki::types::AuthPin::from(config.pin.expose_secret());
@@ -162,9 +171,11 @@ impl Pkcs11Keys {
             Err(e) => return Err(p11(&e)),
         }
         let versions = scan(&session, &config.key_label)?;
+        drop(_objects);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                objects,
                 session: Mutex::new(session),
                 versions: RwLock::new(versions),
             }),
@@ -202,6 +213,7 @@ impl Pkcs11Keys {
             return Err(KeyError::IsPrimary(version));
         }
         let handle = self.handle(version)?;
+        let _objects = self.object_lock()?;
         self.session()?
             .destroy_object(handle)
             .map_err(|e| p11(&e))?;
@@ -234,6 +246,7 @@ impl Pkcs11Keys {
             Attribute::Label(label(&self.inner.config.key_label, version).into_bytes()),
             Attribute::Id(id),
         ];
+        let _objects = self.object_lock()?;
         let handle = self
             .session()?
             .generate_key(&Mechanism::AesKeyGen, &template)
@@ -248,6 +261,13 @@ impl Pkcs11Keys {
             );
         }
         Ok(())
+    }
+
+    fn object_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, KeyError> {
+        self.inner
+            .objects
+            .lock()
+            .map_err(|_| unavailable("the PKCS#11 object lock is poisoned"))
     }
 
     fn session(&self) -> Result<std::sync::MutexGuard<'_, Session>, KeyError> {
@@ -423,7 +443,10 @@ impl KeyProvider for Pkcs11Keys {
     }
 
     fn reload(&self) -> Result<bool, KeyError> {
-        let found = scan(&*self.session()?, &self.inner.config.key_label)?;
+        let found = {
+            let _objects = self.object_lock()?;
+            scan(&*self.session()?, &self.inner.config.key_label)?
+        };
         let mut versions = self
             .inner
             .versions

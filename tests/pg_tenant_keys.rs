@@ -63,6 +63,14 @@ async fn a_database_without_a_store_is_an_error_never_a_fresh_start() {
         !err.to_string().contains("hunter2"),
         "the password leaked: {err}"
     );
+    let url = "postgres://postgres@127.0.0.1:1/none?password=hunter3&sslmode=disable".to_owned();
+    let err = blocking(move || PgTenantKeys::open(&url, "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        !err.to_string().contains("hunter3"),
+        "the password in a query parameter leaked: {err}"
+    );
     drop_schema(&pool, &schema).await;
 }
 

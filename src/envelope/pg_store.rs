@@ -267,8 +267,10 @@ fn sql_problem(e: &sqlx::Error) -> String {
     }
 }
 
-/// The URL without a password.
+/// The URL without a password or query parameters.
 fn redact(url: &str) -> String {
+    // Parameters may carry secrets too (`?password=...`): errors show none of them.
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -1,10 +1,15 @@
 //! The vault's promises, one test body per promise, run unchanged over every backend:
 //! memory always, SQLite with the `sqlite` feature, PostgreSQL with the `postgres` feature
 //! (skipped with a message when no server is reachable, unless CREDVAULT_REQUIRE_POSTGRES=1).
+//! With the `aws-kms` feature the whole suite runs once more on SQLite with the KEK in AWS KMS
+//! (moto's server; skipped with a message without it, unless CREDVAULT_REQUIRE_KMS=1).
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod common;
+#[cfg(feature = "aws-kms")]
+#[path = "common/moto.rs"]
+mod moto;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +17,7 @@ use std::time::Duration;
 
 use credvault::backend::{AuditQuery, Backend, BoxFuture, ListQuery, MemoryBackend, RecordKey};
 use credvault::envelope::MemoryTenantKeys;
+use credvault::keys::KeyProvider;
 use credvault::store::{
     ApiKey, Cookie, DerivedData, ManualClock, OAuthToken, ReadAudit, RevocationFailure,
     RevocationRequest, RevokeError, Revoker, SecretKind, SessionCookies, StoreError, Vault,
@@ -25,13 +31,20 @@ struct Fixture {
     vault: Vault,
     backend: Arc<dyn Backend>,
     clock: ManualClock,
-    kek: Arc<Keyring>,
+    kek: Arc<dyn KeyProvider>,
     shred: Arc<MemoryTenantKeys>,
+}
+
+tokio::task_local! {
+    /// The KEK a case's fixture uses instead of a fresh local keyring (the KMS variant).
+    static KEK: Arc<dyn KeyProvider>;
 }
 
 async fn fixture(backend: Arc<dyn Backend>) -> Fixture {
     let clock = ManualClock::new(T0);
-    let kek = Arc::new(Keyring::generate().unwrap());
+    let kek = KEK
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(Keyring::generate().unwrap()));
     let shred = Arc::new(MemoryTenantKeys::new());
     let vault = Vault::builder(Arc::clone(&backend), Arc::clone(&kek), Arc::clone(&shred))
         .clock(clock.clone())
@@ -157,7 +170,11 @@ mod body {
             .unwrap()
             .unwrap();
         assert_eq!(&tenant.wrapped_dek[..2], b"cv", "the DEK is stored wrapped");
-        assert_eq!(tenant.wrapped_dek.len(), 32 + 36);
+        credvault::crypto::format::parse(&tenant.wrapped_dek).unwrap();
+        if KEK.try_with(|_| ()).is_err() {
+            // The local keyring's sealed format; a KMS's wrapped key carries its own blob.
+            assert_eq!(tenant.wrapped_dek.len(), 32 + 36);
+        }
     }
 
     pub(crate) async fn put_twice_is_already_exists_and_update_is_compare_and_swap(
@@ -862,6 +879,9 @@ mod body {
 
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
+        conformance!($backend, $make, Some(None::<Arc<dyn KeyProvider>>));
+    };
+    ($backend:ident, $make:expr, $kek:expr) => {
         mod $backend {
             use super::*;
 
@@ -869,8 +889,12 @@ macro_rules! conformance {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $name() {
+                        let Some(kek) = $kek else { return };
                         let Some(made) = $make else { return };
-                        body::$name(made.backend()).await;
+                        match kek {
+                            Some(kek) => KEK.scope(kek, body::$name(made.backend())).await,
+                            None => body::$name(made.backend()).await,
+                        }
                         made.finish().await;
                     }
                 };
@@ -903,3 +927,14 @@ conformance!(sqlite, Some(common::sqlite_made().await));
 
 #[cfg(feature = "postgres")]
 conformance!(postgres, common::postgres_made().await);
+
+/// A KEK in moto's KMS (a new key per case), or `None` to skip without moto.
+#[cfg(feature = "aws-kms")]
+fn kms_kek() -> Option<Option<Arc<dyn KeyProvider>>> {
+    let endpoint = moto::endpoint()?;
+    let (kms, _) = moto::provider_with_new_key(&endpoint);
+    Some(Some(Arc::new(kms)))
+}
+
+#[cfg(all(feature = "aws-kms", feature = "sqlite"))]
+conformance!(sqlite_on_kms, Some(common::sqlite_made().await), kms_kek());

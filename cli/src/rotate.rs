@@ -190,8 +190,31 @@ pub(crate) async fn destroy_kek(
     yes: bool,
     out: Output,
 ) -> Result<(), CliError> {
-    let path = key_file(keys)?;
     let version = KeyVersion::new(version);
+    if let Some(kek) = crate::vault::external_kek(keys)? {
+        // Every check first (data keys in use, quiet period, primary, unknown version).
+        vault
+            .destroy_kek_with(version, |v| kek.destroy(v, true))
+            .await
+            .map_err(in_use)?;
+        if !yes {
+            return Err(CliError::new(format!(
+                "destroying KEK {version} is irreversible: what it wrapped can never be \
+                 opened again"
+            ))
+            .hint("no data key in this vault needs it; add --yes to destroy it"));
+        }
+        vault
+            .destroy_kek_with(version, |v| kek.destroy(v, false))
+            .await
+            .map_err(in_use)?;
+        let place = kek.describe();
+        return out.print(
+            &json!({ "destroyed": version.get(), "keys": place }),
+            || format!("KEK {version} destroyed in {place}\n"),
+        );
+    }
+    let path = key_file(keys)?;
     let mut ring = Keyring::load(&path)?;
     if !yes {
         // Every check first (data keys in use, primary, unknown version), on a copy.

@@ -229,6 +229,12 @@ fn key_provider(
     {
         return pkcs11_provider(spec, create);
     }
+    if let Some(spec) = keys
+        .and_then(Path::to_str)
+        .and_then(|k| k.strip_prefix("awskms:"))
+    {
+        return aws_kms_provider(spec);
+    }
     let env_set = std::env::var_os(credvault::keys::file::ENV_VAR).is_some();
     if keys.is_none() && env_set {
         return Ok((
@@ -268,6 +274,13 @@ const PKCS11_PIN_VAR: &str = "CREDVAULT_PKCS11_PIN";
 /// (init of a new vault) makes its first version.
 #[cfg(feature = "pkcs11")]
 fn pkcs11_provider(spec: &str, create: bool) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    let keys = pkcs11_keys(spec, create)?;
+    let from = keys.describe();
+    Ok((Arc::new(keys), from))
+}
+
+#[cfg(feature = "pkcs11")]
+fn pkcs11_keys(spec: &str, create: bool) -> Result<credvault::keys::pkcs11::Pkcs11Keys, CliError> {
     use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
     let usage = || {
         CliError::new(format!("invalid --keys pkcs11:{spec}")).hint(
@@ -297,18 +310,16 @@ fn pkcs11_provider(spec: &str, create: bool) -> Result<(Arc<dyn KeyProvider>, St
         pin: credvault::SecretString::from(pin),
         key_label,
     };
-    let keys = if create {
-        Pkcs11Keys::init(config)?
+    if create {
+        Ok(Pkcs11Keys::init(config)?)
     } else {
         Pkcs11Keys::open(config).map_err(|e| {
             CliError::from(e).hint(
                 "pass the token and label the vault was created with (`credvault vault init \
                  --keys pkcs11:...` makes the first key in the token)",
             )
-        })?
-    };
-    let from = keys.describe();
-    Ok((Arc::new(keys), from))
+        })
+    }
 }
 
 #[cfg(not(feature = "pkcs11"))]
@@ -316,6 +327,141 @@ fn pkcs11_provider(_spec: &str, _create: bool) -> Result<(Arc<dyn KeyProvider>, 
     let _ = PKCS11_PIN_VAR;
     Err(CliError::new(
         "a PKCS#11 key provider needs the `pkcs11` feature of credvault-cli",
+    ))
+}
+
+/// `--keys awskms:region=REGION,key=KEY[,key2=KEY2...][,endpoint=URL]`: the KEK in AWS KMS.
+/// `key` (or `key1`) is version 1, `keyN` version N; the highest is the primary. The keys are
+/// made outside credvault (KMS never hands one out); credentials come from the environment.
+#[cfg(feature = "aws-kms")]
+fn aws_kms_provider(spec: &str) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    let keys = aws_kms_keys(spec)?;
+    let from = keys.describe();
+    Ok((Arc::new(keys), from))
+}
+
+#[cfg(feature = "aws-kms")]
+fn aws_kms_keys(spec: &str) -> Result<credvault::keys::awskms::AwsKmsKeys, CliError> {
+    use credvault::KeyVersion;
+    use credvault::keys::awskms::{AwsKmsKeys, KmsConfig};
+    let usage = || {
+        CliError::new(format!("invalid --keys awskms:{spec}")).hint(
+            "pass --keys awskms:region=REGION,key=KEY_ID_OR_ALIAS[,key2=NEXT_KEY][,endpoint=URL] \
+             and the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+        )
+    };
+    let (mut region, mut endpoint, mut keys) = (None, None, std::collections::BTreeMap::new());
+    for part in spec.split(',') {
+        let Some((name, value)) = part.split_once('=').filter(|(_, v)| !v.is_empty()) else {
+            return Err(usage());
+        };
+        match name {
+            "region" => region = Some(value.to_owned()),
+            "endpoint" => endpoint = Some(value.to_owned()),
+            "key" => {
+                keys.insert(KeyVersion::FIRST, value.to_owned());
+            }
+            _ => {
+                let version = name
+                    .strip_prefix("key")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(usage)?;
+                keys.insert(KeyVersion::new(version), value.to_owned());
+            }
+        }
+    }
+    let Some(region) = region.filter(|_| !keys.is_empty()) else {
+        return Err(usage());
+    };
+    let mut config = KmsConfig::new(region, String::new());
+    config.keys = keys;
+    config.endpoint = endpoint;
+    Ok(AwsKmsKeys::open(config)?)
+}
+
+/// How long KMS waits before deleting a key `vault destroy-kek` scheduled for deletion (KMS's
+/// longest window; `CancelKeyDeletion` undoes it meanwhile).
+#[cfg(feature = "aws-kms")]
+const KMS_DELETION_DAYS: i32 = 30;
+
+/// A KEK that lives outside a key file (`--keys pkcs11:...`, `--keys awskms:...`), for
+/// `vault destroy-kek`: `None` for a key file.
+pub(crate) fn external_kek(keys: Option<&Path>) -> Result<Option<ExternalKek>, CliError> {
+    let Some(spec) = keys.and_then(Path::to_str) else {
+        return Ok(None);
+    };
+    #[cfg(feature = "pkcs11")]
+    if let Some(spec) = spec.strip_prefix("pkcs11:") {
+        return Ok(Some(ExternalKek::Pkcs11(pkcs11_keys(spec, false)?)));
+    }
+    #[cfg(feature = "aws-kms")]
+    if let Some(spec) = spec.strip_prefix("awskms:") {
+        return Ok(Some(ExternalKek::Kms(aws_kms_keys(spec)?)));
+    }
+    if spec.starts_with("pkcs11:") || spec.starts_with("awskms:") {
+        return Err(CliError::new(format!(
+            "this build of credvault-cli has no provider for --keys {spec}"
+        )));
+    }
+    Ok(None)
+}
+
+/// A KEK in a token or in KMS (see [`external_kek`]).
+pub(crate) enum ExternalKek {
+    /// In a PKCS#11 token: destroy deletes the token object.
+    #[cfg(feature = "pkcs11")]
+    Pkcs11(credvault::keys::pkcs11::Pkcs11Keys),
+    /// In AWS KMS: destroy schedules the key's deletion.
+    #[cfg(feature = "aws-kms")]
+    Kms(credvault::keys::awskms::AwsKmsKeys),
+}
+
+impl ExternalKek {
+    /// Destroys `version` where it lives; `dry_run` only checks it may (not the primary, known).
+    pub(crate) fn destroy(
+        &self,
+        version: credvault::KeyVersion,
+        dry_run: bool,
+    ) -> Result<(), KeyError> {
+        let provider: &dyn KeyProvider = match self {
+            #[cfg(feature = "pkcs11")]
+            Self::Pkcs11(keys) => keys,
+            #[cfg(feature = "aws-kms")]
+            Self::Kms(keys) => keys,
+        };
+        if version == provider.primary_version() {
+            return Err(KeyError::IsPrimary(version));
+        }
+        if !provider.key_infos().iter().any(|k| k.version == version) {
+            return Err(KeyError::UnknownVersion(version));
+        }
+        if dry_run {
+            return Ok(());
+        }
+        match self {
+            #[cfg(feature = "pkcs11")]
+            Self::Pkcs11(keys) => keys.destroy(version),
+            #[cfg(feature = "aws-kms")]
+            Self::Kms(keys) => keys.schedule_deletion(version, KMS_DELETION_DAYS),
+        }
+    }
+
+    /// Where it lives, for the output.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            #[cfg(feature = "pkcs11")]
+            Self::Pkcs11(keys) => keys.describe(),
+            #[cfg(feature = "aws-kms")]
+            Self::Kms(keys) => keys.describe(),
+        }
+    }
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn aws_kms_provider(_spec: &str) -> Result<(Arc<dyn KeyProvider>, String), CliError> {
+    Err(CliError::new(
+        "an AWS KMS key provider needs the `aws-kms` feature of credvault-cli",
     ))
 }
 

@@ -84,6 +84,23 @@ impl Context {
     pub fn as_bytes(&self) -> &[u8] {
         &self.encoded
     }
+
+    /// The parts again, in order (for a key service that wants them readable, such as the AWS
+    /// KMS encryption context).
+    #[cfg(feature = "aws-kms")]
+    pub(crate) fn parts(&self) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut rest = self.encoded.as_slice();
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
+            let Some((part, tail)) = tail.split_at_checked(len) else {
+                break;
+            };
+            out.push(part);
+            rest = tail;
+        }
+        out
+    }
 }
 
 #[cfg(test)]

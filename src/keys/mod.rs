@@ -4,9 +4,12 @@
 //! its primary and opens with the version a record names. It loads from and saves to a key
 //! file or an environment variable ([`file`](mod@file)). [`KeyProvider`] is the seam for the
 //! key-encryption key: the local keyring, or a PKCS#11 token ([`pkcs11`], feature `pkcs11`)
-//! that wraps and unwraps inside itself. The only I/O here is reading and writing the key file
-//! and talking to the token.
+//! that wraps and unwraps inside itself, or an AWS KMS key ([`awskms`], feature `aws-kms`). The
+//! only I/O here is reading and writing the key file and talking to the token or to KMS.
 
+#[cfg(feature = "aws-kms")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
+pub mod awskms;
 pub mod file;
 mod keyfile;
 mod keyring;
@@ -83,6 +86,11 @@ pub enum KeyError {
     /// key service timed out): retrying later may succeed. Nothing was changed.
     #[error("key service unavailable: {0}")]
     Unavailable(String),
+    /// The key service refused the call and will refuse it again until someone changes its
+    /// configuration: access denied, the key disabled, scheduled for deletion or not found,
+    /// bad credentials. Retrying does not help; nothing was changed.
+    #[error("key service refused: {0}")]
+    Denied(String),
     /// A cryptographic or format error while sealing or opening.
     #[error(transparent)]
     Crypto(#[from] CryptoError),

@@ -145,6 +145,7 @@ impl Vault {
         actor: &str,
         revoker: Option<&dyn Revoker>,
     ) -> Result<TenantDeletion, StoreError> {
+        self.require_revoker("account_deletion.tokens", revoker.is_some())?;
         // Marked first: no token can be written while the others are being revoked.
         let (purge_after, id) = self
             .mark_tenant_deleted(&mut On::Pool, tenant, actor)

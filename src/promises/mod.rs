@@ -21,7 +21,7 @@
 //! assert_eq!(promises.at_rest.as_ref().map(|p| p.suite), Some(SealingSuite::Fernet));
 //! let policy = promises.password_policy()?.expect("the file promises a password scheme");
 //! # let _ = policy;
-//! # Ok::<(), credvault::promises::PromiseError>(())
+//! # Ok::<(), credvault::Error>(())
 //! ```
 //!
 //! A promise credvault cannot keep as written is refused when the file is read, with the

@@ -7,6 +7,8 @@
     reason = "test helpers outside #[test] functions unwrap freely"
 )]
 
+mod common;
+
 use std::time::Duration;
 
 use credvault::backend::MemoryBackend;
@@ -666,4 +668,95 @@ async fn revocation_promises_need_a_revoker() {
     assert!(acme.get::<OAuthToken>("github").await.is_ok());
     let report = acme.disconnect("github", Some(&Accepting)).await.unwrap();
     assert_eq!((report.revoked, report.deleted), (1, 1));
+}
+
+/// The purge runs in one process (a cron job); `promises check` runs in another and reads the
+/// last run from the database: when it started and whether it found a deadline missed.
+async fn last_purge_run_is_read_back(made: common::Made) {
+    let promises = promises(
+        "policy = \"p\"\n[account_deletion]\nerased_within = \"30d\"\ntokens = \"delete\"\n",
+    );
+    let keyring = Keyring::generate().unwrap();
+    let tenant_keys = std::sync::Arc::new(MemoryTenantKeys::new());
+    let clock = credvault::store::ManualClock::new(1_780_000_000);
+    let open = || {
+        Vault::builder(
+            made.backend(),
+            keyring.clone(),
+            std::sync::Arc::clone(&tenant_keys),
+        )
+        .promises(&promises)
+        .clock(clock.clone())
+        .try_build()
+        .unwrap()
+    };
+    let (cron, checker) = (open(), open());
+    cron.migrate().await.unwrap();
+    let check = || async {
+        checker
+            .check_promises(&promises, &credvault::promises::PromiseInputs::default())
+            .await
+            .unwrap()
+    };
+    let report = check().await;
+    let evidence = &report.promise("account_deletion").unwrap().evidence;
+    assert_eq!(evidence["last_purge_started_at"], serde_json::Value::Null);
+
+    cron.purge().await.unwrap();
+    let report = check().await;
+    assert!(report.all_kept(), "{}", report.to_text());
+    let evidence = &report.promise("account_deletion").unwrap().evidence;
+    assert_eq!(evidence["last_purge_started_at"], 1_780_000_000);
+    assert_eq!(evidence["last_purge_oldest_overdue_seconds"], 0);
+
+    // The cron job stops for 40 days: the account deleted meanwhile is purged 10 days late.
+    let acme = cron.tenant("acme").unwrap();
+    acme.put(
+        "github",
+        &OAuthToken::bearer("github", SecretString::from("gho_1")),
+    )
+    .await
+    .unwrap();
+    cron.delete_tenant("acme", "user:acme").await.unwrap();
+    clock.advance(40 * DAY);
+    let report = cron.purge().await.unwrap();
+    assert_eq!(report.oldest_overdue, 10 * DAY);
+    let report = check().await;
+    let result = report.promise("account_deletion").unwrap();
+    assert_eq!(result.status, credvault::promises::PromiseStatus::Broken);
+    assert_eq!(
+        result.evidence["last_purge_oldest_overdue_seconds"],
+        10 * 86_400
+    );
+    assert!(
+        result
+            .problems
+            .iter()
+            .any(|p| p.contains("last purge run found an item 10d past")),
+        "{:?}",
+        result.problems
+    );
+    // A run that finds nothing late puts it right.
+    clock.advance(DAY);
+    cron.purge().await.unwrap();
+    assert!(check().await.all_kept());
+    made.finish().await;
+}
+
+#[tokio::test]
+async fn the_last_purge_run_is_read_back_on_memory() {
+    last_purge_run_is_read_back(common::Made::memory()).await;
+}
+
+#[tokio::test]
+async fn the_last_purge_run_is_read_back_on_sqlite() {
+    last_purge_run_is_read_back(common::sqlite_made().await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_last_purge_run_is_read_back_on_postgres() {
+    if let Some(made) = common::postgres_made().await {
+        last_purge_run_is_read_back(made).await;
+    }
 }

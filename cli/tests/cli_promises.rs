@@ -116,6 +116,14 @@ fn check_reports_each_promise_and_exits_on_the_verdict() {
     )
     .success();
     run(dir.path(), &["promises", "check", "--promises", &kalpa], "").success();
+    // The purge runs elsewhere (cron); the check reads its last run from the database.
+    run(dir.path(), &["vault", "--promises", &kalpa, "purge"], "").success();
+    let text = stdout(&run(dir.path(), &["promises", "check", "--promises", &kalpa], "").success());
+    assert!(
+        text.contains("\n  last_purge_oldest_overdue_seconds: 0\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n  last_purge_started_at: 1"), "{text}");
     // New records follow the file.
     put(dir.path(), &["--promises", &kalpa], "gitlab").success();
     run(dir.path(), &["promises", "check", "--promises", &kalpa], "").success();

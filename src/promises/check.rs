@@ -604,10 +604,24 @@ impl Vault {
         self.deadlines(r, now, inputs.purger.as_ref().map(|(c, _)| c.lead()))
             .await?;
         let Some((config, status)) = &inputs.purger else {
-            r.evidence(
-                "purge_runner",
-                "not given: judged from the deadlines in the database",
-            );
+            // Another process runs the purge: what the database recorded of its last run.
+            match self.backend().last_purge_run().await? {
+                Some((at, overdue)) => {
+                    r.evidence("last_purge_started_at", at);
+                    r.evidence("last_purge_age_seconds", now - at);
+                    r.evidence("last_purge_oldest_overdue_seconds", overdue);
+                    if overdue > 0 {
+                        r.problem(
+                            PromiseStatus::Broken,
+                            format!(
+                                "the last purge run found an item {} past its deadline",
+                                age_text(Duration::from_secs(u64::try_from(overdue).unwrap_or(0)))
+                            ),
+                        );
+                    }
+                }
+                None => r.evidence("last_purge_started_at", Value::Null),
+            }
             return Ok(());
         };
         r.evidence("purge_every_seconds", config.interval.as_secs());

@@ -450,6 +450,10 @@ impl Vault {
                 report: Box::new(report),
             });
         }
+        // Only a run that did all its work is recorded: `promises check` shows it.
+        self.backend()
+            .record_purge_run(now, secs(report.oldest_overdue))
+            .await?;
         Ok(report)
     }
 }

@@ -19,6 +19,8 @@ pub(crate) const DEK_LEN: usize = 32;
 const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
 /// HKDF `info` label for the tenant's Fernet key (the Fernet sealing suite).
 const FERNET_KEY_LABEL: &[u8] = b"credvault fernet key v1";
+/// HKDF `info` label for the tenant's personal-data key (sealed metadata and audit actors).
+const PERSONAL_KEY_LABEL: &[u8] = b"credvault personal data key v1";
 
 /// A tenant's record-sealing key, ready to use, with the versions that produced it.
 ///
@@ -209,4 +211,28 @@ pub(crate) fn derive_fernet_key(
     hk.expand(info.as_bytes(), okm.as_mut())
         .map_err(|_| CryptoError::DecryptionFailed)?;
     Ok(okm)
+}
+
+/// The tenant's personal-data key (record metadata, audit actors and names): HKDF-SHA256 with
+/// the shred secret as salt, the vault key `personal_data` as input key material, and
+/// `"credvault personal data key v1" ‖ len ‖ tenant` as info (each part length-prefixed, as a
+/// [`Context`]). Independent of the data key version.
+///
+/// # Errors
+///
+/// `CryptoError::DecryptionFailed` if the vault key is not 32 bytes.
+pub(crate) fn derive_personal_key(
+    root: &SecretBytes,
+    shred_secret: &SecretBytes,
+    tenant: &TenantId,
+) -> Result<AeadKey, CryptoError> {
+    if root.len() != DEK_LEN {
+        return Err(CryptoError::DecryptionFailed);
+    }
+    let info = Context::from_parts(&[PERSONAL_KEY_LABEL, tenant.as_str().as_bytes()])?;
+    let hk = Hkdf::<Sha256>::new(Some(shred_secret.expose_secret()), root.expose_secret());
+    let mut okm = Zeroizing::new([0u8; DEK_LEN]);
+    hk.expand(info.as_bytes(), okm.as_mut())
+        .map_err(|_| CryptoError::DecryptionFailed)?;
+    Ok(AeadKey::from_bytes(&okm))
 }

@@ -17,6 +17,7 @@ mod keys;
 mod offload;
 mod on;
 mod open;
+mod personal;
 mod progress;
 mod purger;
 mod record;
@@ -287,6 +288,8 @@ impl VaultBuilder {
                 tenants: BoundedCache::new(capacity, ttl),
                 counters: Counters::default(),
                 read_buffer: Mutex::new(Vec::new()),
+                personal_keys: BoundedCache::new(capacity, ttl),
+                personal_root: tokio::sync::OnceCell::new(),
                 key_check: Mutex::new(None),
             }),
         }
@@ -340,6 +343,10 @@ struct Inner {
     /// Cache and key-call counts ([`Vault::key_cache_stats`]).
     counters: Counters,
     read_buffer: Mutex<Vec<AuditRow>>,
+    /// Tenants' personal-data keys (`store/personal.rs`), like the data keys.
+    personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
+    /// The vault key the personal-data keys derive from, once unwrapped.
+    personal_root: tokio::sync::OnceCell<Arc<crate::secret::SecretBytes>>,
     /// When [`Vault::check_keys`] last succeeded.
     key_check: Mutex<Option<std::time::Instant>>,
 }
@@ -381,7 +388,14 @@ impl Vault {
     ///
     /// A backend error; `SchemaTooNew` if the database was migrated by a newer credvault.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Ok(self.inner.backend.migrate().await?)
+        self.inner.backend.migrate().await?;
+        // Make the personal-data vault key now, on the pool, rather than in the first write
+        // that needs it, which may run inside an application's transaction (a second writer
+        // on SQLite would wait for it). A failure here (keys not ready) is tried again there.
+        if let Err(e) = self.personal_root().await {
+            tracing::debug!(error = %e, "credvault: the personal-data key is not ready yet");
+        }
+        Ok(())
     }
 
     /// A handle on one tenant's records. Validates the id; touches no database.
@@ -571,7 +585,9 @@ impl Vault {
             purge_after: None,
             shredded_at: None,
         };
-        let audit = [self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok")];
+        let audit = [self
+            .seal_audit_row(self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok"))
+            .await?];
         Ok(on.insert_tenant(self, &row, &audit).await?)
     }
 
@@ -734,5 +750,6 @@ impl Vault {
     pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
         self.forget_tenant_row(tenant);
         self.forget_deks(tenant);
+        self.forget_personal_key(tenant);
     }
 }

@@ -205,10 +205,6 @@ pub struct VaultKeyRow {
 /// The name of the login throttle's pseudonym key in `credvault_vault_keys`.
 pub const THROTTLE_PSEUDONYMS: &str = "throttle_pseudonyms";
 
-/// The name of the key in `credvault_vault_keys` that tenants' personal-data keys derive from
-/// (with each tenant's shred secret): what seals record metadata and audit actors and names.
-pub const PERSONAL_DATA: &str = "personal_data";
-
 /// A record's row: the sealed payload and its clear metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRow {

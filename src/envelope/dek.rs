@@ -214,23 +214,22 @@ pub(crate) fn derive_fernet_key(
 }
 
 /// The tenant's personal-data key (record metadata, audit actors and names): HKDF-SHA256 with
-/// the shred secret as salt, the vault key `personal_data` as input key material, and
+/// the tenant's shred secret as input key material, no salt, and
 /// `"credvault personal data key v1" ‖ len ‖ tenant` as info (each part length-prefixed, as a
-/// [`Context`]). Independent of the data key version.
+/// [`Context`]). Independent of the data key and the KEK: see `store/personal.rs` for why.
 ///
 /// # Errors
 ///
-/// `CryptoError::DecryptionFailed` if the vault key is not 32 bytes.
+/// `CryptoError::DecryptionFailed` if the shred secret is empty.
 pub(crate) fn derive_personal_key(
-    root: &SecretBytes,
     shred_secret: &SecretBytes,
     tenant: &TenantId,
 ) -> Result<AeadKey, CryptoError> {
-    if root.len() != DEK_LEN {
+    if shred_secret.is_empty() {
         return Err(CryptoError::DecryptionFailed);
     }
     let info = Context::from_parts(&[PERSONAL_KEY_LABEL, tenant.as_str().as_bytes()])?;
-    let hk = Hkdf::<Sha256>::new(Some(shred_secret.expose_secret()), root.expose_secret());
+    let hk = Hkdf::<Sha256>::new(None, shred_secret.expose_secret());
     let mut okm = Zeroizing::new([0u8; DEK_LEN]);
     hk.expand(info.as_bytes(), okm.as_mut())
         .map_err(|_| CryptoError::DecryptionFailed)?;

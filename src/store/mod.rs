@@ -289,7 +289,6 @@ impl VaultBuilder {
                 counters: Counters::default(),
                 read_buffer: Mutex::new(Vec::new()),
                 personal_keys: BoundedCache::new(capacity, ttl),
-                personal_root: tokio::sync::OnceCell::new(),
                 key_check: Mutex::new(None),
             }),
         }
@@ -345,8 +344,6 @@ struct Inner {
     read_buffer: Mutex<Vec<AuditRow>>,
     /// Tenants' personal-data keys (`store/personal.rs`), like the data keys.
     personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
-    /// The vault key the personal-data keys derive from, once unwrapped.
-    personal_root: tokio::sync::OnceCell<Arc<crate::secret::SecretBytes>>,
     /// When [`Vault::check_keys`] last succeeded.
     key_check: Mutex<Option<std::time::Instant>>,
 }
@@ -388,14 +385,7 @@ impl Vault {
     ///
     /// A backend error; `SchemaTooNew` if the database was migrated by a newer credvault.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.inner.backend.migrate().await?;
-        // Make the personal-data vault key now, on the pool, rather than in the first write
-        // that needs it, which may run inside an application's transaction (a second writer
-        // on SQLite would wait for it). A failure here (keys not ready) is tried again there.
-        if let Err(e) = self.personal_root().await {
-            tracing::debug!(error = %e, "credvault: the personal-data key is not ready yet");
-        }
-        Ok(())
+        Ok(self.inner.backend.migrate().await?)
     }
 
     /// A handle on one tenant's records. Validates the id; touches no database.

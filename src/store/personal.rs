@@ -3,19 +3,19 @@
 //! the tenant's *personal-data key*, so that once the tenant is purged (its shred secret
 //! destroyed) no copy of the database says whom its records were for or who used them.
 //!
-//! The key is HKDF-SHA256 with the tenant's shred secret as salt, the vault key
-//! `personal_data` (32 random bytes, stored only wrapped under the KEK in
-//! `credvault_vault_keys`) as input key material, and `"credvault personal data key v1" ‖ len
-//! ‖ tenant` as info. Opening needs the database, the KEK and the shred secret, as a record
-//! does; it does not depend on the data key version, so metadata and audit rows outlive data
-//! key rotations without being sealed again. Values are stored in the `cv1.` text form in the
+//! The key is HKDF-SHA256 with the tenant's shred secret as input key material and
+//! `"credvault personal data key v1" ‖ len ‖ tenant` as info. It depends on nothing in the
+//! database and on no KEK or data key version: metadata and audit rows outlive data key
+//! rotations without being sealed again, and a KEK version destroyed (or a key provider that
+//! does not answer) never makes a tenant's audit log or listing unreadable. The price: opening
+//! needs the database and the shred secret, not the KEK (a record's payload needs all three). Values are stored in the `cv1.` text form in the
 //! same text columns (AES-256-GCM, bound to a context naming the column); a value without the
 //! prefix was written before (clear): it is read as it is and sealed when rewritten.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::backend::{AuditRow, PERSONAL_DATA, RecordKey, RowFault};
+use crate::backend::{AuditRow, RecordKey, RowFault};
 use crate::crypto::{AeadKey, Context, aead, format};
 use crate::envelope::derive_personal_key;
 use crate::store::{StoreError, Vault};
@@ -96,8 +96,7 @@ impl Vault {
     ///
     /// # Errors
     ///
-    /// Key and storage errors (the vault key cannot be made or unwrapped, the tenant-key store
-    /// does not answer).
+    /// The tenant-key store does not answer.
     pub(crate) async fn personal_key(
         &self,
         tenant: &TenantId,
@@ -108,25 +107,11 @@ impl Vault {
         let Some(shred) = self.shred_secret(tenant).await? else {
             return Ok(None);
         };
-        let root = self.personal_root().await?;
-        let key = Arc::new(derive_personal_key(&root, &shred, tenant)?);
+        let key = Arc::new(derive_personal_key(&shred, tenant)?);
         self.inner
             .personal_keys
             .insert(tenant.clone(), Arc::clone(&key));
         Ok(Some(key))
-    }
-
-    /// The vault key the personal-data keys derive from, unwrapped once per vault handle.
-    pub(crate) async fn personal_root(
-        &self,
-    ) -> Result<Arc<crate::secret::SecretBytes>, StoreError> {
-        self.inner
-            .personal_root
-            .get_or_try_init(|| async {
-                self.vault_key_material(PERSONAL_DATA).await.map(Arc::new)
-            })
-            .await
-            .cloned()
     }
 
     /// Drops the tenant's cached personal-data key (its shred secret is being destroyed).

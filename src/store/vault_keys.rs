@@ -36,7 +36,18 @@ impl Vault {
     /// newer KEK this process cannot load); a stored key that does not unwrap is a
     /// [`KeyError`], one of the wrong length [`BackendErrorKind::Corrupt`].
     pub async fn throttle_key(&self) -> Result<PseudonymKey, StoreError> {
-        let material = self.vault_key_material(THROTTLE_PSEUDONYMS).await?;
+        self.keys_ready().await?;
+        let row = match self.vault_key_row(THROTTLE_PSEUDONYMS).await? {
+            Some(row) => row,
+            None => match self.create_vault_key(THROTTLE_PSEUDONYMS).await {
+                // A newer KEK is in use elsewhere: pick it up and wrap again.
+                Err(e) if keys::is_stale_key(&e) && self.catch_up_kek(&mut On::Pool).await? => {
+                    self.create_vault_key(THROTTLE_PSEUDONYMS).await?
+                }
+                other => other?,
+            },
+        };
+        let material = self.unwrap_vault_key(&row).await?;
         let bytes: &[u8; PSEUDONYM_KEY_LEN] =
             material.expose_secret().try_into().map_err(|_| {
                 BackendError::new(
@@ -49,23 +60,6 @@ impl Vault {
                 )
             })?;
         Ok(PseudonymKey::from_bytes(bytes))
-    }
-
-    /// The vault key `name`, unwrapped: made at random (32 bytes) and stored wrapped under
-    /// the primary KEK the first time it is asked for.
-    pub(crate) async fn vault_key_material(&self, name: &str) -> Result<SecretBytes, StoreError> {
-        self.keys_ready().await?;
-        let row = match self.vault_key_row(name).await? {
-            Some(row) => row,
-            None => match self.create_vault_key(name).await {
-                // A newer KEK is in use elsewhere: pick it up and wrap again.
-                Err(e) if keys::is_stale_key(&e) && self.catch_up_kek(&mut On::Pool).await? => {
-                    self.create_vault_key(name).await?
-                }
-                other => other?,
-            },
-        };
-        self.unwrap_vault_key(&row).await
     }
 
     /// A login throttle in this vault's database (`credvault_throttle`), its rows named under

@@ -53,6 +53,9 @@ pub enum Error {
     /// A password could not be hashed or a stored hash could not be read.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// A promise file was refused, or a setting contradicts it.
+    #[error(transparent)]
+    Promise(#[from] crate::promises::PromiseError),
 }
 
 impl Error {

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod ids;
 pub mod keys;
 pub mod password;
+pub mod promises;
 pub mod secret;
 pub mod store;
 pub mod text;

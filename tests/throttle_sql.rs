@@ -497,7 +497,7 @@ mod cases {
             shredded_at: None,
         };
         backend.insert_tenant(&row, &[]).await.unwrap();
-        // Back to version 1: what 0002 to 0005 added is gone.
+        // Back to version 1: what 0002 to 0006 added is gone.
         db.exec(
             "DROP TABLE {p}credvault_vault_keys; \
              DROP TABLE {p}credvault_keys; DROP TABLE {p}credvault_vault; \
@@ -515,7 +515,7 @@ mod cases {
             backend.schema_version().await.unwrap(),
             Some(SCHEMA_VERSION)
         );
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
         // Version 4 starts the newest KEK version at the newest one in use.
         assert_eq!(backend.key_registry().await.unwrap().newest_kek, 2);
         assert_eq!(
@@ -605,6 +605,8 @@ mod cases {
         db.exec(
             "DROP TABLE {p}credvault_vault_keys; \
              ALTER TABLE {p}credvault_vault DROP COLUMN throttle_clear_names; \
+             ALTER TABLE {p}credvault_vault DROP COLUMN last_purge_at; \
+             ALTER TABLE {p}credvault_vault DROP COLUMN last_purge_overdue; \
              UPDATE {p}credvault_schema SET version = 4",
         )
         .await;
@@ -633,7 +635,10 @@ mod cases {
                 VALUES (1700000100, NULL, NULL, 'pair:192.0.2.50/erin', 'login_lockout', 'throttle', 'locked for 240 s');";
         db.exec(&sql).await;
         db.backend().migrate().await.unwrap();
-        assert_eq!(db.backend().schema_version().await.unwrap(), Some(5));
+        assert_eq!(
+            db.backend().schema_version().await.unwrap(),
+            Some(SCHEMA_VERSION)
+        );
         // Migrating alone cannot hash: the rows are still there, flagged.
         assert_eq!(db.rows().await, 7);
 

@@ -69,6 +69,67 @@ pub(crate) enum Command {
     Password(PasswordCommand),
     /// Store, read and delete tenants' credentials in a vault database.
     Vault(VaultArgs),
+    /// Check a vault against a privacy policy's promise file.
+    #[command(subcommand)]
+    Promises(PromisesCommand),
+}
+
+// ---------------------------------------------------------------------------------------------
+// promises
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PromisesCommand {
+    /// Judge every promise of the file against the live vault: kept, at risk or broken, with
+    /// the evidence.
+    #[command(after_help = "\
+Reads the vault (decrypts nothing) and prints, per promise, its status and evidence: records
+per sealing suite and data key version, the oldest retired key still holding records, key ages
+against the rotation the policy implies, accounts waiting for erasure and the time left to
+each deadline, the oldest overdue deletion, the audit log's oldest row against the retention,
+the password and lockout settings the file builds. Give --password-hashes to count the stored
+hashes (one per line) against the promised scheme.
+
+Exit status: 0 when every promise is kept (cron-able), 1 when one is at risk or broken, 2 on
+an error.
+
+Examples:
+  credvault promises check --promises policy.toml --db sqlite:/var/lib/app/credvault.db
+  credvault promises check --promises policy.toml --format md > promises-2026-11.md")]
+    Check(PromisesCheckArgs),
+}
+
+/// How `promises check` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// For a person.
+    Text,
+    /// For machines (as --json).
+    Json,
+    /// Markdown, for an auditor's file.
+    Md,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromisesCheckArgs {
+    /// The promise file (TOML; see the library's `credvault::promises` docs and
+    /// examples/promises/).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) promises: PathBuf,
+    /// The database (as for `vault`).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_DB)]
+    pub(crate) db: String,
+    /// The key file or PKCS#11 key (as for `vault`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keys: Option<PathBuf>,
+    /// The tenant shred-secret store (as for `vault`).
+    #[arg(long, value_name = "DIR|URL", default_value = DEFAULT_TENANT_KEYS)]
+    pub(crate) tenant_keys: PathBuf,
+    /// text, json or md.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub(crate) format: ReportFormat,
+    /// A file of stored password hashes, one per line, to count against the promise.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_hashes: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,22 +355,32 @@ pub(crate) struct VaultArgs {
     /// At most 128 characters, no control or bidirectional-override character.
     #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_ACTOR, value_parser = parse_actor)]
     pub(crate) actor: String,
-    /// How new records are sealed: aes-256-gcm or fernet. Reads accept both; `vault
-    /// reencrypt` moves records sealed with the other suite to this one, and `vault report`
-    /// counts them as records to reseal: give the vault's own setting to every command.
-    #[arg(
-        long,
-        global = true,
-        value_name = "SUITE",
-        default_value = "aes-256-gcm"
-    )]
-    pub(crate) sealing_suite: credvault::crypto::SealingSuite,
+    /// How new records are sealed: aes-256-gcm (the default) or fernet. Reads accept both;
+    /// `vault reencrypt` moves records sealed with the other suite to this one, and `vault
+    /// report` counts them as records to reseal: give the vault's own setting to every
+    /// command (or a --promises file that names it).
+    #[arg(long, global = true, value_name = "SUITE")]
+    pub(crate) sealing_suite: Option<credvault::crypto::SealingSuite>,
+    /// A promise file (TOML): the vault's suites and retention are built from it, and a
+    /// setting or command that would break a promise is refused.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) promises: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: VaultCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VaultCommand {
+    /// `credvault promises check`, run on the vault's arguments.
+    #[command(hide = true)]
+    PromisesCheck {
+        /// text, json or md.
+        #[arg(long, default_value = "text")]
+        format: ReportFormat,
+        /// Stored password hashes, one per line.
+        #[arg(long)]
+        password_hashes: Option<PathBuf>,
+    },
     /// Create a vault: the key file (if missing), the tenant key directory and the schema.
     #[command(after_help = "\
 Records the key's fingerprint and the tenant key directory's id in the vault, so that every

@@ -187,7 +187,24 @@ impl From<StoreError> for CliError {
             StoreError::KeyRefused(_) => {
                 "see the tenants' data key versions with `credvault vault report`"
             }
+            StoreError::Promise(_) => {
+                "the promise file (--promises) forbids it: change the setting, or the promise \
+                 (and the privacy policy it quotes)"
+            }
             _ => "check the command's arguments (see --help)",
+        };
+        Self::from_error(&e).hint(hint)
+    }
+}
+
+impl From<credvault::promises::PromiseError> for CliError {
+    fn from(e: credvault::promises::PromiseError) -> Self {
+        let hint = match &e {
+            credvault::promises::PromiseError::Io { .. } => "check the --promises path",
+            credvault::promises::PromiseError::Contradicted { .. } => {
+                "drop the setting that contradicts the promise file, or change the promise"
+            }
+            _ => "fix the promise file at the line named (see `credvault promises check --help`)",
         };
         Self::from_error(&e).hint(hint)
     }

@@ -21,7 +21,7 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PromisesCommand, VaultArgs, VaultCommand};
 use crate::error::CliError;
 use crate::output::Output;
 
@@ -43,12 +43,30 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Key(command) => keys::run(command, out),
         Command::Fernet(command) => fernet::run(command),
         Command::Password(command) => password::run(command, out),
-        Command::Vault(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CliError::new(format!("starting the async runtime: {e}")))?
-            .block_on(vault::run(args, out)),
+        Command::Vault(args) => runtime()?.block_on(vault::run(args, out)),
+        Command::Promises(PromisesCommand::Check(check)) => {
+            let args = VaultArgs {
+                db: check.db,
+                keys: check.keys,
+                tenant_keys: check.tenant_keys,
+                actor: cli::DEFAULT_ACTOR.to_owned(),
+                sealing_suite: None,
+                promises: Some(check.promises),
+                command: VaultCommand::PromisesCheck {
+                    format: check.format,
+                    password_hashes: check.password_hashes,
+                },
+            };
+            runtime()?.block_on(vault::run(args, out))
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("starting the async runtime: {e}")))
 }
 
 /// Sends the library's `tracing` events (a key file others can read, a failed audit flush) to

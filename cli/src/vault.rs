@@ -9,6 +9,7 @@ use std::sync::Arc;
 use credvault::backend::UnreadableRow;
 use credvault::envelope::{DirTenantKeys, TenantKeyStore};
 use credvault::keys::{KeyError, KeyFile, KeyProvider};
+use credvault::promises::{PromiseInputs, PromiseStatus, Promises};
 use credvault::store::{
     ApiKey, DerivedData, ExportOptions, ExportReport, OAuthToken, PurgeReport, PurgerConfig,
     ReadAudit, SecretKind, SessionCookies, StoreError, Tenant, Vault, VaultConfig,
@@ -20,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{
     DEFAULT_DATA_DIR, DEFAULT_DB, DEFAULT_KEYS, DEFAULT_KEYS_DIR, DEFAULT_TENANT_KEYS,
-    ExportFormat, KindArg, TenantCommand, VaultArgs, VaultCommand,
+    ExportFormat, KindArg, ReportFormat, TenantCommand, VaultArgs, VaultCommand,
 };
 use crate::error::CliError;
 use crate::output::{self, BlockingWriter, Output};
@@ -57,6 +58,10 @@ async fn command(
         Ok(vault.tenant(id)?.with_actor(args.actor.clone())?)
     };
     match &args.command {
+        VaultCommand::PromisesCheck {
+            format,
+            password_hashes,
+        } => promises_check(vault, *format, password_hashes.as_deref(), out).await,
         VaultCommand::Init => out.print(
             &json!({ "keys": keys_from, "tenant_keys": args.tenant_keys.display().to_string() }),
             || {
@@ -164,6 +169,52 @@ async fn command(
     }
 }
 
+/// `credvault promises check`: the report, and exit 1 unless every promise is kept.
+async fn promises_check(
+    vault: &Vault,
+    format: ReportFormat,
+    password_hashes: Option<&Path>,
+    out: Output,
+) -> Result<(), CliError> {
+    let Some(promises) = vault.config().promises.clone() else {
+        return Err(CliError::new("no promise file given").hint("pass --promises FILE"));
+    };
+    let mut inputs = PromiseInputs {
+        password_policy: promises.password_policy()?,
+        throttle: promises.throttle_config(),
+        ..PromiseInputs::default()
+    };
+    if let Some(path) = password_hashes {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::io("reading the password hashes", path, &e))?;
+        inputs.password_hashes = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    let report = vault.check_promises(&promises, &inputs).await?;
+    match (format, out.is_json()) {
+        (ReportFormat::Json, _) | (_, true) => Output::new(true).print(&report, String::new)?,
+        (ReportFormat::Md, false) => output::write_stdout(report.to_markdown().as_bytes())?,
+        (ReportFormat::Text, false) => output::write_stdout(report.to_text().as_bytes())?,
+    }
+    if report.all_kept() {
+        return Ok(());
+    }
+    let not_kept: Vec<String> = report
+        .promises
+        .iter()
+        .filter(|p| p.status != PromiseStatus::Kept)
+        .map(|p| format!("{} ({})", p.promise, p.status.as_str()))
+        .collect();
+    Err(
+        CliError::check_failed(format!("promises not kept: {}", not_kept.join(", ")))
+            .hint("see each promise's problems above"),
+    )
+}
+
 /// Opens the vault. Only `init` on a database without a vault creates anything (the key file
 /// if missing, the tenant-key directory); every other command, and `init` on an existing
 /// vault, opens what exists and checks it against the identities the vault recorded. Returns
@@ -173,9 +224,16 @@ async fn open(args: &VaultArgs, init: bool) -> Result<(Vault, String), CliError>
     let mut config = VaultConfig {
         read_audit: ReadAudit::Synchronous,
         default_actor: args.actor.clone(),
-        sealing_suite: args.sealing_suite,
         ..VaultConfig::default()
     };
+    if let Some(path) = &args.promises {
+        // The promises set what they decide; a flag given beside them must agree (checked
+        // when the vault opens, naming the promise).
+        Promises::from_path(path)?.apply(&mut config);
+    }
+    if let Some(suite) = args.sealing_suite {
+        config.sealing_suite = suite;
+    }
     if let VaultCommand::DestroyKek { quiet_period, .. } = &args.command {
         config.kek_quiet_period = std::time::Duration::from_secs(*quiet_period);
     }

@@ -40,6 +40,8 @@ struct State {
     audit: Vec<AuditRow>,
     registry: KeyRegistry,
     vault_keys: BTreeMap<String, VaultKeyRow>,
+    /// The last purge run: (started at, oldest overdue seconds).
+    last_purge_run: Option<(i64, i64)>,
 }
 
 impl State {
@@ -319,6 +321,23 @@ impl Backend for MemoryBackend {
     /// Nothing to flush: deleted rows leave memory when they are removed.
     fn flush_deleted(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(std::future::ready(Ok(true)))
+    }
+
+    fn record_purge_run(
+        &self,
+        started_at: i64,
+        oldest_overdue: i64,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.run(|s| {
+            if s.last_purge_run.is_none_or(|(at, _)| at <= started_at) {
+                s.last_purge_run = Some((started_at, oldest_overdue));
+            }
+            Ok(())
+        })
+    }
+
+    fn last_purge_run(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, BackendError>> {
+        self.run(|s| Ok(s.last_purge_run))
     }
 
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {

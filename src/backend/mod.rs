@@ -70,8 +70,9 @@ use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 /// `credvault_tenant_deks`, a tenant's minimum data key version); version 4 key identity
 /// (`credvault_keys`, `credvault_vault`) and a tenant's shredding state; version 5 the vault's
 /// own keys (`credvault_vault_keys`: the login throttle's pseudonym key) and the flag that
-/// says the throttle's rows written before it still name accounts in clear.
-pub const SCHEMA_VERSION: u32 = 5;
+/// says the throttle's rows written before it still name accounts in clear; version 6 the last
+/// purge run (`credvault_vault.last_purge_at`, `last_purge_overdue`).
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// A boxed, sendable future: what the [`Backend`] methods return, so that the trait stays
 /// object-safe (`Arc<dyn Backend>`).
@@ -592,6 +593,19 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
     /// (dead tuples wait for VACUUM). Returns whether the flush was complete (a SQLite
     /// checkpoint blocked by a long reader is not).
     fn flush_deleted(&self) -> BoxFuture<'_, Result<bool, BackendError>>;
+
+    /// Records a finished purge run: when it started (Unix seconds) and how late the oldest
+    /// item waiting for deletion was then (seconds; 0 when every deadline was kept). An older
+    /// run than the one recorded changes nothing.
+    fn record_purge_run(
+        &self,
+        started_at: i64,
+        oldest_overdue: i64,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The last purge run recorded by [`record_purge_run`](Self::record_purge_run):
+    /// `(started_at, oldest_overdue)`, `None` if no purge has run.
+    fn last_purge_run(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, BackendError>>;
 
     /// Appends audit rows (the buffered read events).
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>>;

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_rotation.sql"),
     include_str!("migrations/postgres/0004_key_identity.sql"),
     include_str!("migrations/postgres/0005_vault_keys.sql"),
+    include_str!("migrations/postgres/0006_purge_runs.sql"),
 ];
 
 /// How long [`PgBackend::connect`] keeps retrying a server that refuses connections.

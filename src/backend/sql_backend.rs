@@ -226,6 +226,43 @@ impl<D: Driver> Backend for SqlBackend<D> {
         D::flush_deleted(&self.pool)
     }
 
+    fn record_purge_run(
+        &self,
+        started_at: i64,
+        oldest_overdue: i64,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("recording the purge run").await?;
+            conn.execute(
+                &self.queries.record_purge_run,
+                params![started_at, oldest_overdue],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn last_purge_run(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("reading the last purge run").await?;
+            let Some(row) = conn
+                .fetch_optional(&self.queries.last_purge_run, params![])
+                .await?
+            else {
+                return Ok(None);
+            };
+            let read = |column| {
+                row.opt_int(column).map_err(|e| {
+                    corrupt("the last purge run cannot be read".to_owned()).with_source(e)
+                })
+            };
+            Ok(match (read("at")?, read("overdue")?) {
+                (Some(at), overdue) => Some((at, overdue.unwrap_or(0))),
+                (None, _) => None,
+            })
+        })
+    }
+
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let tx = self.begin("appending audit rows").await?;

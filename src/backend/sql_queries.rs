@@ -56,6 +56,10 @@ pub(crate) struct Queries {
     pub(crate) purge_audit: Arc<str>,
     /// The earliest `purge_after` of any record or tenant (column `d`).
     pub(crate) oldest_deadline: Arc<str>,
+    /// Records a purge run (`$1` started at, `$2` oldest overdue).
+    pub(crate) record_purge_run: Arc<str>,
+    /// The last purge run (columns `at`, `overdue`).
+    pub(crate) last_purge_run: Arc<str>,
 }
 
 impl Queries {
@@ -76,6 +80,14 @@ impl Queries {
                 "SELECT MIN(d) AS d FROM (\
                  SELECT MIN(purge_after) AS d FROM {p}credvault_secrets \
                  UNION ALL SELECT MIN(purge_after) AS d FROM {p}credvault_tenants) AS m"
+            )),
+            record_purge_run: stmt(format!(
+                "UPDATE {p}credvault_vault SET last_purge_at = $1, last_purge_overdue = $2 \
+                 WHERE id = 1 AND (last_purge_at IS NULL OR last_purge_at <= $1)"
+            )),
+            last_purge_run: stmt(format!(
+                "SELECT last_purge_at AS at, last_purge_overdue AS overdue \
+                 FROM {p}credvault_vault WHERE id = 1"
             )),
         }
     }

@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_rotation.sql"),
     include_str!("migrations/sqlite/0004_key_identity.sql"),
     include_str!("migrations/sqlite/0005_vault_keys.sql"),
+    include_str!("migrations/sqlite/0006_purge_runs.sql"),
 ];
 
 /// How long a connection waits for another writer's lock before failing.

@@ -342,6 +342,16 @@ impl PasswordPolicy {
         }
     }
 
+    /// The family of a stored hash (bcrypt, PBKDF2-SHA256, an MD5 digest...), whatever a
+    /// policy accepts: for counting what a table holds.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError`] if it is not a hash credvault can read (plaintext, say).
+    pub fn family_of(hash: &str) -> Result<SchemeFamily, PasswordError> {
+        Ok(SchemeFamily::of(&formats::parse(hash)?))
+    }
+
     /// Whether a stored hash should be replaced (weaker family or lower parameters than the
     /// policy's scheme), without a password: passlib's `needs_update`. Django's
     /// unusable-password marker needs none (no password can be checked against it).

@@ -251,6 +251,8 @@ impl Tenant {
         provider: &str,
         revoker: Option<&dyn Revoker>,
     ) -> Result<DisconnectReport, StoreError> {
+        self.vault
+            .require_revoker("disconnect.tokens", revoker.is_some())?;
         let on = &mut On::Pool;
         let Some((tenant, credentials, derived, unreadable)) =
             self.provider_rows(on, provider).await?

@@ -9,6 +9,10 @@ use crate::{IdError, KeyVersion, TenantId};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// A setting, or an operation, would break a promise of the vault's promise file
+    /// ([`VaultConfig::promises`](crate::store::VaultConfig::promises)); nothing was done.
+    #[error(transparent)]
+    Promise(std::sync::Arc<crate::promises::PromiseError>),
     /// No such tenant, where that is not simply "no such record": restoring or rotating a
     /// tenant that never stored anything (or was purged). A record read or written for such a
     /// tenant is [`NotFound`](Self::NotFound), as for any missing record.

@@ -132,6 +132,13 @@ pub struct VaultConfig {
     /// Record kinds sealed with another suite than `sealing_suite` (by kind name, e.g.
     /// `"oauth_token"` → Fernet). Default: none.
     pub kind_suites: BTreeMap<String, SealingSuite>,
+    /// The privacy policy's promises this vault was built from
+    /// ([`VaultBuilder::promises`], [`Promises::apply`]): a setting that contradicts them is
+    /// refused at start-up, and a disconnect or deletion that would break them is refused.
+    /// Default: none.
+    ///
+    /// [`Promises::apply`]: crate::promises::Promises::apply
+    pub promises: Option<crate::promises::Promises>,
 }
 
 impl VaultConfig {
@@ -176,6 +183,7 @@ impl Default for VaultConfig {
             key_cache_ttl: Duration::from_secs(5 * 60),
             sealing_suite: SealingSuite::default(),
             kind_suites: BTreeMap::new(),
+            promises: None,
         }
     }
 }
@@ -190,9 +198,20 @@ pub struct VaultBuilder {
     clock: Arc<dyn Clock>,
     config: VaultConfig,
     revoker: Option<Arc<dyn Revoker>>,
+    /// Whether the builder's revoker (or its absence) is the application's choice: not for
+    /// the `open`/`init` helpers, which cannot take one (their operations that must revoke
+    /// are refused one by one instead).
+    revoker_known: bool,
 }
 
 impl VaultBuilder {
+    /// For `Vault::open` and friends: no revoker can be given, so its absence is not held
+    /// against the promises at start-up.
+    pub(crate) fn revoker_unknown(mut self) -> Self {
+        self.revoker_known = false;
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: VaultConfig) -> Self {
         self.config = config;
@@ -259,6 +278,18 @@ impl VaultBuilder {
         self
     }
 
+    /// Builds the vault from a privacy policy's promises: sets what they decide (the sealing
+    /// suites, the derived-data window and kinds, the grace period, the audit retention; see
+    /// [`Promises::apply`](crate::promises::Promises::apply)) and remembers them, so that a
+    /// later setting that contradicts one (a longer grace period, another suite, no revoker
+    /// where tokens must be revoked) is refused by [`try_build`](Self::try_build) (and by
+    /// [`Vault::migrate`] and [`Vault::tenant`] of a vault made with [`build`](Self::build)),
+    /// naming the promise.
+    pub fn promises(mut self, promises: &crate::promises::Promises) -> Self {
+        promises.apply(&mut self.config);
+        self
+    }
+
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -273,8 +304,31 @@ impl VaultBuilder {
         self
     }
 
-    /// Builds the vault.
+    /// Builds the vault, refusing settings that contradict its [`promises`](Self::promises).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Promise`] naming the promise a setting breaks.
+    pub fn try_build(self) -> Result<Vault, StoreError> {
+        let vault = self.build();
+        match &vault.inner.refusal {
+            Some(e) => Err(StoreError::Promise(e.clone())),
+            None => Ok(vault),
+        }
+    }
+
+    /// Builds the vault. A vault whose settings contradict its [`promises`](Self::promises)
+    /// is built, but refuses to work: [`Vault::migrate`] and [`Vault::tenant`] return the
+    /// contradiction ([`try_build`](Self::try_build) returns it at once).
     pub fn build(self) -> Vault {
+        let refusal = self.config.promises.as_ref().and_then(|p| {
+            p.check_config(
+                &self.config,
+                self.revoker_known.then_some(self.revoker.is_some()),
+            )
+            .err()
+            .map(Arc::new)
+        });
         let (capacity, ttl) = (self.config.key_cache_capacity, self.config.key_cache_ttl);
         Vault {
             inner: Arc::new(Inner {
@@ -290,6 +344,7 @@ impl VaultBuilder {
                 read_buffer: Mutex::new(Vec::new()),
                 personal_keys: BoundedCache::new(capacity, ttl),
                 key_check: Mutex::new(None),
+                refusal,
             }),
         }
     }
@@ -346,6 +401,8 @@ struct Inner {
     personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
     /// When [`Vault::check_keys`] last succeeded.
     key_check: Mutex<Option<std::time::Instant>>,
+    /// The promise the settings contradict, if any: the vault then refuses to work.
+    refusal: Option<Arc<crate::promises::PromiseError>>,
 }
 
 impl fmt::Debug for Vault {
@@ -376,6 +433,7 @@ impl Vault {
             clock: Arc::new(SystemClock),
             config: VaultConfig::default(),
             revoker: None,
+            revoker_known: true,
         }
     }
 
@@ -385,6 +443,7 @@ impl Vault {
     ///
     /// A backend error; `SchemaTooNew` if the database was migrated by a newer credvault.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.refused()?;
         Ok(self.inner.backend.migrate().await?)
     }
 
@@ -394,8 +453,28 @@ impl Vault {
     ///
     /// [`StoreError::Id`] for an invalid tenant id.
     pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
+        self.refused()?;
         crate::text::check_label("actor", &self.inner.config.default_actor)?;
         Ok(Tenant::new(self.clone(), TenantId::new(id)?))
+    }
+
+    /// The contradiction between the settings and the promises, if any.
+    pub(crate) fn refused(&self) -> Result<(), StoreError> {
+        match &self.inner.refusal {
+            Some(e) => Err(StoreError::Promise(Arc::clone(e))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an operation that would leave tokens unrevoked where a promise (`field`:
+    /// `disconnect.tokens`, `account_deletion.tokens`) says they are revoked.
+    pub(crate) fn require_revoker(&self, field: &str, has: bool) -> Result<(), StoreError> {
+        match (&self.inner.config.promises, has) {
+            (Some(p), false) => p
+                .revoker_missing(field)
+                .map_or(Ok(()), |e| Err(StoreError::Promise(Arc::new(e)))),
+            _ => Ok(()),
+        }
     }
 
     /// The configuration.

@@ -231,7 +231,8 @@ async fn ready(
 ) -> Result<Vault, StoreError> {
     let vault = Vault::builder(backend, kek, tenant_keys)
         .config(config)
-        .build();
+        .revoker_unknown()
+        .try_build()?;
     vault.migrate().await?;
     vault.check_keys().await?;
     Ok(vault)

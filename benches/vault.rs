@@ -2,6 +2,9 @@
 //! `SELECT` of the sealed row, AES-256-GCM open, JSON decode (get); seal and `UPDATE` (update).
 //! The difference is what the vault adds: the tenant check, context binding, audit.
 //! `credvault-sqlite-fernet` is the same vault sealing with the Fernet suite (issue 15).
+//! `vault_put` inserts a new record (plain: seal and `INSERT`); `vault_list_100` lists a
+//! tenant of 100 records (the vault opens each record's sealed metadata, issue 14 item 4;
+//! plain: `SELECT` 100 rows and decode their clear metadata JSON).
 //!
 //! `cargo bench --bench vault`
 
@@ -58,6 +61,14 @@ fn vault(c: &mut Criterion) {
         }
         let raw = SqliteBackend::connect(&url).await.unwrap();
         sqlx::query("CREATE TABLE plain (tenant_id TEXT, name TEXT, version INTEGER, sealed BLOB, PRIMARY KEY (tenant_id, name))")
+            .execute(raw.pool())
+            .await
+            .unwrap();
+        let many = vault.tenant("hundred").unwrap();
+        for i in 0..100 {
+            many.put(&format!("conn-{i}"), &token(i)).await.unwrap();
+        }
+        sqlx::query("CREATE TABLE plain_meta (tenant_id TEXT, name TEXT, metadata TEXT, PRIMARY KEY (tenant_id, name))")
             .execute(raw.pool())
             .await
             .unwrap();
@@ -154,6 +165,64 @@ fn vault(c: &mut Criterion) {
                     .execute(raw.pool())
                     .await
                     .unwrap()
+            })
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("vault_put");
+    let mut n = 0u64;
+    g.bench_function("credvault-sqlite", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(acme.put(&format!("put-{n}"), &token(n)))
+                .unwrap()
+        });
+    });
+    g.bench_function("plain-sqlx-aes-gcm", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(async {
+                sqlx::query("INSERT INTO plain VALUES ('acme', ?, 1, ?)")
+                    .bind(format!("put-{n}"))
+                    .bind(seal(&token(n)))
+                    .execute(raw.pool())
+                    .await
+                    .unwrap()
+            })
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        for i in 0..100u64 {
+            sqlx::query("INSERT INTO plain_meta VALUES ('hundred', ?, ?)")
+                .bind(format!("conn-{i}"))
+                .bind(serde_json::json!({"provider": "github", "account": "octocat", "scopes": ["repo", "read:user"]}).to_string())
+                .execute(raw.pool())
+                .await
+                .unwrap();
+        }
+    });
+    let hundred = vault.tenant("hundred").unwrap();
+    let mut g = c.benchmark_group("vault_list_100");
+    g.bench_function("credvault-sqlite", |b| {
+        b.iter(|| {
+            let listing = rt.block_on(hundred.list(None)).unwrap();
+            assert_eq!(listing.len(), 100);
+            listing
+        });
+    });
+    g.bench_function("plain-sqlx", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, metadata FROM plain_meta WHERE tenant_id = 'hundred' ORDER BY name",
+                )
+                .fetch_all(raw.pool())
+                .await
+                .unwrap();
+                rows.into_iter()
+                    .map(|(name, m)| (name, serde_json::from_str::<serde_json::Value>(&m).unwrap()))
+                    .collect::<Vec<_>>()
             })
         });
     });

@@ -147,7 +147,9 @@ mod body {
         );
     }
 
-    pub(crate) async fn secrets_are_sealed_and_metadata_is_clear(b: Arc<dyn Backend>) {
+    pub(crate) async fn secrets_and_metadata_are_sealed_and_listing_opens_the_metadata(
+        b: Arc<dyn Backend>,
+    ) {
         let f = fixture(b).await;
         let acme = f.vault.tenant("acme").unwrap();
         acme.put("github", &token("gho_SECRETVALUE", None))
@@ -162,7 +164,11 @@ mod body {
         let needle = b"gho_SECRETVALUE";
         assert!(!row.sealed.windows(needle.len()).any(|w| w == needle));
         assert!(!row.metadata.contains("SECRETVALUE") && !row.metadata.contains("refresh-"));
-        assert!(row.metadata.contains("octocat"));
+        // The metadata (the account name) is sealed too (issue 14, item 4); listing opens it.
+        assert!(row.metadata.starts_with("cv1."), "{}", row.metadata);
+        assert!(!row.metadata.contains("octocat"));
+        let listing = acme.list(None).await.unwrap();
+        assert!(listing.records[0].metadata.to_string().contains("octocat"));
         let tenant = f
             .backend
             .tenant(&TenantId::new("acme").unwrap())
@@ -901,7 +907,7 @@ macro_rules! conformance {
             }
 
             case!(every_record_type_round_trips);
-            case!(secrets_are_sealed_and_metadata_is_clear);
+            case!(secrets_and_metadata_are_sealed_and_listing_opens_the_metadata);
             case!(put_twice_is_already_exists_and_update_is_compare_and_swap);
             case!(concurrent_updates_lose_nothing);
             case!(tenants_are_isolated_even_against_copied_rows);

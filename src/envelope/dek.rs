@@ -19,6 +19,8 @@ pub(crate) const DEK_LEN: usize = 32;
 const RECORD_KEY_LABEL: &[u8] = b"credvault record key v1";
 /// HKDF `info` label for the tenant's Fernet key (the Fernet sealing suite).
 const FERNET_KEY_LABEL: &[u8] = b"credvault fernet key v1";
+/// HKDF `info` label for the tenant's personal-data key (sealed metadata and audit actors).
+const PERSONAL_KEY_LABEL: &[u8] = b"credvault personal data key v1";
 
 /// A tenant's record-sealing key, ready to use, with the versions that produced it.
 ///
@@ -209,4 +211,27 @@ pub(crate) fn derive_fernet_key(
     hk.expand(info.as_bytes(), okm.as_mut())
         .map_err(|_| CryptoError::DecryptionFailed)?;
     Ok(okm)
+}
+
+/// The tenant's personal-data key (record metadata, audit actors and names): HKDF-SHA256 with
+/// the tenant's shred secret as input key material, no salt, and
+/// `"credvault personal data key v1" ‖ len ‖ tenant` as info (each part length-prefixed, as a
+/// [`Context`]). Independent of the data key and the KEK: see `store/personal.rs` for why.
+///
+/// # Errors
+///
+/// `CryptoError::DecryptionFailed` if the shred secret is empty.
+pub(crate) fn derive_personal_key(
+    shred_secret: &SecretBytes,
+    tenant: &TenantId,
+) -> Result<AeadKey, CryptoError> {
+    if shred_secret.is_empty() {
+        return Err(CryptoError::DecryptionFailed);
+    }
+    let info = Context::from_parts(&[PERSONAL_KEY_LABEL, tenant.as_str().as_bytes()])?;
+    let hk = Hkdf::<Sha256>::new(None, shred_secret.expose_secret());
+    let mut okm = Zeroizing::new([0u8; DEK_LEN]);
+    hk.expand(info.as_bytes(), okm.as_mut())
+        .map_err(|_| CryptoError::DecryptionFailed)?;
+    Ok(AeadKey::from_bytes(&okm))
 }

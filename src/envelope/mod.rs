@@ -12,7 +12,7 @@ mod dek;
 mod pg_store;
 mod shred;
 
-pub(crate) use dek::{TenantDek, new_dek_material};
+pub(crate) use dek::{TenantDek, derive_personal_key, new_dek_material};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use pg_store::PgTenantKeys;

@@ -38,6 +38,10 @@ impl Default for ReadAudit {
 impl Vault {
     /// Records a read event according to the vault's [`ReadAudit`] mode.
     pub(crate) async fn record_read(&self, row: AuditRow) -> Result<(), StoreError> {
+        if self.config().read_audit == ReadAudit::Off {
+            return Ok(());
+        }
+        let row = self.seal_audit_row(row).await?;
         match self.config().read_audit {
             ReadAudit::Off => Ok(()),
             ReadAudit::Synchronous => Ok(self
@@ -92,14 +96,17 @@ impl Vault {
         })
     }
 
-    /// Audit rows, oldest first.
+    /// Audit rows, oldest first. A tenant's actors and record names are stored sealed under its
+    /// personal-data key and shown opened; once the tenant is purged (its shred secret
+    /// destroyed) they read `?`.
     ///
     /// # Errors
     ///
-    /// A storage error.
+    /// A storage error; a key error (the vault key or a shred secret cannot be read).
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         self.flush_audit().await?;
-        Ok(self.backend().audit(query).await?)
+        let rows = self.backend().audit(query).await?;
+        self.open_audit(rows).await
     }
 
     async fn write_batch(&self, rows: Vec<AuditRow>) -> Result<(), StoreError> {

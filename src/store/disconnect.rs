@@ -204,6 +204,7 @@ impl Revocations {
             audit.push(tenant.audit(&key, AuditAction::Revoke, &outcome));
             report.revocation_failures.push(failure);
         }
+        let audit = tenant.vault.seal_audit(&audit).await?;
         tenant.vault.backend().append_audit(&audit).await?;
         Ok(report)
     }
@@ -295,6 +296,7 @@ impl Tenant {
             audit.push(self.audit(&row.key, AuditAction::Disconnect, "ok"));
             keys.push(row.key.clone());
         }
+        let audit = self.vault.seal_audit(&audit).await?;
         report.deleted = on.delete(&self.vault, &keys, &audit).await?;
         if report.deleted > 0 && !on.joined() {
             self.vault.flush_deleted().await?;
@@ -348,6 +350,7 @@ impl Tenant {
             audit.push(self.audit(&row.key, AuditAction::Disconnect, "ok"));
             keys.push(row.key.clone());
         }
+        let audit = self.vault.seal_audit(&audit).await?;
         out.report.deleted = on.delete(&self.vault, &keys, &audit).await?;
         self.schedule_derived(on, &derived, &mut out.report).await?;
         Ok(out)
@@ -409,7 +412,12 @@ impl Tenant {
             })
             .collect();
         report.derived_scheduled = on
-            .set_purge_after(&self.vault, &keys, purge_after, &audit)
+            .set_purge_after(
+                &self.vault,
+                &keys,
+                purge_after,
+                &self.vault.seal_audit(&audit).await?,
+            )
             .await?;
         report.derived_purge_after = Some(purge_after);
         Ok(())

@@ -128,11 +128,15 @@ impl Tenant {
         while tenant.is_some() {
             let (page, next) = self.page(on, None, None, after.take()).await?;
             page.unreadable.into_iter().for_each(|u| report.skip(u));
+            let personal = self.metadata_key(&page.rows).await?;
             for row in &page.rows {
-                if let Err(skipped) = RecordInfo::checked(row) {
-                    report.skip(skipped);
-                    continue;
-                }
+                let info = match RecordInfo::checked(row, personal.as_deref()) {
+                    Ok(info) => info,
+                    Err(skipped) => {
+                        report.skip(skipped);
+                        continue;
+                    }
+                };
                 let payload = match &tenant {
                     Some(t) if options.secrets => match self.open_bytes(on, row, t).await {
                         Ok(p)
@@ -159,7 +163,7 @@ impl Tenant {
                     },
                     _ => None,
                 };
-                let mut meta = record_json(row).to_string();
+                let mut meta = record_json(row, info.metadata).to_string();
                 if report.records > 0 {
                     write(out, b",").await?;
                 }
@@ -234,11 +238,15 @@ impl Tenant {
         while tenant.is_some() {
             let (page, next) = self.page(&mut On::Pool, None, None, after.take()).await?;
             page.unreadable.into_iter().for_each(|u| report.skip(u));
+            let personal = self.metadata_key(&page.rows).await?;
             for row in &page.rows {
-                if let Err(skipped) = RecordInfo::checked(row) {
-                    report.skip(skipped);
-                    continue;
-                }
+                let info = match RecordInfo::checked(row, personal.as_deref()) {
+                    Ok(info) => info,
+                    Err(skipped) => {
+                        report.skip(skipped);
+                        continue;
+                    }
+                };
                 let cells = [
                     row.key.kind.to_string(),
                     row.key.name.to_string(),
@@ -248,7 +256,7 @@ impl Tenant {
                     row.updated_at.to_string(),
                     row.expires_at.map(|t| t.to_string()).unwrap_or_default(),
                     row.purge_after.map(|t| t.to_string()).unwrap_or_default(),
-                    row.metadata.clone(),
+                    info.metadata.to_string(),
                 ];
                 let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
                 write(out, line.join(",").as_bytes()).await?;
@@ -323,6 +331,7 @@ impl Tenant {
                 ..AuditQuery::default()
             })
             .await?;
+        let rows = self.vault.open_audit(rows).await?;
         for chunk in rows.chunks(usize::try_from(PAGE).unwrap_or(200)) {
             write(out, &render(chunk)?).await?;
         }
@@ -341,12 +350,15 @@ impl Tenant {
     }
 
     async fn audit_export(&self, action: AuditAction) -> Result<(), StoreError> {
-        let audit = [self.vault.tenant_audit(&self.id, action, &self.actor, "ok")];
+        let audit = [self
+            .vault
+            .seal_audit_row(self.vault.tenant_audit(&self.id, action, &self.actor, "ok"))
+            .await?];
         Ok(self.vault.backend().append_audit(&audit).await?)
     }
 }
 
-fn record_json(row: &SecretRow) -> serde_json::Value {
+fn record_json(row: &SecretRow, metadata: serde_json::Value) -> serde_json::Value {
     json!({
         "kind": row.key.kind.as_str(),
         "name": row.key.name.as_str(),
@@ -356,7 +368,7 @@ fn record_json(row: &SecretRow) -> serde_json::Value {
         "updated_at": row.updated_at,
         "expires_at": row.expires_at,
         "purge_after": row.purge_after,
-        "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata).unwrap_or(serde_json::Value::Null),
+        "metadata": metadata,
     })
 }
 

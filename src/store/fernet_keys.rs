@@ -123,6 +123,7 @@ impl Vault {
             actor,
             &format!("ok: data key versions {}", versions.join(", ")),
         );
+        let audit = self.seal_audit_row(audit).await?;
         self.backend()
             .append_audit(std::slice::from_ref(&audit))
             .await?;

@@ -17,6 +17,7 @@ mod keys;
 mod offload;
 mod on;
 mod open;
+mod personal;
 mod progress;
 mod purger;
 mod record;
@@ -341,6 +342,7 @@ impl VaultBuilder {
                 tenants: BoundedCache::new(capacity, ttl),
                 counters: Counters::default(),
                 read_buffer: Mutex::new(Vec::new()),
+                personal_keys: BoundedCache::new(capacity, ttl),
                 key_check: Mutex::new(None),
                 refusal,
             }),
@@ -395,6 +397,8 @@ struct Inner {
     /// Cache and key-call counts ([`Vault::key_cache_stats`]).
     counters: Counters,
     read_buffer: Mutex<Vec<AuditRow>>,
+    /// Tenants' personal-data keys (`store/personal.rs`), like the data keys.
+    personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
     /// When [`Vault::check_keys`] last succeeded.
     key_check: Mutex<Option<std::time::Instant>>,
     /// The promise the settings contradict, if any: the vault then refuses to work.
@@ -650,7 +654,9 @@ impl Vault {
             purge_after: None,
             shredded_at: None,
         };
-        let audit = [self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok")];
+        let audit = [self
+            .seal_audit_row(self.tenant_audit(tenant, AuditAction::TenantCreate, actor, "ok"))
+            .await?];
         Ok(on.insert_tenant(self, &row, &audit).await?)
     }
 
@@ -813,5 +819,6 @@ impl Vault {
     pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
         self.forget_tenant_row(tenant);
         self.forget_deks(tenant);
+        self.forget_personal_key(tenant);
     }
 }

@@ -147,6 +147,17 @@ impl Vault {
         .await
     }
 
+    /// A tenant's shred secret ([`TenantKeyStore::get`](crate::envelope::TenantKeyStore::get)),
+    /// `None` if it has none.
+    pub(crate) async fn shred_secret(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SecretBytes>, KeyError> {
+        let store = Arc::clone(&self.inner.tenant_keys);
+        let tenant = tenant.clone();
+        self.key_call("shred_get", move || store.get(&tenant)).await
+    }
+
     /// [`TenantKeyStore::get`](crate::envelope::TenantKeyStore::get), for its presence only.
     pub(crate) async fn has_shred_secret(&self, tenant: &TenantId) -> Result<bool, KeyError> {
         let store = Arc::clone(&self.inner.tenant_keys);

@@ -90,7 +90,9 @@ impl Tenant {
             let mut leased = row.clone();
             leased.version = row.version.saturating_add(1);
             leased.lease_until = Some(now.saturating_add(secs(lease)));
-            let audit = [self.audit(&key, AuditAction::RefreshLease, "ok")];
+            let audit = [self
+                .sealed_audit(&key, AuditAction::RefreshLease, "ok")
+                .await?];
             match self
                 .vault
                 .backend()
@@ -145,7 +147,9 @@ impl Tenant {
             let mut released = leased.clone();
             released.version = leased.version.saturating_add(1);
             released.lease_until = None;
-            let audit = [self.audit(key, AuditAction::Refresh, "failed")];
+            let audit = [self
+                .sealed_audit(key, AuditAction::Refresh, "failed")
+                .await?];
             match self
                 .vault
                 .backend()

@@ -196,7 +196,9 @@ impl Vault {
             }
         }
         let purge_after = now.saturating_add(secs(self.config().grace_period));
-        let audit = [self.tenant_audit(&id, AuditAction::TenantDelete, actor, "ok")];
+        let audit = [self
+            .seal_audit_row(self.tenant_audit(&id, AuditAction::TenantDelete, actor, "ok"))
+            .await?];
         let found = on
             .set_tenant_deletion(self, &id, Some(now), Some(purge_after), &audit)
             .await?;
@@ -217,7 +219,9 @@ impl Vault {
         let id = TenantId::new(tenant)?;
         crate::text::check_label("actor", actor)?;
         self.keys_ready().await?;
-        let audit = [self.tenant_audit(&id, AuditAction::TenantRestore, actor, "ok")];
+        let audit = [self
+            .seal_audit_row(self.tenant_audit(&id, AuditAction::TenantRestore, actor, "ok"))
+            .await?];
         self.forget_tenant_row(&id);
         if !self
             .backend()

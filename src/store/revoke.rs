@@ -69,6 +69,7 @@ impl Tenant {
             audit.push(self.audit(&row.key, AuditAction::Delete, "ok: tenant deleted"));
             keys.push(row.key.clone());
         }
+        let audit = self.vault.seal_audit(&audit).await?;
         if keys.is_empty() {
             if !audit.is_empty() {
                 self.vault.backend().append_audit(&audit).await?;

@@ -13,7 +13,7 @@ use crate::backend::{
 };
 use crate::crypto::Context;
 use crate::secret::SecretBytes;
-use crate::store::{On, SecretKind, StoreError, Vault};
+use crate::store::{On, SecretKind, StoreError, Vault, personal};
 use crate::{RecordKind, RecordName, TenantId};
 
 /// The reason of a [`StoreError::CorruptRecord`] for a key version the tenant lacks.
@@ -130,30 +130,28 @@ impl<'a> IntoIterator for &'a Listing {
 }
 
 impl RecordInfo {
-    /// The record's info, or the row as unreadable if its metadata is not JSON.
-    pub(crate) fn checked(row: &SecretRow) -> Result<Self, UnreadableRow> {
-        if serde_json::from_str::<serde::de::IgnoredAny>(&row.metadata).is_err() {
-            return Err(UnreadableRow::of_key(
-                &row.key,
-                RowFault::InvalidMetadata,
-                Some("metadata"),
-            ));
-        }
-        Ok(Self::from_row(row))
-    }
-
-    pub(crate) fn from_row(row: &SecretRow) -> Self {
-        Self {
+    /// The record's info, its metadata opened with the tenant's personal-data key
+    /// (`personal`), or the row as unreadable if its metadata does not open or is not JSON.
+    pub(crate) fn checked(
+        row: &SecretRow,
+        personal: Option<&crate::crypto::AeadKey>,
+    ) -> Result<Self, UnreadableRow> {
+        let metadata = personal::open_metadata(personal, &row.key, &row.metadata)
+            .map_err(|fault| UnreadableRow::of_key(&row.key, fault, Some("metadata")))?;
+        let metadata = serde_json::from_str::<Value>(&metadata).map_err(|_| {
+            UnreadableRow::of_key(&row.key, RowFault::InvalidMetadata, Some("metadata"))
+        })?;
+        Ok(Self {
             kind: row.key.kind.to_string(),
             name: row.key.name.to_string(),
             version: row.version,
             provider: row.provider.clone(),
-            metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Null),
+            metadata,
             created_at: row.created_at,
             updated_at: row.updated_at,
             expires_at: row.expires_at,
             purge_after: row.purge_after,
-        }
+        })
     }
 }
 
@@ -248,6 +246,7 @@ impl Tenant {
                 .await?;
             let row = self.seal_row(on, &key, record, &tenant, 1, None).await?;
             let audit = [self.audit(&key, AuditAction::Put, "ok")];
+            let audit = self.vault.seal_audit(&audit).await?;
             match on.insert(&self.vault, &row, &audit).await {
                 Ok(()) => return Ok(1),
                 Err(e)
@@ -316,6 +315,7 @@ impl Tenant {
                 .await?;
             let row = self.seal_row(on, &key, record, &tenant, 1, None).await?;
             let audit = [self.audit(&key, AuditAction::Upsert, "ok")];
+            let audit = self.vault.seal_audit(&audit).await?;
             match on.upsert(&self.vault, &row, &audit).await {
                 Ok(version) => return Ok(version),
                 Err(e)
@@ -371,6 +371,7 @@ impl Tenant {
         let audit = self.audit(&key, AuditAction::Get, "ok");
         if on.joined() {
             if self.vault.config().read_audit != crate::store::ReadAudit::Off {
+                let audit = self.vault.seal_audit_row(audit).await?;
                 on.append_audit(&self.vault, &[audit]).await?;
             }
         } else {
@@ -482,7 +483,11 @@ impl Tenant {
         };
         let audit = [self.audit(&key, AuditAction::Delete, "ok")];
         let n = on
-            .delete(&self.vault, std::slice::from_ref(&key), &audit)
+            .delete(
+                &self.vault,
+                std::slice::from_ref(&key),
+                &self.vault.seal_audit(&audit).await?,
+            )
             .await?;
         Ok(n > 0)
     }
@@ -503,8 +508,9 @@ impl Tenant {
             records: Vec::with_capacity(rows.rows.len()),
             unreadable: rows.unreadable,
         };
+        let personal = self.metadata_key(&rows.rows).await?;
         for row in &rows.rows {
-            match RecordInfo::checked(row) {
+            match RecordInfo::checked(row, personal.as_deref()) {
                 Ok(info) => listing.records.push(info),
                 Err(skipped) => listing.unreadable.push(skipped),
             }
@@ -596,6 +602,42 @@ impl Tenant {
         }
     }
 
+    /// The tenant's personal-data key, for a write: a tenant being written has its shred
+    /// secret (made before its row), so none is an error.
+    pub(crate) async fn personal_key(
+        &self,
+    ) -> Result<std::sync::Arc<crate::crypto::AeadKey>, StoreError> {
+        self.vault
+            .personal_key(&self.id)
+            .await?
+            .ok_or_else(|| StoreError::TenantShredded(self.id.clone()))
+    }
+
+    /// The key that opens the metadata of `rows`: `None` when none is sealed (no key call) or
+    /// the tenant has no shred secret (its sealed rows are then unreadable).
+    pub(crate) async fn metadata_key(
+        &self,
+        rows: &[SecretRow],
+    ) -> Result<Option<std::sync::Arc<crate::crypto::AeadKey>>, StoreError> {
+        if rows.iter().any(|r| personal::is_sealed(&r.metadata)) {
+            self.vault.personal_key(&self.id).await
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An audit row about `key`, sealed for writing (see [`Vault::seal_audit_row`]).
+    pub(crate) async fn sealed_audit(
+        &self,
+        key: &RecordKey,
+        action: AuditAction,
+        outcome: &str,
+    ) -> Result<AuditRow, StoreError> {
+        self.vault
+            .seal_audit_row(self.audit(key, action, outcome))
+            .await
+    }
+
     pub(crate) fn key<R: SecretKind>(&self, name: &str) -> Result<RecordKey, StoreError> {
         Ok(RecordKey {
             tenant: self.id.clone(),
@@ -647,6 +689,8 @@ impl Tenant {
             });
         }
         let dek = self.vault.dek_on(on, tenant).await?;
+        let personal = self.personal_key().await?;
+        let metadata = personal::seal_metadata(&personal, key, &record.metadata().to_string())?;
         let ctx = Context::record(key.tenant.as_str(), key.kind.as_str(), key.name.as_str())?;
         let now = self.vault.now();
         let suite = self.vault.config().suite_for(key.kind.as_str());
@@ -662,7 +706,7 @@ impl Tenant {
             sealed,
             dek_version: dek.version(),
             kek_version: dek.kek_version(),
-            metadata: record.metadata().to_string(),
+            metadata,
             provider: record.provider().map(str::to_owned),
             created_at: previous.map_or(now, |p| p.created_at),
             updated_at: now,
@@ -706,7 +750,16 @@ impl Tenant {
             return Err(err);
         };
         let outcome = format!("failed: {fault}");
-        let audit = [self.audit(&row.key, AuditAction::OpenFailed, &outcome)];
+        let audit = match self
+            .sealed_audit(&row.key, AuditAction::OpenFailed, &outcome)
+            .await
+        {
+            Ok(row) => [row],
+            Err(e) => {
+                tracing::warn!(tenant = %self.id, error = %e, "credvault: the audit row of a failed open could not be sealed");
+                return Err(err);
+            }
+        };
         let written = if on.joined() {
             on.append_audit(&self.vault, &audit).await
         } else {
@@ -800,6 +853,7 @@ impl Tenant {
                 .await?;
             row.lease_until = lease_until;
             let audit = [self.audit(key, action.clone(), "ok")];
+            let audit = self.vault.seal_audit(&audit).await?;
             match on.update(&self.vault, &row, expected_version, &audit).await {
                 Ok(true) => return Ok(next),
                 Ok(false) => return Err(conflict()),

@@ -339,11 +339,14 @@ async fn failed_open_is_audited(db: &Db) {
     let vault = vault(db, &clock);
     vault.migrate().await.unwrap();
     put_tokens(&vault, "acme", &["a"]).await;
-    // Flip the last byte (the GCM tag): the record no longer opens.
+    // Change the last byte (the GCM tag): the record no longer opens. (Always a change: a
+    // tag ending in 0x00 becomes 0x01, any other 0x00.)
     let flip = if db.is_sqlite() {
-        "substr(sealed, 1, length(sealed) - 1) || X'00'"
+        "substr(sealed, 1, length(sealed) - 1) || \
+         CASE WHEN substr(sealed, -1) = X'00' THEN X'01' ELSE X'00' END"
     } else {
-        "overlay(sealed placing '\\x00'::bytea from length(sealed) for 1)"
+        "overlay(sealed placing (CASE WHEN get_byte(sealed, length(sealed) - 1) = 0 \
+         THEN '\\x01'::bytea ELSE '\\x00'::bytea END) from length(sealed) for 1)"
     };
     db.exec(&format!(
         "UPDATE {{t}}credvault_secrets SET sealed = {flip} WHERE name = 'a'"

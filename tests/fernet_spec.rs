@@ -183,8 +183,30 @@ fn invalid(desc: &str) -> &'static Invalid {
         .unwrap_or_else(|| panic!("no invalid.json case named {desc:?}"))
 }
 
-/// Runs one `invalid.json` case and returns the error (failing the test if it decrypts).
+/// Runs `check` on each base64 codec Fernet has: `base64-simd`'s run-time dispatch (AVX2,
+/// SSSE3 or its scalar code, whichever this CPU gets), then, with the `fuzzing` feature (CI
+/// tests with `--all-features`), the scalar `base64` codec forced.
+fn on_every_codec(check: impl Fn()) {
+    check();
+    #[cfg(feature = "fuzzing")]
+    credvault::fuzzing::with_scalar_base64(&check);
+}
+
+/// Runs one `invalid.json` case on every base64 codec and returns the error (failing the
+/// test if it decrypts, or if the codecs disagree).
 fn refuse(desc: &str) -> InvalidToken {
+    let err = refuse_once(desc);
+    #[cfg(feature = "fuzzing")]
+    assert_eq!(
+        credvault::fuzzing::with_scalar_base64(|| refuse_once(desc)),
+        err,
+        "{desc:?}: the scalar base64 codec disagrees"
+    );
+    err
+}
+
+/// One `invalid.json` case on the current codec.
+fn refuse_once(desc: &str) -> InvalidToken {
     let case = invalid(desc);
     let f = Fernet::new(case.secret).expect("spec key");
     let now = unix_time(case.now);
@@ -320,17 +342,23 @@ fn spec_times_convert_to_the_expected_unix_seconds() {
 
 #[test]
 fn spec_generate_vector_is_reproduced_exactly() {
-    let f = Fernet::new(GENERATE.secret).unwrap();
-    let token = f.danger_encrypt_with_iv(
-        GENERATE.src.as_bytes(),
-        unix_time(GENERATE.now),
-        GENERATE.iv,
-    );
-    assert_eq!(token, GENERATE.token);
+    on_every_codec(|| {
+        let f = Fernet::new(GENERATE.secret).unwrap();
+        let token = f.danger_encrypt_with_iv(
+            GENERATE.src.as_bytes(),
+            unix_time(GENERATE.now),
+            GENERATE.iv,
+        );
+        assert_eq!(token, GENERATE.token);
+    });
 }
 
 #[test]
 fn spec_verify_vector_decrypts_to_its_source() {
+    on_every_codec(spec_verify_vector_decrypts_to_its_source_once);
+}
+
+fn spec_verify_vector_decrypts_to_its_source_once() {
     let f = Fernet::new(VERIFY.secret).unwrap();
     let now = unix_time(VERIFY.now);
     let plain = f
@@ -382,9 +410,11 @@ fn spec_verify_vector_under_another_key_is_unauthenticated() {
 #[test]
 fn spec_verify_token_with_surrounding_newline_still_decrypts() {
     // Documented: leading and trailing ASCII whitespace (a newline read from a file) is ignored.
-    let f = Fernet::new(&format!("{SECRET}\n")).unwrap();
-    let token = format!("  {}\r\n", VERIFY.token);
-    assert_eq!(f.decrypt(&token).unwrap().expose_secret(), b"hello");
+    on_every_codec(|| {
+        let f = Fernet::new(&format!("{SECRET}\n")).unwrap();
+        let token = format!("  {}\r\n", VERIFY.token);
+        assert_eq!(f.decrypt(&token).unwrap().expose_secret(), b"hello");
+    });
 }
 
 #[test]
@@ -584,5 +614,43 @@ fn token_with_another_version_byte_is_malformed_even_when_its_hmac_verifies() {
             InvalidTokenReason::Malformed,
             "version {version:#x}"
         );
+    }
+}
+
+/// Tokens of every plaintext length from 0 to 300 bytes (every base64 tail, and lengths on
+/// both sides of `base64-simd`'s 32-character vector step), encrypted on one codec and
+/// decrypted on the other, byte-identical both ways; one altered character anywhere is
+/// refused the same way by both.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn both_base64_codecs_agree_on_tokens_of_every_length() {
+    use credvault::fuzzing::with_scalar_base64;
+    let f = Fernet::new(SECRET).unwrap();
+    for len in 0..=300usize {
+        let data: Vec<u8> = (0..=255u8).cycle().skip(len).take(len).collect();
+        let iv = [u8::try_from(len % 256).unwrap(); 16];
+        let simd = f.danger_encrypt_with_iv(&data, 1_000, iv);
+        let scalar = with_scalar_base64(|| f.danger_encrypt_with_iv(&data, 1_000, iv));
+        assert_eq!(simd, scalar, "len {len}");
+        assert_eq!(
+            with_scalar_base64(|| f.decrypt(&simd))
+                .unwrap()
+                .expose_secret(),
+            data.as_slice()
+        );
+        assert_eq!(f.decrypt(&scalar).unwrap().expose_secret(), data.as_slice());
+        if len % 37 == 0 {
+            for i in 0..simd.len() {
+                for c in [b'A', b'=', b'+', b' '] {
+                    let mut t = simd.clone().into_bytes();
+                    t[i] = c;
+                    assert_eq!(
+                        f.decrypt(&t).map(|p| p.len()),
+                        with_scalar_base64(|| f.decrypt(&t).map(|p| p.len())),
+                        "len {len}, char {i} set to {c}"
+                    );
+                }
+            }
+        }
     }
 }

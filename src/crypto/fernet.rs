@@ -21,14 +21,13 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aes::{Aes128Dec, Aes128Enc};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, InnerIvInit as _, KeyInit as _};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::crypto::b64;
 use crate::secret::{SecretBytes, SecretString};
 
 /// The only version byte the spec defines.
@@ -46,6 +45,8 @@ const HMAC_LEN: usize = 32;
 const HEADER_LEN: usize = 1 + TIMESTAMP_LEN + IV_LEN;
 /// The shortest valid token: header, one ciphertext block, HMAC.
 const MIN_TOKEN_LEN: usize = HEADER_LEN + BLOCK_LEN + HMAC_LEN;
+/// Raw tokens up to this length (plaintexts up to 431 bytes) are built on the stack.
+const STACK_TOKEN_LEN: usize = 512;
 
 /// The four decrypt methods of [`Fernet`] and [`MultiFernet`] (one copy for both: they differ
 /// only in which keys `key_list` gives). `$keys` says which keys, in the docs.
@@ -106,7 +107,8 @@ macro_rules! decrypt_methods {
         /// [`InvalidToken`] if the token is malformed or its HMAC does not verify.
         pub fn extract_timestamp(&self, token: impl AsRef<[u8]>) -> Result<u64, InvalidToken> {
             let raw = decode_token(token.as_ref())?;
-            authenticate(self.key_list(), &raw).map(|_| timestamp_of(&raw))
+            let raw = raw.expose_secret();
+            authenticate(self.key_list(), raw).map(|_| timestamp_of(raw))
         }
     };
 }
@@ -223,7 +225,7 @@ impl Fernet {
     pub fn generate_key() -> SecretString {
         let mut raw = Zeroizing::new([0u8; KEY_LEN]);
         crate::crypto::fill_from_os_rng(raw.as_mut());
-        SecretString::new(URL_SAFE.encode(raw.as_ref()))
+        SecretString::new(b64::encode(raw.as_ref()))
     }
 
     /// Parses a key: URL-safe base64 (with padding) of 32 bytes, decoded exactly as Python's
@@ -298,23 +300,44 @@ impl Fernet {
         iv: [u8; IV_LEN],
     ) -> String {
         let padded_len = (data.len() / BLOCK_LEN + 1) * BLOCK_LEN;
-        let mut buf = vec![0u8; HEADER_LEN + padded_len + HMAC_LEN];
+        let raw_len = HEADER_LEN + padded_len + HMAC_LEN;
+        if raw_len <= STACK_TOKEN_LEN {
+            self.seal_into(
+                &mut [0u8; STACK_TOKEN_LEN][..raw_len],
+                data,
+                current_time,
+                iv,
+            )
+        } else {
+            self.seal_into(&mut vec![0u8; raw_len], data, current_time, iv)
+        }
+    }
+
+    /// Writes the raw token for `data` into `buf` (exactly its length) and returns its text.
+    /// `buf` holds the plaintext only until CBC overwrites it in place with the ciphertext.
+    fn seal_into(
+        &self,
+        buf: &mut [u8],
+        data: &[u8],
+        current_time: u64,
+        iv: [u8; IV_LEN],
+    ) -> String {
+        let signed_len = buf.len() - HMAC_LEN;
         buf[0] = VERSION;
         buf[1..9].copy_from_slice(&current_time.to_be_bytes());
         buf[9..HEADER_LEN].copy_from_slice(&iv);
-        let body = &mut buf[HEADER_LEN..HEADER_LEN + padded_len];
+        let body = &mut buf[HEADER_LEN..signed_len];
         body[..data.len()].copy_from_slice(data);
         let iv = aes::cipher::Iv::<cbc::Encryptor<Aes128Enc>>::from(iv);
         // The buffer is sized for the padded message, so padding cannot fail.
         let encrypted = cbc::Encryptor::inner_iv_init(self.enc.clone(), &iv)
             .encrypt_padded::<Pkcs7>(body, data.len())
             .map(<[u8]>::len);
-        debug_assert!(matches!(encrypted, Ok(n) if n == padded_len));
-        let signed_len = HEADER_LEN + padded_len;
+        debug_assert!(matches!(encrypted, Ok(n) if n == signed_len - HEADER_LEN));
         let mut mac = self.mac.clone();
         mac.update(&buf[..signed_len]);
         buf[signed_len..].copy_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE.encode(&buf)
+        b64::encode(buf)
     }
 
     decrypt_methods!("this key");
@@ -333,19 +356,21 @@ impl Fernet {
             .map_err(|_| InvalidToken::new(InvalidTokenReason::Unauthenticated))
     }
 
-    /// Spec steps 6 and 7, on a token whose HMAC verified. The plaintext is written straight
-    /// into the secret's own buffer, never into the token buffer.
-    fn decrypt_verified(&self, raw: &[u8]) -> Result<SecretBytes, InvalidToken> {
-        let iv = aes::cipher::Iv::<cbc::Decryptor<Aes128Dec>>::try_from(&raw[9..HEADER_LEN])
+    /// Spec steps 6 and 7, on a token whose HMAC verified: the ciphertext is decrypted in
+    /// place in the decoded token's own (secret) buffer and the plaintext moved to its front,
+    /// so no other buffer ever holds it.
+    fn decrypt_verified(&self, mut raw: SecretBytes) -> Result<SecretBytes, InvalidToken> {
+        let buf = raw.expose_secret_mut();
+        let iv = aes::cipher::Iv::<cbc::Decryptor<Aes128Dec>>::try_from(&buf[9..HEADER_LEN])
             .map_err(|_| InvalidToken::new(InvalidTokenReason::Malformed))?;
-        let ciphertext = &raw[HEADER_LEN..raw.len() - HMAC_LEN];
-        let mut out = SecretBytes::new(vec![0u8; ciphertext.len()]);
+        let end = buf.len() - HMAC_LEN;
         let plain_len = cbc::Decryptor::inner_iv_init(self.dec.clone(), &iv)
-            .decrypt_padded_b2b::<Pkcs7>(ciphertext, out.expose_secret_mut())
+            .decrypt_padded::<Pkcs7>(&mut buf[HEADER_LEN..end])
             .map_err(|_| InvalidToken::new(InvalidTokenReason::BadPadding))?
             .len();
-        out.truncate(plain_len);
-        Ok(out)
+        buf.copy_within(HEADER_LEN..HEADER_LEN + plain_len, 0);
+        raw.truncate(plain_len);
+        Ok(raw)
     }
 }
 
@@ -442,12 +467,12 @@ fn decrypt_parts(
     time: Option<(u64, u64)>,
 ) -> Result<(u64, SecretBytes), InvalidToken> {
     let raw = decode_token(token)?;
-    let key = authenticate(keys, &raw)?;
-    let timestamp = timestamp_of(&raw);
+    let key = authenticate(keys, raw.expose_secret())?;
+    let timestamp = timestamp_of(raw.expose_secret());
     if let Some((ttl, current_time)) = time {
         check_time(timestamp, ttl, current_time)?;
     }
-    key.decrypt_verified(&raw).map(|p| (timestamp, p))
+    key.decrypt_verified(raw).map(|p| (timestamp, p))
 }
 
 /// The first of `keys` whose HMAC verifies `raw`.
@@ -457,15 +482,18 @@ fn authenticate<'k>(keys: &'k [Fernet], raw: &[u8]) -> Result<&'k Fernet, Invali
         .ok_or(InvalidToken::new(InvalidTokenReason::Unauthenticated))
 }
 
-/// Spec steps 1 and 2, plus the length rules: base64url-decode and check the framing.
-fn decode_token(token: &[u8]) -> Result<Vec<u8>, InvalidToken> {
+/// Spec steps 1 and 2, plus the length rules: base64url-decode (one pass, straight into the
+/// buffer that will hold the plaintext) and check the framing.
+fn decode_token(token: &[u8]) -> Result<SecretBytes, InvalidToken> {
     let malformed = || InvalidToken::new(InvalidTokenReason::Malformed);
-    let raw = URL_SAFE
-        .decode(token.trim_ascii())
-        .map_err(|_| malformed())?;
-    if raw.len() < MIN_TOKEN_LEN
-        || !(raw.len() - HEADER_LEN - HMAC_LEN).is_multiple_of(BLOCK_LEN)
-        || raw[0] != VERSION
+    let text = token.trim_ascii();
+    let mut raw = SecretBytes::new(vec![0u8; b64::decoded_len_bound(text.len())]);
+    let len = b64::decode(text, raw.expose_secret_mut()).ok_or_else(malformed)?;
+    raw.truncate(len);
+    let bytes = raw.expose_secret();
+    if len < MIN_TOKEN_LEN
+        || !(len - HEADER_LEN - HMAC_LEN).is_multiple_of(BLOCK_LEN)
+        || bytes[0] != VERSION
     {
         return Err(malformed());
     }

@@ -17,7 +17,7 @@ mod common;
 
 use credvault::KeyVersion;
 use credvault::crypto::format::{self, Algorithm};
-use credvault::crypto::{AeadKey, Context, CryptoError, aead};
+use credvault::crypto::{AeadBackend, AeadKey, Context, CryptoError, aead};
 
 /// Key bytes 0x00..=0x1f.
 fn kat_key() -> AeadKey {
@@ -143,6 +143,53 @@ fn long_context_vector_matches_python() {
     assert_eq!(to_hex(&blob), LONG_CONTEXT_BLOB);
     let opened = aead::open(&kat_key(), &blob, &long_context()).unwrap();
     assert_eq!(opened.expose_secret(), long_plaintext().as_slice());
+}
+
+/// The three Python vectors above through every AES-GCM backend of this build (the tests
+/// above use the default one; with `--features ring` that is `ring`, and this test keeps the
+/// pure-Rust backend on the same bytes).
+#[test]
+fn python_vectors_match_on_every_backend() {
+    let raw: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).expect("< 256"));
+    let cases = [
+        (
+            KeyVersion::new(7),
+            b"hello".to_vec(),
+            hello_context(),
+            HELLO_BLOB,
+        ),
+        (
+            KeyVersion::new(7),
+            Vec::new(),
+            Context::record("", "", "").unwrap(),
+            EMPTY_BLOB,
+        ),
+        (
+            KeyVersion::new(0x0102_0304),
+            long_plaintext(),
+            long_context(),
+            LONG_CONTEXT_BLOB,
+        ),
+    ];
+    for &backend in AeadBackend::ALL {
+        let key = AeadKey::from_bytes_with(&raw, backend);
+        assert_eq!(key.backend(), backend);
+        for (version, plaintext, ctx, expected) in &cases {
+            let blob =
+                aead::danger_seal_with_nonce(&key, *version, plaintext, ctx, kat_nonce()).unwrap();
+            assert_eq!(to_hex(&blob), *expected, "{backend:?}");
+            let opened = aead::open(&key, &hex(expected), ctx).unwrap();
+            assert_eq!(opened.expose_secret(), plaintext.as_slice(), "{backend:?}");
+            let mut altered = hex(expected);
+            let last = altered.len() - 1;
+            altered[last] ^= 1;
+            assert_eq!(
+                aead::open(&key, &altered, ctx).unwrap_err(),
+                CryptoError::DecryptionFailed,
+                "{backend:?}"
+            );
+        }
+    }
 }
 
 #[test]

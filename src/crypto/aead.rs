@@ -19,12 +19,63 @@ pub const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
 /// Associated data up to this length is built on the stack.
 const STACK_AAD_LEN: usize = 256;
 
-/// An AES-256-GCM key with its key schedule computed once. Zeroed on drop.
+/// Which implementation of AES-256-GCM an [`AeadKey`] runs. Both write and read the same
+/// bytes (tests/aead_backends.rs checks it, on NIST and Wycheproof vectors too).
+///
+/// ```
+/// use credvault::crypto::{AeadBackend, AeadKey};
+///
+/// let key = AeadKey::from_bytes_with(&[7; 32], AeadBackend::RustCrypto);
+/// assert_eq!(key.backend(), AeadBackend::RustCrypto);
+/// assert_eq!(AeadKey::from_bytes(&[7; 32]).backend(), AeadBackend::DEFAULT);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AeadBackend {
+    /// RustCrypto's `aes-gcm` (pure Rust): AES-NI or VAES and PCLMULQDQ chosen at run time,
+    /// a constant-time software fallback elsewhere. Its key schedule is zeroed on drop.
+    /// The default without the `ring` feature.
+    RustCrypto,
+    /// `ring`'s AES-GCM (feature `ring`; C and assembly, no OpenSSL): AES-NI + CLMUL, or VAES +
+    /// VPCLMULQDQ + AVX2, chosen at run time; several times faster from about 1 KiB up. Its
+    /// key schedule is **not** zeroed on drop (SECURITY.md, "Key material in memory"). The
+    /// default with the `ring` feature.
+    #[cfg(feature = "ring")]
+    Ring,
+}
+
+impl AeadBackend {
+    /// What [`AeadKey::from_bytes`] uses: [`Ring`](Self::Ring) when the `ring` feature is
+    /// on, [`RustCrypto`](Self::RustCrypto) otherwise.
+    #[cfg(feature = "ring")]
+    pub const DEFAULT: Self = Self::Ring;
+    /// What [`AeadKey::from_bytes`] uses: [`Ring`](Self::Ring) when the `ring` feature is
+    /// on, [`RustCrypto`](Self::RustCrypto) otherwise.
+    #[cfg(not(feature = "ring"))]
+    pub const DEFAULT: Self = Self::RustCrypto;
+
+    /// Every backend this build has.
+    pub const ALL: &'static [Self] = &[
+        Self::RustCrypto,
+        #[cfg(feature = "ring")]
+        Self::Ring,
+    ];
+}
+
+/// An AES-256-GCM key with its key schedule computed once. With the RustCrypto backend it is
+/// zeroed on drop; see [`AeadBackend`] for the other.
 ///
 /// `Debug` prints `AeadKey { .. }`.
 #[derive(Clone)]
 pub struct AeadKey {
-    cipher: Aes256Gcm,
+    cipher: Cipher,
+}
+
+#[derive(Clone)]
+enum Cipher {
+    RustCrypto(Aes256Gcm),
+    #[cfg(feature = "ring")]
+    Ring(ring::aead::LessSafeKey),
 }
 
 impl fmt::Debug for AeadKey {
@@ -34,10 +85,88 @@ impl fmt::Debug for AeadKey {
 }
 
 impl AeadKey {
-    /// A key from 32 bytes.
+    /// A key from 32 bytes, on [`AeadBackend::DEFAULT`].
     pub fn from_bytes(key: &[u8; KEY_LEN]) -> Self {
-        Self {
-            cipher: Aes256Gcm::new(&(*key).into()),
+        Self::from_bytes_with(key, AeadBackend::DEFAULT)
+    }
+
+    /// A key from 32 bytes on the given backend.
+    pub fn from_bytes_with(key: &[u8; KEY_LEN], backend: AeadBackend) -> Self {
+        let cipher = match backend {
+            AeadBackend::RustCrypto => Cipher::RustCrypto(Aes256Gcm::new(&(*key).into())),
+            #[cfg(feature = "ring")]
+            AeadBackend::Ring => {
+                let Ok(unbound) = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key) else {
+                    // ring refuses only a key of the wrong length; this one is 32 bytes.
+                    unreachable!("a 32-byte key is an AES-256 key")
+                };
+                Cipher::Ring(ring::aead::LessSafeKey::new(unbound))
+            }
+        };
+        Self { cipher }
+    }
+
+    /// The backend this key runs on.
+    pub fn backend(&self) -> AeadBackend {
+        match self.cipher {
+            Cipher::RustCrypto(_) => AeadBackend::RustCrypto,
+            #[cfg(feature = "ring")]
+            Cipher::Ring(_) => AeadBackend::Ring,
+        }
+    }
+
+    /// Encrypts `in_out` in place and returns the tag.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; format::TAG_LEN], ()> {
+        match &self.cipher {
+            Cipher::RustCrypto(c) => c
+                .encrypt_inout_detached(&Nonce::from(nonce), aad, in_out.into())
+                .map(Into::into)
+                .map_err(|_| ()),
+            #[cfg(feature = "ring")]
+            Cipher::Ring(k) => k
+                .seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::from(aad),
+                    in_out,
+                )
+                .map(|t| {
+                    let mut tag = [0u8; format::TAG_LEN];
+                    tag.copy_from_slice(t.as_ref());
+                    tag
+                })
+                .map_err(|_| ()),
+        }
+    }
+
+    /// Checks the tag, then decrypts `in_out` in place; on failure `in_out` may hold
+    /// anything and must be discarded.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; format::TAG_LEN],
+    ) -> Result<(), ()> {
+        match &self.cipher {
+            Cipher::RustCrypto(c) => c
+                .decrypt_inout_detached(&Nonce::from(nonce), aad, in_out.into(), &Tag::from(*tag))
+                .map_err(|_| ()),
+            #[cfg(feature = "ring")]
+            Cipher::Ring(k) => k
+                .open_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::from(aad),
+                    ring::aead::Tag::from(*tag),
+                    in_out,
+                    0..,
+                )
+                .map(|_| ())
+                .map_err(|_| ()),
         }
     }
 
@@ -118,10 +247,9 @@ pub fn danger_seal_with_nonce(
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(plaintext);
     let tag = with_aad(&header, context, |aad| {
-        key.cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[PREFIX_LEN..]).into())
+        key.seal_in_place(nonce, aad, &mut out[PREFIX_LEN..])
     })
-    .map_err(|_| CryptoError::PlaintextTooLong {
+    .map_err(|()| CryptoError::PlaintextTooLong {
         len: plaintext.len(),
     })?;
     out.extend_from_slice(&tag);
@@ -131,27 +259,35 @@ pub fn danger_seal_with_nonce(
 /// Opens a sealed record under `key` and `context`. The key version in the header is part of
 /// the associated data but is not checked against `key` here: the keyring picks the key by it.
 ///
-/// Nothing is decrypted before the tag verifies.
+/// Nothing decrypted is returned before the tag verifies: RustCrypto checks the tag before it
+/// decrypts; `ring` decrypts and authenticates in one pass into a buffer that is zeroed and
+/// dropped when the tag does not verify.
 ///
 /// # Errors
 ///
 /// A framing error from [`format::parse`], or [`CryptoError::DecryptionFailed`] for a wrong
 /// key, a wrong context or altered bytes.
 pub fn open(key: &AeadKey, blob: &[u8], context: &Context) -> Result<SecretBytes, CryptoError> {
-    let sealed = format::parse(blob)?;
-    let mut out = Vec::with_capacity(sealed.ciphertext.len());
-    out.extend_from_slice(sealed.ciphertext);
-    let tag = Tag::from(*sealed.tag);
+    open_parsed(key, &format::parse(blob)?, context)
+}
+
+/// [`open`] of a record already parsed (the keyring parses it once to pick the key).
+pub(crate) fn open_parsed(
+    key: &AeadKey,
+    sealed: &format::Sealed<'_>,
+    context: &Context,
+) -> Result<SecretBytes, CryptoError> {
+    let mut out = SecretBytes::new(sealed.ciphertext.to_vec());
     with_aad(&sealed.header, context, |aad| {
-        key.cipher.decrypt_inout_detached(
-            &Nonce::from(sealed.header.nonce),
+        key.open_in_place(
+            sealed.header.nonce,
             aad,
-            out.as_mut_slice().into(),
-            &tag,
+            out.expose_secret_mut(),
+            sealed.tag,
         )
     })
-    .map_err(|_| CryptoError::DecryptionFailed)?;
-    Ok(SecretBytes::new(out))
+    .map_err(|()| CryptoError::DecryptionFailed)?;
+    Ok(out)
 }
 
 /// Calls `f` with the associated data: the 8-byte header, then the context encoding.

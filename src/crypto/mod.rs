@@ -4,13 +4,14 @@
 //! and the context encoding used as associated data. This layer does no I/O and no logging.
 
 pub mod aead;
+pub(crate) mod b64;
 pub mod context;
 pub mod fernet;
 pub mod format;
 pub(crate) mod rng;
 pub mod suite;
 
-pub use aead::AeadKey;
+pub use aead::{AeadBackend, AeadKey};
 pub use context::Context;
 pub use fernet::{Fernet, InvalidToken, MultiFernet};
 pub(crate) use rng::{fill_from_os_rng, try_fill_from_os_rng};

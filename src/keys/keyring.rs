@@ -265,9 +265,9 @@ impl Keyring {
     /// A framing error, [`KeyError::UnknownVersion`], [`KeyError::Destroyed`],
     /// [`KeyError::BelowMinimum`], or `CryptoError::DecryptionFailed` (wrong context, altered).
     pub fn open(&self, blob: &[u8], context: &Context) -> Result<SecretBytes, KeyError> {
-        let version = format::parse(blob)?.header.key_version;
-        let key = self.decryption_key(version)?;
-        Ok(aead::open(key, blob, context)?)
+        let sealed = format::parse(blob)?;
+        let key = self.decryption_key(sealed.header.key_version)?;
+        Ok(aead::open_parsed(key, &sealed, context)?)
     }
 
     /// [`seal`](Self::seal), returning the `cv1.` text form.

@@ -7,7 +7,10 @@
 //! credvault's own dev-dependencies stay free of C libraries.
 //! Compare ratios within one run: machines here are shared and noisy.
 //!
-//! `cargo bench --bench crypto` (add `-- --quick` for a fast pass).
+//! `cargo bench --bench crypto` (add `-- --quick` for a fast pass); `--features ring` adds
+//! credvault's `ring` backend (then its default), raw `ring` as a peer, and keeps the
+//! pure-Rust backend beside them as `credvault-aead-rustcrypto`. OpenSSL's AES-GCM is a peer
+//! in `benches/peers/gcm-openssl`. `python3 benches/report.py` prints the ratios.
 
 #![allow(
     clippy::unwrap_used,
@@ -65,6 +68,15 @@ fn gcm(c: &mut Criterion) {
     // The associated data a sealed record feeds GCM (8-byte header, then the context), for
     // the peer that authenticates the same bytes: the difference is the framing alone.
     let aad = [&b"cv\x01\x01\x00\x00\x00\x01"[..], ctx.as_bytes()].concat();
+    // With `--features ring` credvault's default backend is ring; the pure-Rust one is
+    // measured beside it, and raw ring fed the same AAD is a peer.
+    #[cfg(feature = "ring")]
+    let rust = AeadKey::from_bytes_with(&raw_key, credvault::crypto::AeadBackend::RustCrypto);
+    #[cfg(feature = "ring")]
+    let ring_peer = {
+        use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &raw_key).unwrap())
+    };
     for (name, open) in [("gcm_seal", false), ("gcm_open", true)] {
         let mut g = c.benchmark_group(name);
         for size in SIZES {
@@ -99,6 +111,22 @@ fn gcm(c: &mut Criterion) {
                         peer.decrypt(&nonce, Payload { msg, aad: &aad }).unwrap()
                     });
                 });
+                #[cfg(feature = "ring")]
+                {
+                    g.bench_function(BenchmarkId::new("credvault-aead-rustcrypto", size), |b| {
+                        b.iter(|| aead::open(&rust, black_box(&ours), &ctx).unwrap());
+                    });
+                    g.bench_function(BenchmarkId::new("ring-same-aad", size), |b| {
+                        b.iter(|| {
+                            let mut buf = black_box(with_aad.as_slice()).to_vec();
+                            let n = ring::aead::Nonce::assume_unique_for_key([7u8; 12]);
+                            let aad = ring::aead::Aad::from(&aad);
+                            let len = ring_peer.open_in_place(n, aad, &mut buf).unwrap().len();
+                            buf.truncate(len);
+                            buf
+                        });
+                    });
+                }
             } else {
                 g.bench_function(BenchmarkId::new("credvault-aead", size), |b| {
                     b.iter(|| aead::seal(&key, KeyVersion::FIRST, black_box(&data), &ctx).unwrap());
@@ -123,6 +151,27 @@ fn gcm(c: &mut Criterion) {
                             .unwrap()
                     });
                 });
+                #[cfg(feature = "ring")]
+                {
+                    g.bench_function(BenchmarkId::new("credvault-aead-rustcrypto", size), |b| {
+                        b.iter(|| {
+                            aead::seal(&rust, KeyVersion::FIRST, black_box(&data), &ctx).unwrap()
+                        });
+                    });
+                    g.bench_function(BenchmarkId::new("ring-same-aad", size), |b| {
+                        b.iter(|| {
+                            let mut nonce = [0u8; 12];
+                            rand::rng().fill_bytes(&mut nonce);
+                            let mut buf = Vec::with_capacity(data.len() + 16);
+                            buf.extend_from_slice(black_box(&data));
+                            let n = ring::aead::Nonce::assume_unique_for_key(nonce);
+                            ring_peer
+                                .seal_in_place_append_tag(n, ring::aead::Aad::from(&aad), &mut buf)
+                                .unwrap();
+                            buf
+                        });
+                    });
+                }
             }
         }
         g.finish();

@@ -417,6 +417,59 @@ async fn export_audits_a_record_that_does_not_open(db: &Db) {
     assert!(failed[0].outcome.starts_with("failed: "), "{:?}", failed[0]);
 }
 
+/// Gives tenant `tenant`'s current data key row a KEK version out of range (a hand edit or a
+/// bad restore): the row no longer decodes.
+async fn break_dek_row(db: &Db, tenant: &str) {
+    db.exec(&format!(
+        "UPDATE {{t}}credvault_tenants SET kek_version = -1 WHERE tenant_id = '{tenant}'"
+    ))
+    .await;
+}
+
+async fn key_report_names_a_bad_data_key_row(db: &Db) {
+    let clock = ManualClock::new(T0);
+    let vault = vault(db, &clock);
+    vault.migrate().await.unwrap();
+    for tenant in ["acme", "globex", "initech"] {
+        put_tokens(&vault, tenant, &["a"]).await;
+    }
+    break_dek_row(db, "globex").await;
+    let report = vault
+        .key_report(&credvault::store::RotationPolicy::default())
+        .await
+        .expect("one bad row does not stop the report");
+    let report = serde_json::to_value(&report).unwrap();
+    let tenants: Vec<&str> = report["deks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["acme", "initech"], "{report}");
+    let unreadable = report["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{report}");
+    assert_eq!(unreadable[0]["tenant"], "globex");
+    assert_eq!(unreadable[0]["kind"], "data_key");
+    assert_eq!(unreadable[0]["column"], "kek_version");
+}
+
+async fn rotation_skips_a_bad_data_key_row(db: &Db) {
+    let clock = ManualClock::new(T0);
+    let vault = vault(db, &clock);
+    vault.migrate().await.unwrap();
+    for tenant in ["acme", "globex", "initech"] {
+        put_tokens(&vault, tenant, &["a"]).await;
+    }
+    break_dek_row(db, "globex").await;
+    let rotated = vault.rotate_all_deks(|_| {}).await.unwrap();
+    assert_eq!((rotated.rotated, rotated.skipped), (2, 1), "{rotated:?}");
+    assert_eq!(rotated.unreadable[0].tenant, "globex");
+    let rewrap = vault.rewrap_deks(|_| {}).await.unwrap();
+    assert_eq!(rewrap.unreadable.len(), 1, "{rewrap:?}");
+    // What the bad row needs is unknown: no KEK version counts as unused.
+    assert!(vault.kek_usage(credvault::KeyVersion::FIRST).await.is_err());
+}
+
 // ---- item 6: audit that cannot be forged or bypassed
 
 async fn failed_open_is_audited(db: &Db) {
@@ -605,4 +658,6 @@ on_both!(
     audit_read_keeps_a_row_that_does_not_decode,
     tenant_deletion_names_a_token_row_it_cannot_revoke,
     export_audits_a_record_that_does_not_open,
+    key_report_names_a_bad_data_key_row,
+    rotation_skips_a_bad_data_key_row,
 );

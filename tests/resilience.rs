@@ -417,23 +417,21 @@ async fn export_audits_a_record_that_does_not_open(db: &Db) {
     assert!(failed[0].outcome.starts_with("failed: "), "{:?}", failed[0]);
 }
 
-/// Gives tenant `tenant`'s current data key row a KEK version out of range (a hand edit or a
-/// bad restore): the row no longer decodes.
-async fn break_dek_row(db: &Db, tenant: &str) {
-    db.exec(&format!(
-        "UPDATE {{t}}credvault_tenants SET kek_version = -1 WHERE tenant_id = '{tenant}'"
-    ))
-    .await;
-}
-
-async fn key_report_names_a_bad_data_key_row(db: &Db) {
-    let clock = ManualClock::new(T0);
-    let vault = vault(db, &clock);
+/// A vault with tenants acme, globex and initech, one token each, whose globex data key row
+/// has a KEK version out of range (a hand edit or a bad restore): it no longer decodes.
+async fn vault_with_a_bad_dek_row(db: &Db) -> Vault {
+    let vault = vault(db, &ManualClock::new(T0));
     vault.migrate().await.unwrap();
     for tenant in ["acme", "globex", "initech"] {
         put_tokens(&vault, tenant, &["a"]).await;
     }
-    break_dek_row(db, "globex").await;
+    db.exec("UPDATE {t}credvault_tenants SET kek_version = -1 WHERE tenant_id = 'globex'")
+        .await;
+    vault
+}
+
+async fn key_report_names_a_bad_data_key_row(db: &Db) {
+    let vault = vault_with_a_bad_dek_row(db).await;
     let report = vault
         .key_report(&credvault::store::RotationPolicy::default())
         .await
@@ -454,13 +452,7 @@ async fn key_report_names_a_bad_data_key_row(db: &Db) {
 }
 
 async fn rotation_skips_a_bad_data_key_row(db: &Db) {
-    let clock = ManualClock::new(T0);
-    let vault = vault(db, &clock);
-    vault.migrate().await.unwrap();
-    for tenant in ["acme", "globex", "initech"] {
-        put_tokens(&vault, tenant, &["a"]).await;
-    }
-    break_dek_row(db, "globex").await;
+    let vault = vault_with_a_bad_dek_row(db).await;
     let rotated = vault.rotate_all_deks(|_| {}).await.unwrap();
     assert_eq!((rotated.rotated, rotated.skipped), (2, 1), "{rotated:?}");
     assert_eq!(rotated.unreadable[0].tenant, "globex");

@@ -99,7 +99,11 @@ fn a_token_without_the_store_is_an_error_never_a_fresh_start() {
     let opened = Pkcs11TenantKeys::open(config(module.clone(), "made")).unwrap();
     let again = Pkcs11TenantKeys::create(config(module.clone(), "made")).unwrap();
     assert_eq!(made.identity().unwrap(), opened.identity().unwrap());
-    assert_eq!(made.identity().unwrap(), again.identity().unwrap(), "create opens");
+    assert_eq!(
+        made.identity().unwrap(),
+        again.identity().unwrap(),
+        "create opens"
+    );
     let other = Pkcs11TenantKeys::create(config(module, "other")).unwrap();
     assert_ne!(made.identity().unwrap(), other.identity().unwrap());
     let shown = format!("{made:?} {}", made.describe());

@@ -371,13 +371,14 @@ impl Pkcs11TenantKeys {
     /// Commits our pending object; `false` if it is gone (deleted as stale: too slow).
     fn commit(&self, obj: Listed) -> Result<bool, KeyError> {
         let _objects = self.object_lock()?;
-        match self
-            .session()?
-            .update_attributes(
-                obj.handle,
-                &[Attribute::Id(id_bytes(COMMITTED, obj.created_at, &obj.nonce))],
-            )
-        {
+        match self.session()?.update_attributes(
+            obj.handle,
+            &[Attribute::Id(id_bytes(
+                COMMITTED,
+                obj.created_at,
+                &obj.nonce,
+            ))],
+        ) {
             Ok(()) => Ok(true),
             Err(P11Error::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(false),
             Err(e) => Err(p11(&e)),
@@ -493,7 +494,9 @@ fn read_identity(session: &Session, config: &Pkcs11Config) -> Result<Option<Stri
         };
         for attr in attrs {
             if let Attribute::Value(v) = attr {
-                let id = String::from_utf8(v).ok().filter(|id| id.starts_with("pkcs11-"));
+                let id = String::from_utf8(v)
+                    .ok()
+                    .filter(|id| id.starts_with("pkcs11-"));
                 ids.push(id.ok_or_else(|| KeyError::Store {
                     place: place(config),
                     problem: "its identity object is not credvault's".to_owned(),

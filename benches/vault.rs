@@ -6,6 +6,13 @@
 //! tenant of 100 records (the vault opens each record's sealed metadata, issue 14 item 4;
 //! plain: `SELECT` 100 rows and decode their clear metadata JSON).
 //!
+//! On a loaded machine wall times swing by 2x between rounds (each read is two hand-offs to
+//! sqlx's SQLite worker thread, and each waits for a free core). For a figure that does not,
+//! count instructions per read with callgrind (`CREDVAULT_BENCH_GETS`, in the code below):
+//! `cargo bench --bench vault --no-run`, then for W in credvault plain, N in 1000 3000:
+//! `CREDVAULT_BENCH_GETS=$W:$N valgrind --tool=callgrind --callgrind-out-file=/dev/null
+//! target/release/deps/vault-*` and take (I3000 - I1000) / 2000.
+//!
 //! `cargo bench --bench vault`
 
 #![allow(
@@ -95,13 +102,46 @@ fn vault(c: &mut Criterion) {
     });
     let acme = vault.tenant("acme").unwrap();
     let fernet_acme = fernet_vault.tenant("fernet-acme").unwrap();
+    let credvault_get = |i: u64| {
+        rt.block_on(acme.get::<OAuthToken>(black_box(&format!("conn-{i}"))))
+            .unwrap()
+    };
+    let plain_get = |i: u64| {
+        rt.block_on(async {
+            let (sealed,): (Vec<u8>,) =
+                sqlx::query_as("SELECT sealed FROM plain WHERE tenant_id = 'acme' AND name = ?")
+                    .bind(black_box(format!("conn-{i}")))
+                    .fetch_one(raw.pool())
+                    .await
+                    .unwrap();
+            let (nonce, ct) = sealed.split_at(12);
+            let json = key.decrypt(&Nonce::try_from(nonce).unwrap(), ct).unwrap();
+            serde_json::from_slice::<OAuthToken>(&json).unwrap()
+        })
+    };
+    // Instruction counting: `CREDVAULT_BENCH_GETS=credvault:N` (or `plain:N`) does N reads
+    // and no benchmark, for `valgrind --tool=callgrind`, whose counts do not depend on what
+    // else the machine is doing. Two runs with different N give the cost of one read.
+    if let Ok(spec) = std::env::var("CREDVAULT_BENCH_GETS") {
+        let (which, n) = spec.split_once(':').unwrap();
+        let n: u64 = n.parse().unwrap();
+        for i in 0..n {
+            let k = (i * 7) % 1000;
+            match which {
+                "credvault" => drop(black_box(credvault_get(k))),
+                "plain" => drop(black_box(plain_get(k))),
+                other => panic!("CREDVAULT_BENCH_GETS={other}:N: credvault or plain"),
+            }
+        }
+        rt.block_on(vault.flush_audit()).unwrap();
+        std::process::exit(0);
+    }
     let mut g = c.benchmark_group("vault_get");
     let mut i = 0u64;
     g.bench_function("credvault-sqlite", |b| {
         b.iter(|| {
             i = (i + 7) % 1000;
-            rt.block_on(acme.get::<OAuthToken>(black_box(&format!("conn-{i}"))))
-                .unwrap()
+            credvault_get(i)
         });
     });
     g.bench_function("credvault-sqlite-fernet", |b| {
@@ -114,18 +154,7 @@ fn vault(c: &mut Criterion) {
     g.bench_function("plain-sqlx-aes-gcm", |b| {
         b.iter(|| {
             i = (i + 7) % 1000;
-            rt.block_on(async {
-                let (sealed,): (Vec<u8>,) = sqlx::query_as(
-                    "SELECT sealed FROM plain WHERE tenant_id = 'acme' AND name = ?",
-                )
-                .bind(black_box(format!("conn-{i}")))
-                .fetch_one(raw.pool())
-                .await
-                .unwrap();
-                let (nonce, ct) = sealed.split_at(12);
-                let json = key.decrypt(&Nonce::try_from(nonce).unwrap(), ct).unwrap();
-                serde_json::from_slice::<OAuthToken>(&json).unwrap()
-            })
+            plain_get(i)
         });
     });
     g.finish();

@@ -18,11 +18,11 @@ mod common;
 
 use std::sync::Arc;
 
-use credvault::backend::{AuditQuery, Backend, SqliteBackend};
+use credvault::backend::{AuditQuery, Backend, BoxFuture, SqliteBackend};
 use credvault::envelope::MemoryTenantKeys;
 use credvault::store::{
-    DerivedData, LegacyPayload, LegacyValue, ManualClock, OAuthToken, ReencryptOptions, Vault,
-    VaultConfig,
+    DerivedData, LegacyPayload, LegacyValue, ManualClock, OAuthToken, ReencryptOptions,
+    RevocationRequest, RevokeError, Revoker, Vault, VaultConfig,
 };
 use credvault::{Keyring, SecretString};
 use serde_json::{Value, json};
@@ -332,6 +332,136 @@ async fn import_goes_on_past_a_tenant_that_does_not_decode(db: &Db) {
     assert_eq!(report.failures[0].tenant.as_deref(), Some("broken"));
 }
 
+/// Accepts every revocation and remembers the names.
+#[derive(Debug, Default)]
+struct Accepting(std::sync::Mutex<Vec<String>>);
+
+impl Revoker for Accepting {
+    fn revoke<'a>(
+        &'a self,
+        request: &'a RevocationRequest,
+    ) -> BoxFuture<'a, Result<(), RevokeError>> {
+        self.0.lock().unwrap().push(request.name.clone());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn tenant_deletion_names_a_token_row_it_cannot_revoke(db: &Db) {
+    let clock = ManualClock::new(T0);
+    let vault = vault(db, &clock);
+    vault.migrate().await.unwrap();
+    put_tokens(&vault, "acme", &["a", "b", "c"]).await;
+    break_name(db, "b").await;
+    let revoker = Accepting::default();
+    let deletion = vault
+        .delete_tenant_with("acme", "admin", &revoker)
+        .await
+        .unwrap();
+    assert_eq!(*revoker.0.lock().unwrap(), ["a", "c"]);
+    let deletion = serde_json::to_value(&deletion).unwrap();
+    assert_eq!(deletion["tokens_revoked"], 2, "{deletion}");
+    assert_eq!(
+        unreadable_names(&deletion, "unreadable"),
+        ["b\\u{1b}[2J"],
+        "the row that was neither revoked nor removed is named"
+    );
+    // Each purge run before the deadline names it again; the tenant's purge deletes it.
+    let report = serde_json::to_value(vault.purge().await.unwrap()).unwrap();
+    assert_eq!(
+        unreadable_names(&report, "unreadable"),
+        ["b\\u{1b}[2J"],
+        "{report}"
+    );
+    clock.advance(std::time::Duration::from_secs(31 * 86_400));
+    vault.purge().await.unwrap();
+    let left = vault
+        .tenant("acme")
+        .unwrap()
+        .export_json_with(
+            &mut Vec::new(),
+            credvault::store::ExportOptions::metadata_only(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((left.records, left.unreadable), (0, 0), "{left:?}");
+}
+
+async fn export_audits_a_record_that_does_not_open(db: &Db) {
+    let clock = ManualClock::new(T0);
+    let vault = vault(db, &clock);
+    vault.migrate().await.unwrap();
+    put_tokens(&vault, "acme", &["a", "b"]).await;
+    let cut = if db.is_sqlite() {
+        "substr(sealed, 1, 10)"
+    } else {
+        "substring(sealed from 1 for 10)"
+    };
+    db.exec(&format!(
+        "UPDATE {{t}}credvault_secrets SET sealed = {cut} WHERE name = 'b'"
+    ))
+    .await;
+    let report = vault
+        .tenant("acme")
+        .unwrap()
+        .export_json(&mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!((report.records, report.unreadable), (1, 1));
+    let audit = vault.audit(&AuditQuery::default()).await.unwrap();
+    let failed: Vec<_> = audit
+        .iter()
+        .filter(|r| r.action.as_str() == "open_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{audit:?}");
+    assert_eq!(failed[0].name.as_deref(), Some("b"));
+    assert!(failed[0].outcome.starts_with("failed: "), "{:?}", failed[0]);
+}
+
+/// A vault with tenants acme, globex and initech, one token each, whose globex data key row
+/// has a KEK version out of range (a hand edit or a bad restore): it no longer decodes.
+async fn vault_with_a_bad_dek_row(db: &Db) -> Vault {
+    let vault = vault(db, &ManualClock::new(T0));
+    vault.migrate().await.unwrap();
+    for tenant in ["acme", "globex", "initech"] {
+        put_tokens(&vault, tenant, &["a"]).await;
+    }
+    db.exec("UPDATE {t}credvault_tenants SET kek_version = -1 WHERE tenant_id = 'globex'")
+        .await;
+    vault
+}
+
+async fn key_report_names_a_bad_data_key_row(db: &Db) {
+    let vault = vault_with_a_bad_dek_row(db).await;
+    let report = vault
+        .key_report(&credvault::store::RotationPolicy::default())
+        .await
+        .expect("one bad row does not stop the report");
+    let report = serde_json::to_value(&report).unwrap();
+    let tenants: Vec<&str> = report["deks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["acme", "initech"], "{report}");
+    let unreadable = report["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{report}");
+    assert_eq!(unreadable[0]["tenant"], "globex");
+    assert_eq!(unreadable[0]["kind"], "data_key");
+    assert_eq!(unreadable[0]["column"], "kek_version");
+}
+
+async fn rotation_skips_a_bad_data_key_row(db: &Db) {
+    let vault = vault_with_a_bad_dek_row(db).await;
+    let rotated = vault.rotate_all_deks(|_| {}).await.unwrap();
+    assert_eq!((rotated.rotated, rotated.skipped), (2, 1), "{rotated:?}");
+    assert_eq!(rotated.unreadable[0].tenant, "globex");
+    let rewrap = vault.rewrap_deks(|_| {}).await.unwrap();
+    assert_eq!(rewrap.unreadable.len(), 1, "{rewrap:?}");
+    // What the bad row needs is unknown: no KEK version counts as unused.
+    assert!(vault.kek_usage(credvault::KeyVersion::FIRST).await.is_err());
+}
+
 // ---- item 6: audit that cannot be forged or bypassed
 
 async fn failed_open_is_audited(db: &Db) {
@@ -518,4 +648,8 @@ on_both!(
     export_holds_the_tenants_audit,
     forged_actor_is_refused,
     audit_read_keeps_a_row_that_does_not_decode,
+    tenant_deletion_names_a_token_row_it_cannot_revoke,
+    export_audits_a_record_that_does_not_open,
+    key_report_names_a_bad_data_key_row,
+    rotation_skips_a_bad_data_key_row,
 );

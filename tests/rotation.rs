@@ -131,7 +131,7 @@ mod body {
             f.vault.rotate_dek("acme").await.unwrap(),
             KeyVersion::new(2)
         );
-        assert_eq!(f.vault.rotate_all_deks(|_| {}).await.unwrap(), 3);
+        assert_eq!(f.vault.rotate_all_deks(|_| {}).await.unwrap().rotated, 3);
         // acme is at 3, the others at 2; every old record still opens.
         assert_contents(&f.vault, 30, &BTreeMap::new()).await;
         // New writes use the new key at once.

@@ -91,6 +91,9 @@ fn table(r: &KeyReport) -> String {
         suites.join(", "),
         r.records_to_reseal
     ));
+    for row in &r.unreadable {
+        text.push_str(&format!("unreadable: {row}\n"));
+    }
     text
 }
 
@@ -146,6 +149,13 @@ fn attention(r: &KeyReport) -> (String, String) {
             "restore that KEK version from a backup of the key file, then run `credvault \
              vault rotate --kek`",
         );
+    }
+    if !r.unreadable.is_empty() {
+        problems.push(format!(
+            "{} rows could not be read (not in the figures)",
+            r.unreadable.len()
+        ));
+        hints.push("inspect the rows named `unreadable:` in the database");
     }
     (problems.join(", "), hints.join("; "))
 }

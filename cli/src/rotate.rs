@@ -39,13 +39,26 @@ pub(crate) async fn rotate(
             let mut display = ProgressDisplay::stderr("rotate", "tenants");
             let rotated = vault.rotate_all_deks(|p| display.update(p)).await;
             display.finish();
-            let rotated = rotated?;
-            out.print(&json!({ "rotated": rotated }), || {
-                format!(
-                    "{rotated} tenants have a new data key; `credvault vault reencrypt` moves \
-                     their records\n"
-                )
-            })
+            let report = rotated?;
+            out.print(&report, || {
+                let mut text = format!(
+                    "{} tenants have a new data key; `credvault vault reencrypt` moves their \
+                     records\n",
+                    report.rotated
+                );
+                for row in &report.unreadable {
+                    text.push_str(&format!("unreadable, skipped: {row}\n"));
+                }
+                text
+            })?;
+            if report.skipped > 0 {
+                return Err(CliError::check_failed(format!(
+                    "{} rows could not be read: those tenants were not rotated",
+                    report.skipped
+                ))
+                .hint("inspect the rows named `unreadable` in the database, then run the command again"));
+            }
+            Ok(())
         }
         (None, true) => rewrap(vault, out).await,
     }
@@ -57,6 +70,14 @@ async fn rewrap(vault: &Vault, out: Output) -> Result<(), CliError> {
     display.finish();
     let report = report?;
     print_rewrap(&report, out)?;
+    if !report.unreadable.is_empty() {
+        return Err(CliError::check_failed(format!(
+            "{} data key rows could not be read: not rewrapped, and no KEK version can be \
+             destroyed while they are there",
+            report.unreadable.len()
+        ))
+        .hint("inspect the rows named `unreadable` in the database, then run the command again"));
+    }
     if !report.failures.is_empty() {
         return Err(CliError::check_failed(format!(
             "{} data keys could not be rewrapped",
@@ -94,6 +115,9 @@ fn print_rewrap(report: &RewrapReport, out: Output) -> Result<(), CliError> {
                 "failed: tenant {} data key {}: {}\n",
                 f.tenant, f.dek_version, f.reason
             ));
+        }
+        for row in &report.unreadable {
+            text.push_str(&format!("unreadable, skipped: {row}\n"));
         }
         text
     })

@@ -168,6 +168,43 @@ async fn disconnect_and_reencrypt_skip_a_bad_row_and_exit_1() {
 }
 
 #[tokio::test]
+async fn report_and_rotate_all_name_a_bad_data_key_row_and_exit_1() {
+    let vault = vault_with_tokens();
+    let dir = vault.path();
+    let put = [
+        "vault",
+        "put",
+        "--tenant",
+        "globex",
+        "--kind",
+        "oauth_token",
+        "--name",
+        "x",
+    ];
+    run(dir, &put, &token_json("gho_x")).success();
+    raw(
+        dir,
+        "UPDATE credvault_tenants SET kek_version = -1 WHERE tenant_id = 'acme'",
+    )
+    .await;
+    let a = run(dir, &["vault", "report"], "");
+    let (out, err) = (stdout(&a), stderr(&a));
+    a.code(1);
+    assert!(out.contains("globex"), "the rest is reported: {out}");
+    assert!(
+        out.contains("unreadable: tenant acme kind data_key name 1"),
+        "{out}"
+    );
+    assert!(err.contains("rows could not be read"), "{err}");
+    let a = run(dir, &["vault", "rotate", "--all"], "");
+    let (out, err) = (stdout(&a), stderr(&a));
+    a.code(1);
+    assert!(out.contains("1 tenants have a new data key"), "{out}");
+    assert!(out.contains("unreadable, skipped: tenant acme"), "{out}");
+    assert!(err.contains("were not rotated"), "{err}");
+}
+
+#[tokio::test]
 async fn audit_prints_an_old_forged_row_escaped() {
     let vault = vault_with_tokens();
     let dir = vault.path();

@@ -30,9 +30,10 @@ pub enum AuditAction {
     Get,
     /// `update`: a record replaced (compare-and-swap).
     Update,
-    /// `open_failed`: a record read (`get`, `refresh`) whose sealed payload did not open, or
-    /// did not decode as its type. The outcome is `failed: ` and the class (`tampered`,
-    /// `unknown_key_version`, `invalid_payload`), never the bytes; the caller got the error.
+    /// `open_failed`: a record read (`get`, `refresh`, an export) whose sealed payload did not
+    /// open, or did not decode as its type. The outcome is `failed: ` and the class
+    /// (`tampered`, `unknown_key_version`, `invalid_payload`), never the bytes; the caller got
+    /// the error (an export lists the record as unreadable).
     OpenFailed,
     /// `upsert`: a record stored or replaced, whichever its absence or presence called for.
     Upsert,

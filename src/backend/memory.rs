@@ -6,9 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
-    BoxFuture, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery, RecordCount,
-    RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan, TenantRow,
-    VaultKeyRow, purged_record_audit, schema_too_new, stale_kek, stale_key,
+    BoxFuture, DekCursor, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery,
+    RecordCount, RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan,
+    TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, schema_too_new, stale_kek,
+    stale_key,
 };
 use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
@@ -149,8 +150,7 @@ impl Backend for MemoryBackend {
     fn tenants_due_for_purge(
         &self,
         now: i64,
-    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, crate::backend::UnreadableRow>>, BackendError>>
-    {
+    ) -> BoxFuture<'_, Result<Vec<Result<TenantId, UnreadableRow>>, BackendError>> {
         self.run(move |s| {
             Ok(s.tenants
                 .values()
@@ -292,8 +292,7 @@ impl Backend for MemoryBackend {
         due_by: i64,
         now: i64,
         actor: &str,
-    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, crate::backend::UnreadableRow>>, BackendError>>
-    {
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordKey, UnreadableRow>>, BackendError>> {
         let actor = actor.to_owned();
         self.run(move |s| {
             let due: Vec<RecordKey> = s
@@ -483,20 +482,25 @@ impl Backend for MemoryBackend {
 
     fn deks_page<'a>(
         &'a self,
-        after: Option<&'a (TenantId, KeyVersion)>,
+        after: Option<&'a DekCursor>,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<Result<DekRow, UnreadableRow>>, BackendError>> {
         self.run(move |s| {
             let mut all: Vec<DekRow> = s
                 .tenants
                 .values()
                 .map(current_dek)
                 .chain(s.retired.values().cloned())
-                .filter(|d| after.is_none_or(|(t, v)| (&d.tenant, d.version) > (t, *v)))
+                .filter(|d| {
+                    after.is_none_or(|a| {
+                        (d.tenant.as_str(), i64::from(d.version.get()))
+                            > (a.tenant.as_str(), a.version)
+                    })
+                })
                 .collect();
             all.sort_by(|a, b| (&a.tenant, a.version).cmp(&(&b.tenant, b.version)));
             all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            Ok(all)
+            Ok(all.into_iter().map(Ok).collect())
         })
     }
 
@@ -617,7 +621,9 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
+    fn record_counts(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordCount, UnreadableRow>>, BackendError>> {
         self.run(|s| {
             let mut counts: BTreeMap<(TenantId, KeyVersion, SealingSuite), u64> = BTreeMap::new();
             for r in s.secrets.values() {
@@ -632,11 +638,13 @@ impl Backend for MemoryBackend {
             }
             Ok(counts
                 .into_iter()
-                .map(|((tenant, dek_version, suite), records)| RecordCount {
-                    tenant,
-                    dek_version,
-                    suite,
-                    records,
+                .map(|((tenant, dek_version, suite), records)| {
+                    Ok(RecordCount {
+                        tenant,
+                        dek_version,
+                        suite,
+                        records,
+                    })
                 })
                 .collect())
         })

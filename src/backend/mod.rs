@@ -50,8 +50,8 @@ pub use memory::MemoryBackend;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PgBackend;
 pub use rotation::{
-    BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordCount, ResealError, ResealFailure,
-    ResealFn, Resealed, RowCursor, StaleRecord, SuitePlan,
+    BatchOutcome, BatchRequest, DATA_KEY_ROW, DekCursor, DekRow, DestroyDek, RecordCount,
+    ResealError, ResealFailure, ResealFn, Resealed, RowCursor, StaleRecord, SuitePlan,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -697,12 +697,14 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>>;
 
     /// Every data key of every tenant, current and retired, ordered by (tenant, version),
-    /// starting after `after` (exclusive), at most `limit`.
+    /// starting after `after` (exclusive), at most `limit`. A row that does not decode is
+    /// listed as an [`UnreadableRow`] of kind [`DATA_KEY_ROW`] named by its version (with
+    /// where the walk resumes past it, when its tenant id and version read).
     fn deks_page<'a>(
         &'a self,
-        after: Option<&'a (TenantId, KeyVersion)>,
+        after: Option<&'a DekCursor>,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Vec<Result<DekRow, UnreadableRow>>, BackendError>>;
 
     /// Makes `wrapped` (data key version `expected + 1`, wrapped under `kek_version`) the
     /// tenant's current data key if its current version is `expected`, retiring the old one
@@ -759,8 +761,11 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
         audit: &'a [AuditRow],
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
 
-    /// How many records each (tenant, data key version, sealing suite) seals, ordered.
-    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>>;
+    /// How many records each (tenant, data key version, sealing suite) seals, ordered. A
+    /// group whose tenant id or version does not decode is listed as an [`UnreadableRow`].
+    fn record_counts(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordCount, UnreadableRow>>, BackendError>>;
 
     /// How many records are not sealed with their tenant's current data key, or are sealed
     /// with another suite than `plan` says.

@@ -154,6 +154,32 @@ pub struct ResealFailure {
     pub error: ResealError,
 }
 
+/// Where a walk over the data keys resumes
+/// ([`Backend::deks_page`](crate::backend::Backend::deks_page)): the tenant id and version
+/// of the last row seen, as stored, so that a row that does not decode still has its place
+/// in the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DekCursor {
+    /// The tenant id as stored.
+    pub tenant: String,
+    /// The data key version as stored.
+    pub version: i64,
+}
+
+impl DekCursor {
+    /// The cursor at a decoded data key.
+    pub fn at(dek: &DekRow) -> Self {
+        Self {
+            tenant: dek.tenant.as_str().to_owned(),
+            version: i64::from(dek.version.get()),
+        }
+    }
+}
+
+/// The kind a data-key row that does not decode is named with in an
+/// [`UnreadableRow`](crate::backend::UnreadableRow) (its name is the version).
+pub const DATA_KEY_ROW: &str = "data_key";
+
 /// Where a vault-wide walk over records resumes: the (tenant, kind, name) of the last row
 /// seen, as stored (text, so that a walk can go past a row whose name is not valid).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
-    RowExt as _, audit_from_row, corrupt, count, count_from_row, dek_from_row, due_tenant_from_row,
-    listed_key,
+    RowExt as _, audit_from_row, corrupt, count, count_listed, dek_from_row, dek_listed,
+    due_tenant_from_row, listed_key,
 };
 use crate::backend::{
-    AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekRow,
-    DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow, SuitePlan,
-    TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
+    AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekCursor,
+    DekRow, DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow,
+    SuitePlan, TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -387,12 +387,12 @@ impl<D: Driver> Backend for SqlBackend<D> {
 
     fn deks_page<'a>(
         &'a self,
-        after: Option<&'a (TenantId, KeyVersion)>,
+        after: Option<&'a DekCursor>,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<DekRow>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<Result<DekRow, UnreadableRow>>, BackendError>> {
         Box::pin(async move {
             let (tenant, version) =
-                after.map_or(("", 0), |(t, v)| (t.as_str(), i64::from(v.get())));
+                after.map_or(("", i64::MIN), |a| (a.tenant.as_str(), a.version));
             let mut conn = self.read("listing data keys").await?;
             let rows = conn
                 .fetch_all(
@@ -400,7 +400,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     params![tenant, version, i64::from(limit)],
                 )
                 .await?;
-            rows.iter().map(dek_from_row).collect()
+            Ok(rows.iter().map(dek_listed).collect())
         })
     }
 
@@ -515,13 +515,15 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
-    fn record_counts(&self) -> BoxFuture<'_, Result<Vec<RecordCount>, BackendError>> {
+    fn record_counts(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<Result<RecordCount, UnreadableRow>>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.read("counting records per data key").await?;
             let rows = conn
                 .fetch_all(&self.queries.records.counts, params![])
                 .await?;
-            rows.iter().map(count_from_row).collect()
+            Ok(rows.iter().map(count_listed).collect())
         })
     }
 

@@ -88,6 +88,61 @@ pub(crate) fn key_version(
         .map_err(|_| corrupt(format!("{}: {col} is out of range", place())))
 }
 
+/// A row read whole or named as unreadable: `decode` reads it; when that fails, the row is
+/// named by its tenant id and `name` column (as text where they read) with the first
+/// column at fault among `columns` (the ones `decode` reads, tenant id first). Used for the
+/// listings of data keys and record counts, where one bad row must not stop the walk.
+fn listed_or_named<T>(
+    row: &impl RowExt,
+    kind: Option<&str>,
+    name_col: &str,
+    columns: &[&'static str],
+    decode: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<T, UnreadableRow> {
+    let readable = |col: &str| {
+        if col == "wrapped_dek" {
+            row.opt_bytes(col).is_ok()
+        } else if matches!(col, "retired_at" | "destroyed_at") {
+            row.opt_int(col).is_ok()
+        } else {
+            row.int(col).is_ok()
+        }
+    };
+    decode().map_err(|_| {
+        let tenant = row.text("tenant_id").ok();
+        // Without a readable tenant id the row has no place to resume from: no name either
+        // (an unreadable row is only given a resume point when both read).
+        let name = tenant
+            .as_ref()
+            .and_then(|_| row.int(name_col).ok())
+            .map(|v| v.to_string());
+        let (reason, column) = if tenant.is_none() {
+            (RowFault::UnreadableColumn, Some("tenant_id"))
+        } else if tenant.as_deref().is_some_and(|t| TenantId::new(t).is_err()) {
+            (RowFault::InvalidTenant, Some("tenant_id"))
+        } else {
+            let bad = columns
+                .iter()
+                .copied()
+                .filter(|c| *c != "tenant_id")
+                .find(|c| !readable(c) || (c.ends_with("_version") && !in_range(row, c)));
+            (RowFault::UnreadableColumn, bad)
+        };
+        UnreadableRow::new(
+            tenant.as_deref().unwrap_or("?"),
+            kind,
+            name.as_deref(),
+            reason,
+            column,
+        )
+    })
+}
+
+/// Whether the key-version column `col` holds a version (0 ..= u32::MAX).
+fn in_range(row: &impl RowExt, col: &str) -> bool {
+    row.int(col).is_ok_and(|v| u32::try_from(v).is_ok())
+}
+
 /// Reads the `tenant_id` column of a row of `table`; `place(raw)` names the row in errors.
 /// Returns the tenant and the raw text, for the caller's own messages.
 fn row_tenant(
@@ -160,15 +215,22 @@ pub(crate) fn key_from_row(row: &impl RowExt) -> Result<RecordKey, BackendError>
         .map_err(|e| unreadable("tenant_id", e))?;
     let kind = row.text("kind").map_err(|e| unreadable("kind", e))?;
     let name = row.text("name").map_err(|e| unreadable("name", e))?;
-    let place = record_place(&tenant, &kind, &name);
+    let place = || record_place(&tenant, &kind, &name);
     Ok(RecordKey {
         tenant: TenantId::new(tenant.as_str())
-            .map_err(|e| corrupt(format!("{place}: invalid tenant id")).with_source(e))?,
+            .map_err(|e| corrupt(format!("{}: invalid tenant id", place())).with_source(e))?,
         kind: RecordKind::new(kind.as_str())
-            .map_err(|e| corrupt(format!("{place}: invalid record kind")).with_source(e))?,
+            .map_err(|e| corrupt(format!("{}: invalid record kind", place())).with_source(e))?,
         name: RecordName::new(name.as_str())
-            .map_err(|e| corrupt(format!("{place}: invalid record name")).with_source(e))?,
+            .map_err(|e| corrupt(format!("{}: invalid record name", place())).with_source(e))?,
     })
+}
+
+/// [`record_place`] of `key`, made only when called (the key's texts are copied now, which
+/// is cheaper than the escaping and formatting).
+fn record_place_of(key: &RecordKey) -> impl Fn() -> String + use<> {
+    let (tenant, kind, name) = (key.tenant.clone(), key.kind.clone(), key.name.clone());
+    move || record_place(tenant.as_str(), kind.as_str(), name.as_str())
 }
 
 /// Where a `credvault_secrets` row is, for an error message.
@@ -184,10 +246,15 @@ fn record_place(tenant: &str, kind: &str, name: &str) -> String {
 /// A `credvault_secrets` row.
 pub(crate) fn secret_from_row(row: &impl RowExt) -> Result<SecretRow, BackendError> {
     let key = key_from_row(row)?;
-    let place = record_place(key.tenant.as_str(), key.kind.as_str(), key.name.as_str());
+    // The row's place is written only for an error: escaping and formatting it for every
+    // row read cost a tenth of a `get` (counted with callgrind, benches/vault.rs).
+    let place = record_place_of(&key);
     secret_fields(row, key).map_err(|(fault, col)| match col {
-        Some(col) => corrupt(format!("{place}: column {col} cannot be read ({fault})")),
-        None => corrupt(format!("{place}: {fault}")),
+        Some(col) => corrupt(format!(
+            "{}: column {col} cannot be read ({fault})",
+            place()
+        )),
+        None => corrupt(format!("{}: {fault}", place())),
     })
 }
 
@@ -394,6 +461,27 @@ pub(crate) fn dek_from_row(row: &impl RowExt) -> Result<DekRow, BackendError> {
     })
 }
 
+/// A row of `Queries::deks_page`, or the row named as unreadable (kind
+/// [`DATA_KEY_ROW`](crate::backend::DATA_KEY_ROW), its version as the name).
+pub(crate) fn dek_listed(row: &impl RowExt) -> Result<DekRow, UnreadableRow> {
+    const COLUMNS: &[&str] = &[
+        "tenant_id",
+        "dek_version",
+        "wrapped_dek",
+        "kek_version",
+        "created_at",
+        "retired_at",
+        "destroyed_at",
+    ];
+    listed_or_named(
+        row,
+        Some(crate::backend::DATA_KEY_ROW),
+        "dek_version",
+        COLUMNS,
+        || dek_from_row(row),
+    )
+}
+
 /// A claimed record: a row of `Queries::claim_first` / `claim_after` with its key already
 /// read, and its tenant's row and retired data keys; or the fault and column.
 pub(crate) fn stale_from_row(
@@ -437,6 +525,13 @@ pub(crate) fn count_from_row(row: &impl RowExt) -> Result<RecordCount, BackendEr
         records: u64::try_from(records).unwrap_or(0),
         tenant,
     })
+}
+
+/// A row of `Queries::record_counts`, or the group named as unreadable (no kind; its data
+/// key version as the name).
+pub(crate) fn count_listed(row: &impl RowExt) -> Result<RecordCount, UnreadableRow> {
+    const COLUMNS: &[&str] = &["tenant_id", "dek_version", "records", "fernet"];
+    listed_or_named(row, None, "dek_version", COLUMNS, || count_from_row(row))
 }
 
 /// A count read from `COUNT(*)`, as u64.

@@ -83,7 +83,8 @@ impl Tenant {
     ///
     /// A row that cannot be exported (a name that is not valid, metadata that is not JSON, a
     /// payload that does not open) is skipped and listed under `unreadable` with the class of
-    /// its fault; the rest is written and the document stays whole. Allowed during the
+    /// its fault (a payload that does not open is also audited as `open_failed`, as a failed
+    /// `get` is); the rest is written and the document stays whole. Allowed during the
     /// deletion grace period. A tenant that never stored anything (or was purged) exports as
     /// empty `records`. Audited as `export`. To leave the secrets out, use
     /// [`export_json_with`](Self::export_json_with) and [`ExportOptions::metadata_only`].
@@ -123,6 +124,7 @@ impl Tenant {
         write(out, &header.as_bytes()[..header.len() - 1]).await?;
         write(out, b",\"records\":[").await?;
         let mut report = ExportReport::default();
+        let mut failed_opens = Vec::new();
         let mut after = None;
         let on = &mut On::Pool;
         while tenant.is_some() {
@@ -158,6 +160,13 @@ impl Tenant {
                         Err(e) => {
                             let fault = open_fault(&e).ok_or(e)?;
                             report.skip(UnreadableRow::of_key(&row.key, fault, Some("sealed")));
+                            // Audited like a failed `get`: a tampered or foreign record
+                            // met by an export is seen in the log, not only in this report.
+                            let outcome = format!("failed: {fault}");
+                            failed_opens.push(
+                                self.sealed_audit(&row.key, AuditAction::OpenFailed, &outcome)
+                                    .await?,
+                            );
                             continue;
                         }
                     },
@@ -177,6 +186,10 @@ impl Tenant {
                     write(out, meta.as_bytes()).await?;
                 }
                 report.records += 1;
+            }
+            if !failed_opens.is_empty() {
+                self.vault.backend().append_audit(&failed_opens).await?;
+                failed_opens.clear();
             }
             match next {
                 Some(n) => after = Some(n),

@@ -229,7 +229,12 @@ impl Vault {
     /// A KEK version not recorded yet: if the vault already has a data key wrapped under it
     /// (a vault made before fingerprints), the provider must unwrap it.
     async fn check_unwraps(&self, version: KeyVersion) -> Result<(), StoreError> {
-        let page = self.backend().deks_page(None, SAMPLE).await?;
+        // A sample: a row that does not decode is left out (named by the jobs that walk them
+        // all), never a reason to refuse a key.
+        let page: Vec<_> = (self.backend().deks_page(None, SAMPLE).await?)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
         let Some(dek) = page
             .iter()
             .find(|d| d.kek_version == version && d.wrapped_dek.is_some())
@@ -252,7 +257,10 @@ impl Vault {
     /// A tenant-key store seen for the first time: if the vault has tenants, the store must
     /// hold their shred secrets (else it is an empty or foreign directory).
     async fn check_new_store(&self) -> Result<(), StoreError> {
-        let page = self.backend().deks_page(None, SAMPLE).await?;
+        let page: Vec<_> = (self.backend().deks_page(None, SAMPLE).await?)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
         let mut tenants: Vec<&TenantId> = page.iter().map(|d| &d.tenant).collect();
         tenants.dedup();
         for tenant in tenants {

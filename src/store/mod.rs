@@ -54,8 +54,8 @@ pub use record::{ApiKey, Cookie, DerivedData, OAuthToken, SecretKind, SessionCoo
 pub use report::{DekState, DekStatus, KekStatus, KeyReport, RotationPolicy};
 pub use retention::{PurgeReport, TenantDeletion};
 pub use rotate::{
-    MAX_LISTED_FAILURES, ReencryptFailure, ReencryptOptions, ReencryptReport, RewrapFailure,
-    RewrapReport,
+    DekRotationReport, MAX_LISTED_FAILURES, ReencryptFailure, ReencryptOptions, ReencryptReport,
+    RewrapFailure, RewrapReport,
 };
 pub use tenant::{Listing, RecordInfo, Tenant, Versioned};
 

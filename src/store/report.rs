@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::RecordCount;
+use crate::backend::{BackendErrorKind, RecordCount, RowFault, UnreadableRow};
 use crate::crypto::SealingSuite;
 use crate::keys::KeyState;
+use crate::store::MAX_LISTED_FAILURES;
 use crate::store::rotate::DekPages;
 use crate::store::{DAY, StoreError, Vault, whole_seconds};
 use crate::{KeyVersion, TenantId};
@@ -126,6 +127,11 @@ pub struct KeyReport {
     pub deks_with_unusable_kek: u64,
     /// Keys older than the policy allows (current data keys and the primary KEK).
     pub overdue_keys: u64,
+    /// Rows the report could not read, named (the first
+    /// [`MAX_LISTED_FAILURES`](crate::store::MAX_LISTED_FAILURES)): record counts whose
+    /// tenant id or data key version does not decode, data key rows and tenant rows that do
+    /// not decode. What they hold is not in the figures above.
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 impl KeyReport {
@@ -138,6 +144,7 @@ impl KeyReport {
             && self.records_below_minimum == 0
             && self.deks_with_unusable_kek == 0
             && self.overdue_keys == 0
+            && self.unreadable.is_empty()
     }
 }
 
@@ -176,13 +183,20 @@ impl Vault {
             BTreeMap::new();
         let mut records_by_suite: BTreeMap<SealingSuite, u64> =
             SealingSuite::ALL.iter().map(|s| (*s, 0)).collect();
-        for RecordCount {
-            tenant,
-            dek_version,
-            suite,
-            records,
-        } in self.backend().record_counts().await?
-        {
+        let mut unreadable = Vec::new();
+        for counted in self.backend().record_counts().await? {
+            let RecordCount {
+                tenant,
+                dek_version,
+                suite,
+                records,
+            } = match counted {
+                Ok(count) => count,
+                Err(skipped) => {
+                    unreadable.push(skipped);
+                    continue;
+                }
+            };
             *counts.entry((tenant.clone(), dek_version)).or_default() += records;
             *by_suite
                 .entry((tenant, dek_version))
@@ -217,6 +231,7 @@ impl Vault {
             records_below_minimum: 0,
             deks_with_unusable_kek: 0,
             overdue_keys: 0,
+            unreadable,
         };
         let mut wrapped_per_kek: BTreeMap<KeyVersion, u64> = BTreeMap::new();
         let mut known: BTreeMap<(TenantId, KeyVersion), ()> = BTreeMap::new();
@@ -227,8 +242,21 @@ impl Vault {
                 if !dek.is_current() {
                     continue;
                 }
-                if let Some(t) = self.backend().tenant(&dek.tenant).await? {
-                    minimums.insert(dek.tenant.clone(), t.min_dek_version);
+                match self.backend().tenant(&dek.tenant).await {
+                    Ok(Some(t)) => {
+                        minimums.insert(dek.tenant.clone(), t.min_dek_version);
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.kind() == BackendErrorKind::Corrupt => {
+                        report.unreadable.push(UnreadableRow::new(
+                            dek.tenant.as_str(),
+                            None,
+                            None,
+                            RowFault::TenantMissing,
+                            None,
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
             for dek in &page {
@@ -295,6 +323,8 @@ impl Vault {
             }
         }
         report.overdue_keys += report.keks.iter().filter(|k| k.overdue).count() as u64;
+        report.unreadable.extend(pages.unreadable);
+        report.unreadable.truncate(MAX_LISTED_FAILURES);
         Ok(report)
     }
 }

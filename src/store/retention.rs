@@ -39,15 +39,18 @@ pub struct PurgeReport {
     pub audit_rows: u64,
     /// Rows the run could not read: due records whose key does not decode (deleted anyway,
     /// since they were due, and counted in `expired_records`) and tenants whose row does not
-    /// decode (skipped: not purged). Named, with the class of the fault; the rest was done.
+    /// decode (skipped: not purged); OAuth token rows of deleted tenants that do not decode
+    /// (never revoked: revoke them with the provider by hand; deleted with their tenant when
+    /// its purge is due). Named, with the class of the fault; the rest was done.
     pub unreadable: Vec<UnreadableRow>,
 }
 
 /// The actor the purge job writes into the audit log.
 pub(crate) const PURGE_ACTOR: &str = "job:purge";
 
-/// What [`Vault::delete_tenant_with`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`Vault::delete_tenant_with`] did. Serialised with these field names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct TenantDeletion {
     /// The promised deadline (Unix seconds): the tenant is destroyed by then, by a purge.
     pub purge_after: i64,
@@ -59,6 +62,11 @@ pub struct TenantDeletion {
     /// with the vault's [`revoker`](crate::store::VaultBuilder::revoker) (the tenant's own
     /// purge deletes them at the latest).
     pub revocation_failures: u64,
+    /// OAuth token rows that do not decode (a name that is not valid, metadata that is not
+    /// JSON), named: they could be neither revoked nor removed, and stay until the tenant's
+    /// purge deletes every row of the tenant. Each purge run names them again in
+    /// [`PurgeReport::unreadable`] meanwhile. Revoke these tokens with the provider by hand.
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 impl Vault {
@@ -155,6 +163,7 @@ impl Vault {
             tokens_revoked: 0,
             tokens_removed: 0,
             revocation_failures: 0,
+            unreadable: Vec::new(),
         };
         let row = match self.live_tenant(&id).await {
             Ok(row) => row,
@@ -171,6 +180,7 @@ impl Vault {
         deletion.tokens_revoked = tokens.revoked;
         deletion.tokens_removed = tokens.removed;
         deletion.revocation_failures = tokens.failed;
+        deletion.unreadable = tokens.unreadable;
         Ok(deletion)
     }
 
@@ -344,6 +354,7 @@ impl Vault {
                     report.tokens_revoked += done.revoked;
                     report.tokens_removed += done.removed;
                     report.revocation_failures += done.failed;
+                    report.unreadable.extend(done.unreadable);
                 }
                 Err(e) => tracing::warn!(
                     tenant = %tenant.id,

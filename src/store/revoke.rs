@@ -2,11 +2,12 @@
 //! purge.
 
 use crate::RecordKind;
-use crate::backend::{AuditAction, TenantRow};
+use crate::backend::{AuditAction, TenantRow, UnreadableRow};
+use crate::store::tenant::Rows;
 use crate::store::{OAuthToken, On, RevocationRequest, Revoker, SecretKind, StoreError, Tenant};
 
 /// What one pass over a deleted tenant's tokens did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TokenRemoval {
     /// Tokens the revoker accepted.
     pub(crate) revoked: u64,
@@ -14,6 +15,10 @@ pub(crate) struct TokenRemoval {
     pub(crate) removed: u64,
     /// Tokens whose revocation failed: kept, sealed, for the next purge to retry.
     pub(crate) failed: u64,
+    /// Token rows that do not decode (a name that is not valid, metadata that is not JSON):
+    /// neither revocable nor addressable, left for the tenant's purge, which deletes every
+    /// row of the tenant.
+    pub(crate) unreadable: Vec<UnreadableRow>,
 }
 
 impl Tenant {
@@ -29,8 +34,18 @@ impl Tenant {
         revoker: Option<&dyn Revoker>,
     ) -> Result<TokenRemoval, StoreError> {
         let kind = RecordKind::new(OAuthToken::KIND)?;
-        let rows = self.all_rows(&mut On::Pool, Some(&kind), None).await?.rows;
-        let mut out = TokenRemoval::default();
+        let Rows { rows, unreadable } = self.all_rows(&mut On::Pool, Some(&kind), None).await?;
+        for row in &unreadable {
+            tracing::warn!(
+                tenant = %self.id,
+                row = %row,
+                "credvault: a token row of a deleted tenant does not decode: not revoked, left for the tenant's purge"
+            );
+        }
+        let mut out = TokenRemoval {
+            unreadable,
+            ..TokenRemoval::default()
+        };
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &rows {

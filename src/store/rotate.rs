@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{
-    AuditAction, AuditRow, BatchOutcome, BatchRequest, DekRow, DestroyDek, RecordKey, ResealError,
-    Resealed, RowCursor, StaleRecord, UnreadableRow,
+    AuditAction, AuditRow, BackendError, BackendErrorKind, BatchOutcome, BatchRequest, DekCursor,
+    DekRow, DestroyDek, RecordKey, ResealError, Resealed, RowCursor, StaleRecord, UnreadableRow,
 };
 use crate::crypto::Context;
 use crate::envelope::TenantDek;
@@ -55,11 +55,18 @@ struct KeyNotReady;
 pub(crate) const DEK_PAGE: u32 = 500;
 /// Every data key of every tenant (current and retired, destroyed ones too), a page at a time
 /// in (tenant, version) order: `while let Some(page) = pages.next(vault).await? { ... }`.
-/// The last page may be empty.
+/// The last page may be empty. Rows that do not decode are skipped and kept in
+/// [`unreadable`](Self::unreadable) (the first [`MAX_LISTED_FAILURES`], all counted): a job
+/// that must see every data key (may a KEK be destroyed?) checks
+/// [`complete`](Self::complete).
 #[derive(Debug, Default)]
 pub(crate) struct DekPages {
-    after: Option<(TenantId, KeyVersion)>,
+    after: Option<DekCursor>,
     done: bool,
+    /// Rows skipped so far, named.
+    pub(crate) unreadable: Vec<UnreadableRow>,
+    /// How many rows were skipped.
+    pub(crate) skipped: u64,
 }
 
 impl DekPages {
@@ -68,18 +75,68 @@ impl DekPages {
         if self.done {
             return Ok(None);
         }
-        let page = vault
+        let listed = vault
             .backend()
             .deks_page(self.after.as_ref(), DEK_PAGE)
             .await?;
-        match page.last() {
-            Some(last) if page.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
-                self.after = Some((last.tenant.clone(), last.version));
+        match listed.last() {
+            Some(last) if listed.len() == usize::try_from(DEK_PAGE).unwrap_or(usize::MAX) => {
+                self.after = Some(match last {
+                    Ok(dek) => DekCursor::at(dek),
+                    Err(u) => resume_past(u)?,
+                });
             }
             _ => self.done = true,
         }
+        let mut page = Vec::with_capacity(listed.len());
+        for row in listed {
+            match row {
+                Ok(dek) => page.push(dek),
+                Err(skipped) => {
+                    tracing::warn!(row = %skipped, "credvault: a data key row does not decode: skipped");
+                    self.skipped += 1;
+                    if self.unreadable.len() < MAX_LISTED_FAILURES {
+                        self.unreadable.push(skipped);
+                    }
+                }
+            }
+        }
         Ok(Some(page))
     }
+
+    /// After the walk: an error naming the first row skipped, if any was. For the jobs whose
+    /// answer is only right when every data key was seen.
+    pub(crate) fn complete(&self) -> Result<(), StoreError> {
+        match self.unreadable.first() {
+            None => Ok(()),
+            Some(u) => Err(StoreError::Backend(BackendError::new(
+                BackendErrorKind::Corrupt,
+                format!(
+                    "{} data key rows do not decode (first: {u}); the answer needs every one",
+                    self.skipped
+                ),
+            ))),
+        }
+    }
+}
+
+/// Where a walk over the data keys resumes past `row`, a row that does not decode: its
+/// tenant id and version as stored, or an error if they do not read.
+fn resume_past(row: &UnreadableRow) -> Result<DekCursor, StoreError> {
+    row.raw
+        .as_ref()
+        .and_then(|c| {
+            Some(DekCursor {
+                tenant: c.tenant.clone(),
+                version: c.name.parse().ok()?,
+            })
+        })
+        .ok_or_else(|| {
+            StoreError::Backend(BackendError::new(
+                BackendErrorKind::Corrupt,
+                format!("listing data keys: a row's tenant id or version is not readable ({row}); the listing cannot go past it"),
+            ))
+        })
 }
 
 /// Failures kept by name in a report (the count is exact).
@@ -170,6 +227,32 @@ pub struct RewrapReport {
     pub already_current: u64,
     /// Data keys that could not be unwrapped, with the reason.
     pub failures: Vec<RewrapFailure>,
+    /// Data key rows that do not decode: skipped, not rewrapped, named (the first
+    /// [`MAX_LISTED_FAILURES`]). While there are any, no KEK version can be destroyed
+    /// ([`Vault::kek_usage`] cannot tell what they need).
+    pub unreadable: Vec<UnreadableRow>,
+}
+
+/// What [`Vault::rotate_all_deks`] did. Serialised with these field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DekRotationReport {
+    /// Tenants given a new data key.
+    pub rotated: u64,
+    /// Rows skipped: data key rows that do not decode, and tenants whose row does not decode
+    /// (not rotated). Exact count.
+    pub skipped: u64,
+    /// The skipped rows, named (the first [`MAX_LISTED_FAILURES`]).
+    pub unreadable: Vec<UnreadableRow>,
+}
+
+impl DekRotationReport {
+    fn skip(&mut self, row: UnreadableRow) {
+        self.skipped += 1;
+        if self.unreadable.len() < MAX_LISTED_FAILURES {
+            self.unreadable.push(row);
+        }
+    }
 }
 
 impl Vault {
@@ -219,7 +302,8 @@ impl Vault {
     }
 
     /// Gives every tenant a new data key (see [`rotate_dek`](Self::rotate_dek)); `progress`
-    /// is called after each page of tenants. Returns how many tenants were rotated.
+    /// is called after each page of tenants. A data key row or tenant row that does not
+    /// decode is skipped and named in the report; the other tenants are rotated.
     ///
     /// # Errors
     ///
@@ -227,25 +311,36 @@ impl Vault {
     pub async fn rotate_all_deks(
         &self,
         mut progress: impl FnMut(Progress) + Send,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<DekRotationReport, StoreError> {
         self.keys_ready().await?;
         let clock = ProgressClock::start(0);
-        let mut rotated = 0u64;
+        let mut report = DekRotationReport::default();
         let mut pages = DekPages::default();
         while let Some(page) = pages.next(self).await? {
             for dek in page.iter().filter(|d| d.is_current()) {
-                // A tenant rotated concurrently already has a fresh key: leave it.
-                if self
-                    .rotate_dek_from(&dek.tenant, dek.version)
-                    .await?
-                    .is_some()
-                {
-                    rotated += 1;
+                match self.rotate_dek_from(&dek.tenant, dek.version).await {
+                    Ok(Some(_)) => report.rotated += 1,
+                    // Rotated concurrently: it already has a fresh key.
+                    Ok(None) => {}
+                    Err(StoreError::Backend(e)) if e.kind() == BackendErrorKind::Corrupt => {
+                        tracing::warn!(tenant = %dek.tenant, error = %e, "credvault rotate: a tenant's row does not decode: skipped");
+                        report.skip(UnreadableRow::new(
+                            dek.tenant.as_str(),
+                            Some(crate::backend::DATA_KEY_ROW),
+                            Some(&dek.version.get().to_string()),
+                            crate::backend::RowFault::TenantMissing,
+                            None,
+                        ));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            progress(clock.at(rotated));
+            progress(clock.at(report.rotated));
         }
-        Ok(rotated)
+        report.skipped += pages.skipped;
+        report.unreadable.extend(pages.unreadable);
+        report.unreadable.truncate(MAX_LISTED_FAILURES);
+        Ok(report)
     }
 
     /// Rewraps every data key (current and retired), and every key of the vault's own (the
@@ -294,6 +389,7 @@ impl Vault {
             }
             progress(clock.at(report.rewrapped + report.already_current));
         }
+        report.unreadable = pages.unreadable;
         Ok(report)
     }
 
@@ -302,7 +398,8 @@ impl Vault {
     ///
     /// # Errors
     ///
-    /// Storage errors.
+    /// Storage errors; [`BackendErrorKind::Corrupt`] if a data key row does not decode (it
+    /// might be wrapped under `version`: no KEK is destroyed on a guess).
     pub async fn kek_usage(&self, version: KeyVersion) -> Result<u64, StoreError> {
         let mut n = self.vault_key_usage(version).await?;
         let mut pages = DekPages::default();
@@ -312,6 +409,8 @@ impl Vault {
                 .filter(|d| d.wrapped_dek.is_some() && d.kek_version == version)
                 .count() as u64;
         }
+        // A row that does not decode may need `version`: no count, rather than a low one.
+        pages.complete()?;
         Ok(n)
     }
 
@@ -720,7 +819,7 @@ impl Vault {
                 .await;
             match done {
                 // A newer KEK is in use elsewhere: pick it up and wrap again, once.
-                Err(e) if !retried && e.kind() == crate::backend::BackendErrorKind::StaleKey => {
+                Err(e) if !retried && e.kind() == BackendErrorKind::StaleKey => {
                     self.catch_up_kek(&mut On::Pool).await?;
                     retried = true;
                 }

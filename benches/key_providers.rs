@@ -1,10 +1,16 @@
 //! `get` on a SQLite vault whose KEK is the local keyring next to the same vault whose KEK is
-//! in a PKCS#11 token (SoftHSM2), in the same run (issue 16): warm (the data key cached: no
-//! key call) and cold (a new vault handle per read: one unwrap in the token, or in memory).
-//! Also prints the key calls per 10 000 warm reads over 100 tenants.
+//! in a PKCS#11 token (SoftHSM2) and (feature `aws-kms`) in AWS KMS (moto's local server), in
+//! the same run (issue 16): warm (the data key cached: no key call) and cold (a key cache of
+//! one, reads alternating between two tenants: one unwrap per read, in the token, in KMS or in
+//! memory). Also prints the key calls per 10 000 warm reads over 100 tenants, and each
+//! provider's warm and cold `get` against the keyring's measured *interleaved* (blocks of
+//! reads taken in turn, provider after provider, the median block of each), which is the
+//! ratio to quote: criterion's groups run one provider after the other.
 //!
-//! `cargo bench --features pkcs11 --bench key_providers` (needs `softhsm2`; without it the
-//! PKCS#11 side is skipped with a message).
+//! `cargo bench --features pkcs11 --bench key_providers` (needs `softhsm2`);
+//! `cargo bench --all-features --bench key_providers` adds KMS (needs `pip install
+//! 'moto[server]'`). A provider whose service is missing is skipped with a message, unless
+//! `CREDVAULT_REQUIRE_PKCS11=1` / `CREDVAULT_REQUIRE_KMS=1` (CI).
 //!
 //! `CREDVAULT_BENCH_TENANTS=100000 CREDVAULT_BENCH_CACHE=10000 cargo bench --features pkcs11
 //! --bench key_providers` instead reads every one of that many tenants once through a handle
@@ -33,9 +39,17 @@ const TENANTS: usize = 100;
 #[path = "../tests/common/softhsm.rs"]
 mod softhsm;
 
+#[cfg(feature = "aws-kms")]
+#[path = "../tests/common/moto.rs"]
+mod moto;
+
 /// A KEK in a SoftHSM2 token in a temporary directory, or `None` when SoftHSM2 is missing.
 fn softhsm() -> Option<Pkcs11Keys> {
     let Some(module) = softhsm::module() else {
+        assert!(
+            std::env::var("CREDVAULT_REQUIRE_PKCS11").as_deref() != Ok("1"),
+            "CREDVAULT_REQUIRE_PKCS11=1 but SoftHSM2 is missing"
+        );
         eprintln!("skipping the PKCS#11 side: install softhsm2");
         return None;
     };
@@ -51,27 +65,75 @@ fn softhsm() -> Option<Pkcs11Keys> {
     )
 }
 
+/// A KEK in moto's local KMS (a new key), or `None` when moto is missing (`moto::endpoint`
+/// says how to install it, and fails under `CREDVAULT_REQUIRE_KMS=1`).
+#[cfg(feature = "aws-kms")]
+fn kms() -> Option<Arc<dyn KeyProvider>> {
+    let endpoint = moto::endpoint()?;
+    Some(Arc::new(moto::provider_with_new_key(&endpoint).0))
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn kms() -> Option<Arc<dyn KeyProvider>> {
+    eprintln!("skipping the AWS KMS side: build with --all-features (or --features aws-kms)");
+    None
+}
+
+/// Each `reads`' median time per call, measured interleaved: `blocks` rounds, each running a
+/// block of `per_block` calls of every one in turn.
+fn interleaved(blocks: usize, per_block: usize, reads: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(blocks); reads.len()];
+    for _ in 0..blocks {
+        for (read, times) in reads.iter_mut().zip(&mut times) {
+            let start = std::time::Instant::now();
+            for _ in 0..per_block {
+                read();
+            }
+            times.push(start.elapsed().as_secs_f64() / per_block as f64);
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
+}
+
+/// Prints each provider's interleaved time and its ratio to the first (the keyring).
+fn print_ratios(what: &str, names: &[&str], medians: &[f64]) {
+    for (name, median) in names.iter().zip(medians) {
+        eprintln!(
+            "interleaved {what} get, {name}: {:.2} µs, {:.3}x keyring",
+            median * 1e6,
+            median / medians[0]
+        );
+    }
+}
+
 fn token(i: usize) -> OAuthToken {
     OAuthToken::bearer("github", SecretString::from(format!("gho_{i:040}")))
 }
 
-/// A vault on a new SQLite file with `TENANTS` tenants, one token each; `capacity` bounds its
-/// key cache.
+/// A vault on a new SQLite file with `TENANTS` tenants, one token each, and a fresh handle on
+/// it (another server: its key cache, bounded by `capacity`, starts empty).
 async fn seeded(url: &str, kek: Arc<dyn KeyProvider>, capacity: usize) -> Vault {
     let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(url).await.unwrap());
-    let vault = Vault::builder(backend, kek, Arc::new(MemoryTenantKeys::new()))
-        .key_cache(capacity, std::time::Duration::from_secs(300))
-        .build();
-    vault.migrate().await.unwrap();
+    let shred = Arc::new(MemoryTenantKeys::new());
+    let writer = Vault::builder(Arc::clone(&backend), Arc::clone(&kek), Arc::clone(&shred)).build();
+    writer.migrate().await.unwrap();
     for i in 0..TENANTS {
-        vault
+        writer
             .tenant(&format!("t{i}"))
             .unwrap()
             .put("github", &token(i))
             .await
             .unwrap();
     }
-    vault
+    Vault::builder(backend, kek, shred)
+        .key_cache(capacity, std::time::Duration::from_secs(300))
+        .build()
 }
 
 /// Resident memory, bytes (Linux).
@@ -140,8 +202,16 @@ fn providers(c: &mut Criterion) {
     if let Some(hsm) = softhsm() {
         kinds.push(("pkcs11-softhsm2", Arc::new(hsm)));
     }
+    if let Some(kms) = kms() {
+        kinds.push(("awskms-moto", kms));
+    }
+    // `-- --test` (CI's smoke run): one short block each.
+    let smoke = std::env::args().any(|a| a == "--test");
+    let (blocks, per_block) = if smoke { (1, 2) } else { (15, 300) };
     let dir = tempfile::tempdir().unwrap();
-    // Warm: the default cache holds every tenant's key.
+    let mut warm_vaults = Vec::new();
+    // Warm: the cache holds every tenant's key once each has been read (the first 100 reads
+    // below, which count the key calls from an empty cache).
     let mut warm = c.benchmark_group("vault_get_warm");
     for (name, kek) in &kinds {
         let url = format!(
@@ -172,10 +242,30 @@ fn providers(c: &mut Criterion) {
                 rt.block_on(async { black_box(t0.get::<OAuthToken>("github").await.unwrap()) })
             });
         });
+        warm_vaults.push(vault);
     }
     warm.finish();
+    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    let tenants: Vec<_> = warm_vaults
+        .iter()
+        .map(|v| v.tenant("t0").unwrap())
+        .collect();
+    let mut reads: Vec<Box<dyn FnMut() + '_>> = tenants
+        .iter()
+        .map(|t| {
+            let rt = &rt;
+            Box::new(move || {
+                rt.block_on(async { black_box(t.get::<OAuthToken>("github").await.unwrap()) });
+            }) as Box<dyn FnMut() + '_>
+        })
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut()> = reads.iter_mut().map(|r| &mut **r as _).collect();
+    print_ratios("warm", &names, &interleaved(blocks, per_block, &mut refs));
+    drop(refs);
+    drop(reads);
     // Cold: a cache of one key, reads alternating between two tenants: every read unwraps.
     let mut cold = c.benchmark_group("vault_get_cold");
+    let mut cold_vaults = Vec::new();
     for (name, kek) in &kinds {
         let url = format!(
             "sqlite://{}",
@@ -197,8 +287,33 @@ fn providers(c: &mut Criterion) {
             stats.misses > stats.hits,
             "the cold reads hit the cache: {stats:?}"
         );
+        cold_vaults.push(vault);
     }
     cold.finish();
+    let pairs: Vec<_> = cold_vaults
+        .iter()
+        .map(|v| [v.tenant("t0").unwrap(), v.tenant("t1").unwrap()])
+        .collect();
+    let mut reads: Vec<Box<dyn FnMut() + '_>> = pairs
+        .iter()
+        .map(|pair| {
+            let (rt, mut next) = (&rt, 0usize);
+            Box::new(move || {
+                next ^= 1;
+                rt.block_on(async {
+                    black_box(pair[next].get::<OAuthToken>("github").await.unwrap())
+                });
+            }) as Box<dyn FnMut() + '_>
+        })
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut()> = reads.iter_mut().map(|r| &mut **r as _).collect();
+    let cold_blocks = if smoke { 1 } else { 7 };
+    let cold_per_block = if smoke { 2 } else { 50 };
+    print_ratios(
+        "cold",
+        &names,
+        &interleaved(cold_blocks, cold_per_block, &mut refs),
+    );
 }
 
 criterion_group! {

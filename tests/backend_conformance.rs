@@ -505,8 +505,20 @@ mod cases {
         bare.created_at = i64::MAX;
         bare.sealed = Vec::new();
         b.insert(&bare, &[]).await.unwrap();
-        assert_eq!(b.get(&bare.key).await.unwrap(), Some(bare));
+        assert_eq!(b.get(&bare.key).await.unwrap(), Some(bare.clone()));
         assert_eq!(b.get(&key("t1", "api_key", "absent")).await.unwrap(), None);
+        // A read's narrow path gives the same three columns.
+        for row in [&r, &bare] {
+            let sealed = b.get_sealed(&row.key).await.unwrap().unwrap();
+            assert_eq!(
+                (sealed.version, &sealed.sealed, sealed.dek_version),
+                (row.version, &row.sealed, row.dek_version)
+            );
+        }
+        assert_eq!(
+            b.get_sealed(&key("t1", "api_key", "absent")).await.unwrap(),
+            None
+        );
         assert_eq!(
             b.get(&key("t2", "oauth_token", "stripe:acct_123 é ✓"))
                 .await
@@ -937,16 +949,22 @@ mod cases {
             return; // nothing can corrupt the memory backend
         }
         let err = b.get(&key("t1", "api_key", "bad")).await.unwrap_err();
-        assert_eq!(err.kind(), BackendErrorKind::Corrupt);
-        let msg = err.to_string();
-        for part in [
-            "credvault_secrets",
-            "t1",
-            "api_key",
-            "bad",
-            "column version",
-        ] {
-            assert!(msg.contains(part), "{msg}");
+        let narrow = b
+            .get_sealed(&key("t1", "api_key", "bad"))
+            .await
+            .unwrap_err();
+        for err in [err, narrow] {
+            assert_eq!(err.kind(), BackendErrorKind::Corrupt);
+            let msg = err.to_string();
+            for part in [
+                "credvault_secrets",
+                "t1",
+                "api_key",
+                "bad",
+                "column version",
+            ] {
+                assert!(msg.contains(part), "{msg}");
+            }
         }
         assert!(
             b.get(&key("t1", "api_key", "good"))

@@ -157,10 +157,15 @@ Examples:
     #[command(after_help = "\
 The key file is rewritten atomically, keeping its owner, group and mode; a symbolic link
 is followed and its target rewritten. Records and tenant data keys sealed with older
-versions keep opening with their (now decrypt-only) version.
+versions keep opening with their (now decrypt-only) version. With --keys pkcs11:... the
+token makes the next KEK version (a new object, not extractable); then
+`credvault vault rotate --kek` rewraps the data keys and `credvault vault destroy-kek`
+deletes the old object.
 
-Example:
-  credvault key rotate --keys credvault-keys.json")]
+Examples:
+  credvault key rotate --keys credvault-keys.json
+  CREDVAULT_PKCS11_PIN=... credvault key rotate \\
+    --keys pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=prod,label=credvault-kek")]
     Rotate(KeyFileArg),
     /// List key versions: version, state, creation time, below-minimum. Never key bytes.
     #[command(after_help = "Example:\n  credvault key list --keys credvault-keys.json --json")]
@@ -205,7 +210,8 @@ pub(crate) enum KeyFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct KeyFileArg {
-    /// The key file.
+    /// The key file (`rotate` and `list` also take a PKCS#11 KEK,
+    /// pkcs11:module=PATH,token=LABEL,label=KEY_LABEL, PIN in CREDVAULT_PKCS11_PIN).
     #[arg(long, value_name = "FILE")]
     pub(crate) keys: PathBuf,
 }
@@ -347,7 +353,9 @@ pub(crate) struct VaultArgs {
     pub(crate) keys: Option<PathBuf>,
     /// Where the per-tenant shred secrets live (keep them out of database backups): a
     /// directory, or a PostgreSQL store several servers share,
-    /// postgres://USER@HOST/DATABASE#SCHEMA (schema default credvault_keys).
+    /// postgres://USER@HOST/DATABASE#SCHEMA (schema default credvault_keys), or a PKCS#11
+    /// token, pkcs11:module=PATH,token=LABEL,label=STORE_LABEL (user PIN in
+    /// CREDVAULT_PKCS11_PIN; a label of its own, not the KEK's).
     #[arg(long, global = true, value_name = "DIR|URL", default_value = DEFAULT_TENANT_KEYS)]
     pub(crate) tenant_keys: PathBuf,
     /// Who the audit log says acted (`vault import-fernet`: job:import, `vault reencrypt`:

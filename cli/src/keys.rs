@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use credvault::crypto::fernet::Fernet;
+use credvault::keys::KeyProvider;
 use credvault::{KeyVersion, Keyring};
 use serde_json::json;
 
@@ -15,6 +16,20 @@ pub(crate) fn run(command: KeyCommand, out: Output) -> Result<(), CliError> {
     match command {
         KeyCommand::Generate { format, out: file } => generate(format, file.as_deref(), out),
         KeyCommand::Rotate(keys) => {
+            if let Some(kek) = crate::vault::external_kek(Some(&keys.keys))? {
+                let version = kek.rotate()?;
+                return out.print(
+                    &json!({ "primary": version.get(), "keys": kek.describe() }),
+                    || {
+                        format!(
+                            "key version {version} is now primary in {}; {} is decrypt-only; \
+                             `credvault vault rotate --kek` rewraps the data keys under it\n",
+                            kek.describe(),
+                            version.prev()
+                        )
+                    },
+                );
+            }
             let mut ring = Keyring::load(&keys.keys)?;
             let version = ring.rotate()?;
             ring.save(&keys.keys)?;
@@ -25,7 +40,10 @@ pub(crate) fn run(command: KeyCommand, out: Output) -> Result<(), CliError> {
                 )
             })
         }
-        KeyCommand::List(keys) => list(&Keyring::load(&keys.keys)?, out),
+        KeyCommand::List(keys) => match crate::vault::external_kek(Some(&keys.keys))? {
+            Some(kek) => list_provider(kek.provider(), out),
+            None => list(&Keyring::load(&keys.keys)?, out),
+        },
         KeyCommand::Destroy { version, keys, yes } => {
             let version = KeyVersion::new(version);
             let mut ring = Keyring::load(&keys.keys)?;
@@ -124,6 +142,32 @@ fn list(ring: &Keyring, out: Output) -> Result<(), CliError> {
                 i.state,
                 i.created_at,
                 if i.below_minimum { "yes" } else { "no" }
+            ));
+        }
+        text
+    })
+}
+
+/// `key list` for a KEK in a token or KMS: versions and states, never key bytes.
+fn list_provider(provider: &dyn KeyProvider, out: Output) -> Result<(), CliError> {
+    let infos = provider.key_infos();
+    let value = json!({
+        "provider": provider.describe(),
+        "primary": provider.primary_version().get(),
+        "keys": infos.iter().map(|i| json!({
+            "version": i.version.get(),
+            "state": i.state.as_str(),
+            "created_at": i.created_at,
+        })).collect::<Vec<_>>(),
+    });
+    out.print(&value, || {
+        let mut text = format!("{:<8} {:<13} {}\n", "VERSION", "STATE", "CREATED");
+        for i in &infos {
+            text.push_str(&format!(
+                "{:<8} {:<13} {}\n",
+                i.version.get(),
+                i.state,
+                i.created_at
             ));
         }
         text

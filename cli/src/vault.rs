@@ -339,12 +339,33 @@ fn pkcs11_provider(spec: &str, create: bool) -> Result<(Arc<dyn KeyProvider>, St
 
 #[cfg(feature = "pkcs11")]
 fn pkcs11_keys(spec: &str, create: bool) -> Result<credvault::keys::pkcs11::Pkcs11Keys, CliError> {
-    use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
+    use credvault::keys::pkcs11::Pkcs11Keys;
+    let config = pkcs11_config(spec, "--keys", "KEY_LABEL")?;
+    if create {
+        Ok(Pkcs11Keys::init(config)?)
+    } else {
+        Pkcs11Keys::open(config).map_err(|e| {
+            CliError::from(e).hint(
+                "pass the token and label the vault was created with (`credvault vault init \
+                 --keys pkcs11:...` makes the first key in the token)",
+            )
+        })
+    }
+}
+
+/// `pkcs11:module=PATH,token=LABEL,label=LABEL` (after `pkcs11:`) for option `flag`, with the
+/// user PIN from `CREDVAULT_PKCS11_PIN`.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_config(
+    spec: &str,
+    flag: &str,
+    label_name: &str,
+) -> Result<credvault::keys::pkcs11::Pkcs11Config, CliError> {
     let usage = || {
-        CliError::new(format!("invalid --keys pkcs11:{spec}")).hint(
-            "pass --keys pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=TOKEN,label=KEY_LABEL \
-             and the user PIN in CREDVAULT_PKCS11_PIN",
-        )
+        CliError::new(format!("invalid {flag} pkcs11:{spec}")).hint(format!(
+            "pass {flag} pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=TOKEN,label={label_name} \
+             and the user PIN in CREDVAULT_PKCS11_PIN"
+        ))
     };
     let (mut module, mut token, mut label) = (None, None, None);
     for part in spec.split(',') {
@@ -362,22 +383,12 @@ fn pkcs11_keys(spec: &str, create: bool) -> Result<credvault::keys::pkcs11::Pkcs
         CliError::new(format!("{PKCS11_PIN_VAR} is not set"))
             .hint("set it to the token's user PIN (it is never taken from the command line)")
     })?;
-    let config = Pkcs11Config {
+    Ok(credvault::keys::pkcs11::Pkcs11Config {
         module,
         token_label,
         pin: credvault::SecretString::from(pin),
         key_label,
-    };
-    if create {
-        Ok(Pkcs11Keys::init(config)?)
-    } else {
-        Pkcs11Keys::open(config).map_err(|e| {
-            CliError::from(e).hint(
-                "pass the token and label the vault was created with (`credvault vault init \
-                 --keys pkcs11:...` makes the first key in the token)",
-            )
-        })
-    }
+    })
 }
 
 #[cfg(not(feature = "pkcs11"))]
@@ -505,6 +516,33 @@ impl ExternalKek {
         }
     }
 
+    /// Creates the next KEK version where it lives (a new token object), which becomes the
+    /// primary; `credvault vault rotate --kek` then rewraps the data keys under it.
+    pub(crate) fn rotate(&self) -> Result<credvault::KeyVersion, CliError> {
+        match self {
+            #[cfg(feature = "pkcs11")]
+            Self::Pkcs11(keys) => Ok(keys.rotate()?),
+            #[cfg(feature = "aws-kms")]
+            Self::Kms(_) => Err(CliError::new(
+                "credvault does not create AWS KMS keys (KMS keeps them and bills for them)",
+            )
+            .hint(
+                "create one (aws kms create-key), add it as key2=KEY_ID (the next version) to \
+                 --keys awskms:..., then run `credvault vault rotate --kek`",
+            )),
+        }
+    }
+
+    /// The provider, to list its versions.
+    pub(crate) fn provider(&self) -> &dyn KeyProvider {
+        match self {
+            #[cfg(feature = "pkcs11")]
+            Self::Pkcs11(keys) => keys,
+            #[cfg(feature = "aws-kms")]
+            Self::Kms(keys) => keys,
+        }
+    }
+
     /// Where it lives, for the output.
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -572,6 +610,9 @@ async fn tenant_key_store(place: &Path, make: Make) -> Result<Arc<dyn TenantKeyS
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         return pg_tenant_keys(&text, make).await;
     }
+    if let Some(spec) = text.strip_prefix("pkcs11:") {
+        return pkcs11_tenant_keys(spec, make).await;
+    }
     Ok(match make {
         Make::Create => Arc::new(DirTenantKeys::create(place)?),
         Make::Adopt => Arc::new(DirTenantKeys::open_or_adopt(place).map_err(store_hint)?),
@@ -597,6 +638,34 @@ async fn pg_tenant_keys(url: &str, make: Make) -> Result<Arc<dyn TenantKeyStore>
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// `--tenant-keys pkcs11:module=PATH,token=LABEL,label=STORE_LABEL`: shred secrets in a
+/// PKCS#11 token; `init` of a new vault creates the store, every other command opens it.
+#[cfg(feature = "pkcs11")]
+async fn pkcs11_tenant_keys(spec: &str, make: Make) -> Result<Arc<dyn TenantKeyStore>, CliError> {
+    use credvault::envelope::Pkcs11TenantKeys;
+    let config = pkcs11_config(spec, "--tenant-keys", "STORE_LABEL")?;
+    let store = tokio::task::spawn_blocking(move || match make {
+        Make::Create => Pkcs11TenantKeys::create(config),
+        Make::Adopt | Make::Open => Pkcs11TenantKeys::open(config),
+    })
+    .await
+    .map_err(|e| CliError::new(format!("the tenant-key store's task failed: {e}")))?
+    .map_err(|e| {
+        CliError::from(e).hint(
+            "pass --tenant-keys pkcs11:module=PATH,token=TOKEN,label=STORE_LABEL, the store the \
+             vault was created with (`credvault vault init` creates it for a new vault)",
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "pkcs11"))]
+async fn pkcs11_tenant_keys(_spec: &str, _make: Make) -> Result<Arc<dyn TenantKeyStore>, CliError> {
+    Err(CliError::new(
+        "a PKCS#11 tenant-key store needs the `pkcs11` feature of credvault-cli",
+    ))
 }
 
 #[cfg(not(feature = "postgres"))]

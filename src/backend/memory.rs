@@ -7,9 +7,9 @@ use crate::backend::rotation::{reencrypt_audit, reseal_claimed};
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BackendErrorKind, BatchOutcome, BatchRequest,
     BoxFuture, DekCursor, DekRow, DestroyDek, KeyIdentity, KeyRegistry, KeyRole, ListQuery,
-    RecordCount, RecordKey, RowCursor, SCHEMA_VERSION, SecretRow, StaleRecord, SuitePlan,
-    TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, schema_too_new, stale_kek,
-    stale_key,
+    RecordCount, RecordKey, RowCursor, SCHEMA_VERSION, SealedRecord, SecretRow, StaleRecord,
+    SuitePlan, TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, schema_too_new,
+    stale_kek, stale_key,
 };
 use crate::crypto::SealingSuite;
 use crate::{KeyVersion, TenantId};
@@ -180,6 +180,19 @@ impl Backend for MemoryBackend {
         key: &'a RecordKey,
     ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>> {
         self.run(|s| Ok(s.secrets.get(key).cloned()))
+    }
+
+    fn get_sealed<'a>(
+        &'a self,
+        key: &'a RecordKey,
+    ) -> BoxFuture<'a, Result<Option<SealedRecord>, BackendError>> {
+        self.run(|s| {
+            Ok(s.secrets.get(key).map(|r| SealedRecord {
+                version: r.version,
+                sealed: r.sealed.clone(),
+                dek_version: r.dek_version,
+            }))
+        })
     }
 
     fn insert<'a>(

@@ -235,6 +235,18 @@ pub struct SecretRow {
     pub lease_until: Option<i64>,
 }
 
+/// What a read needs of a record ([`Backend::get_sealed`]): the three columns of its row that
+/// `get` uses, where [`Backend::get`] reads all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// Incremented on every change; the compare-and-swap token.
+    pub version: i64,
+    /// The sealed payload (sealed-record format, bound to the key as context).
+    pub sealed: Vec<u8>,
+    /// The data key version that sealed it.
+    pub dek_version: KeyVersion,
+}
+
 /// One line of the audit log. Never holds a secret. Serialised with these field names (the
 /// tenant as its id, times as Unix seconds, the action as its name).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -468,6 +480,13 @@ pub trait Backend: sealed::Sealed + Send + Sync + fmt::Debug {
         &'a self,
         key: &'a RecordKey,
     ) -> BoxFuture<'a, Result<Option<SecretRow>, BackendError>>;
+
+    /// What a read needs of a record (version, sealed payload, data key version), or `None`:
+    /// three columns where [`get`](Self::get) decodes the whole row. `Tenant::get`'s path.
+    fn get_sealed<'a>(
+        &'a self,
+        key: &'a RecordKey,
+    ) -> BoxFuture<'a, Result<Option<SealedRecord>, BackendError>>;
 
     /// Inserts a new record. An existing record at the same key is
     /// [`BackendErrorKind::Conflict`]; a record whose `dek_version` is not its tenant's current

@@ -10,12 +10,13 @@ use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
 use crate::backend::sql_rows::{
     RowExt as _, audit_from_row, corrupt, count, count_listed, dek_from_row, dek_listed,
-    due_tenant_from_row, listed_key,
+    due_tenant_from_row, listed_key, sealed_from_row,
 };
 use crate::backend::{
     AuditQuery, AuditRow, Backend, BackendError, BatchOutcome, BatchRequest, BoxFuture, DekCursor,
-    DekRow, DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SecretRow,
-    SuitePlan, TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit, purged_unreadable_audit,
+    DekRow, DestroyDek, KeyIdentity, KeyRegistry, ListQuery, RecordCount, RecordKey, SealedRecord,
+    SecretRow, SuitePlan, TenantRow, UnreadableRow, VaultKeyRow, purged_record_audit,
+    purged_unreadable_audit,
 };
 use crate::{KeyVersion, TenantId};
 
@@ -100,6 +101,23 @@ impl<D: Driver> Backend for SqlBackend<D> {
         Box::pin(async move {
             let conn = self.read("reading a record").await?;
             Self::get_on(conn, key).await
+        })
+    }
+
+    fn get_sealed<'a>(
+        &'a self,
+        key: &'a RecordKey,
+    ) -> BoxFuture<'a, Result<Option<SealedRecord>, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.read("reading a record").await?;
+            let q = conn.queries;
+            let row = conn
+                .fetch_optional(
+                    &q.records.select_sealed,
+                    params![&key.tenant, &key.kind, &key.name],
+                )
+                .await?;
+            row.as_ref().map(|r| sealed_from_row(r, key)).transpose()
         })
     }
 

@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Decode, Type};
 
 use crate::backend::{
     AuditRow, BackendError, BackendErrorKind, DekRow, KeyIdentity, KeyRole, ListedRow, RecordCount,
-    RecordKey, RowFault, SecretRow, StaleRecord, TenantRow, UnreadableRow,
+    RecordKey, RowFault, SealedRecord, SecretRow, StaleRecord, TenantRow, UnreadableRow,
 };
 use crate::{KeyVersion, RecordKind, RecordName, TenantId};
 
@@ -255,6 +255,33 @@ pub(crate) fn secret_from_row(row: &impl RowExt) -> Result<SecretRow, BackendErr
             place()
         )),
         None => corrupt(format!("{}: {fault}", place())),
+    })
+}
+
+/// A row of `Queries::records.select_sealed` for the record at `key`.
+pub(crate) fn sealed_from_row(
+    row: &impl RowExt,
+    key: &RecordKey,
+) -> Result<SealedRecord, BackendError> {
+    let place = record_place_of(key);
+    let fault = |col: &str| corrupt(format!("{}: column {col} cannot be read", place()));
+    let version = row
+        .int("version")
+        .map_err(|e| fault("version").with_source(e))?;
+    if version < 0 {
+        return Err(fault("version"));
+    }
+    Ok(SealedRecord {
+        version,
+        sealed: row
+            .bytes("sealed")
+            .map_err(|e| fault("sealed").with_source(e))?,
+        dek_version: row
+            .int("dek_version")
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .map(KeyVersion::new)
+            .ok_or_else(|| fault("dek_version"))?,
     })
 }
 

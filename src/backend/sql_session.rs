@@ -181,7 +181,7 @@ where
     async fn write_audit(&mut self, rows: &[AuditRow]) -> Result<(), BackendError> {
         let outer = self.doing("writing audit rows");
         for chunk in rows.chunks(AUDIT_CHUNK) {
-            let sql = Arc::from(self.queries.insert_audit(chunk.len()));
+            let sql = self.queries.insert_audit(chunk.len());
             let params: Vec<Param<'_>> = chunk
                 .iter()
                 .flat_map(|r| {

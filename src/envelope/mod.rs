@@ -10,10 +10,16 @@
 mod dek;
 #[cfg(feature = "postgres")]
 mod pg_store;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11_store;
 mod shred;
 
 pub(crate) use dek::{TenantDek, derive_personal_key, new_dek_material};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use pg_store::PgTenantKeys;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub use pkcs11_store::Pkcs11TenantKeys;
 pub use shred::{DirTenantKeys, MemoryTenantKeys, TenantKeyStore};

@@ -93,7 +93,7 @@ impl fmt::Debug for Pkcs11Keys {
 
 /// The module's context, initialised once per process (PKCS#11 allows one `C_Initialize`),
 /// and the lock its sessions take around object-store calls.
-fn context(module: &PathBuf) -> Result<(Pkcs11, Arc<Mutex<()>>), KeyError> {
+pub(crate) fn context(module: &PathBuf) -> Result<(Pkcs11, Arc<Mutex<()>>), KeyError> {
     type Contexts = BTreeMap<PathBuf, (Pkcs11, Arc<Mutex<()>>)>;
     static CONTEXTS: OnceLock<Mutex<Contexts>> = OnceLock::new();
     let mut contexts = CONTEXTS
@@ -116,12 +116,12 @@ fn context(module: &PathBuf) -> Result<(Pkcs11, Arc<Mutex<()>>), KeyError> {
     Ok((ctx, lock))
 }
 
-fn unavailable(problem: &str) -> KeyError {
+pub(crate) fn unavailable(problem: &str) -> KeyError {
     KeyError::Unavailable(problem.to_owned())
 }
 
 /// A token error (its return code and function; never key bytes).
-fn p11(e: &P11Error) -> KeyError {
+pub(crate) fn p11(e: &P11Error) -> KeyError {
     KeyError::Unavailable(format!("PKCS#11: {e}"))
 }
 
@@ -159,19 +159,13 @@ impl Pkcs11Keys {
     }
 
     fn connect(config: Pkcs11Config) -> Result<Self, KeyError> {
-        let (ctx, objects) = context(&config.module)?;
-        let _objects = objects
-            .lock()
-            .map_err(|_| unavailable("the PKCS#11 object lock is poisoned"))?;
-        let slot = find_slot(&ctx, &config)?;
-        let session = ctx.open_rw_session(slot).map_err(|e| p11(&e))?;
-        let pin = cryptoki::types::AuthPin::from(config.pin.expose_secret());
-        match session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(p11(&e)),
-        }
-        let versions = scan(&session, &config.key_label)?;
-        drop(_objects);
+        let (session, objects) = logged_in_session(&config)?;
+        let versions = {
+            let _objects = objects
+                .lock()
+                .map_err(|_| unavailable("the PKCS#11 object lock is poisoned"))?;
+            scan(&session, &config.key_label)?
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -299,6 +293,26 @@ impl Pkcs11Keys {
             problem: problem.to_owned(),
         }
     }
+}
+
+/// A read-write session on the token `config` names, logged in as its user, and the lock its
+/// process takes around object-store calls on that module.
+pub(crate) fn logged_in_session(
+    config: &Pkcs11Config,
+) -> Result<(Session, Arc<Mutex<()>>), KeyError> {
+    let (ctx, objects) = context(&config.module)?;
+    let _objects = objects
+        .lock()
+        .map_err(|_| unavailable("the PKCS#11 object lock is poisoned"))?;
+    let slot = find_slot(&ctx, config)?;
+    let session = ctx.open_rw_session(slot).map_err(|e| p11(&e))?;
+    let pin = cryptoki::types::AuthPin::from(config.pin.expose_secret());
+    match session.login(UserType::User, Some(&pin)) {
+        Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => return Err(p11(&e)),
+    }
+    drop(_objects);
+    Ok((session, objects))
 }
 
 fn label(prefix: &str, version: KeyVersion) -> String {

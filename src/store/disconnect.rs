@@ -266,7 +266,7 @@ impl Tenant {
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
-            let outcome = match (revoker, self.open_bytes(on, row, &tenant).await) {
+            let outcome = match (revoker, self.open_bytes(on, row.into(), &tenant).await) {
                 (None, _) => None,
                 (Some(r), Ok(payload)) => {
                     let request = self.request(row, provider, payload);
@@ -339,7 +339,7 @@ impl Tenant {
         let mut audit = Vec::new();
         let mut keys = Vec::new();
         for row in &credentials {
-            match self.open_bytes(on, row, &tenant).await {
+            match self.open_bytes(on, row.into(), &tenant).await {
                 Ok(payload) => out.requests.push(self.request(row, provider, payload)),
                 Err(e) => out.unreadable.push(RevocationFailure {
                     kind: row.key.kind.to_string(),

@@ -140,7 +140,7 @@ impl Tenant {
                     }
                 };
                 let payload = match &tenant {
-                    Some(t) if options.secrets => match self.open_bytes(on, row, t).await {
+                    Some(t) if options.secrets => match self.open_bytes(on, row.into(), t).await {
                         Ok(p)
                             if serde_json::from_slice::<serde::de::IgnoredAny>(
                                 p.expose_secret(),

@@ -59,7 +59,9 @@ impl Tenant {
                 other => other?,
             };
             let row = self.fetch(&mut On::Pool, &key).await?;
-            let token: OAuthToken = self.open_row_audited(&mut On::Pool, &row, &tenant).await?;
+            let token: OAuthToken = self
+                .open_row_audited(&mut On::Pool, (&row).into(), &tenant)
+                .await?;
             let now = self.vault.now();
             let fresh = token
                 .expires_at

@@ -50,7 +50,7 @@ impl Tenant {
         let mut keys = Vec::new();
         for row in &rows {
             if let Some(revoker) = revoker {
-                let outcome = match self.open_bytes(&On::Pool, row, tenant).await {
+                let outcome = match self.open_bytes(&On::Pool, row.into(), tenant).await {
                     Ok(payload) => {
                         let request = RevocationRequest::new(
                             self.id.clone(),

@@ -145,6 +145,19 @@ async fn break_name(db: &Db, name: &str) {
     .await;
 }
 
+/// Cuts record `name`'s sealed payload to 10 bytes: it no longer opens.
+async fn truncate_sealed(db: &Db, name: &str) {
+    let cut = if db.is_sqlite() {
+        "substr(sealed, 1, 10)"
+    } else {
+        "substring(sealed from 1 for 10)"
+    };
+    db.exec(&format!(
+        "UPDATE {{t}}credvault_secrets SET sealed = {cut} WHERE name = '{name}'"
+    ))
+    .await;
+}
+
 /// The names a report lists as unreadable (its JSON form's `field` array).
 fn unreadable_names(report: &Value, field: &str) -> Vec<String> {
     report[field]
@@ -198,15 +211,7 @@ async fn export_skips_bad_rows_and_stays_whole(db: &Db) {
     put_tokens(&vault, "acme", &["a", "b", "c"]).await;
     break_name(db, "b").await;
     // A truncated ciphertext: the record does not open.
-    let cut = if db.is_sqlite() {
-        "substr(sealed, 1, 10)"
-    } else {
-        "substring(sealed from 1 for 10)"
-    };
-    db.exec(&format!(
-        "UPDATE {{t}}credvault_secrets SET sealed = {cut} WHERE name = 'c'"
-    ))
-    .await;
+    truncate_sealed(db, "c").await;
     let acme = vault.tenant("acme").unwrap();
     let mut out = Vec::new();
     let report = acme.export_json(&mut out).await.unwrap();
@@ -391,15 +396,7 @@ async fn export_audits_a_record_that_does_not_open(db: &Db) {
     let vault = vault(db, &clock);
     vault.migrate().await.unwrap();
     put_tokens(&vault, "acme", &["a", "b"]).await;
-    let cut = if db.is_sqlite() {
-        "substr(sealed, 1, 10)"
-    } else {
-        "substring(sealed from 1 for 10)"
-    };
-    db.exec(&format!(
-        "UPDATE {{t}}credvault_secrets SET sealed = {cut} WHERE name = 'b'"
-    ))
-    .await;
+    truncate_sealed(db, "b").await;
     let report = vault
         .tenant("acme")
         .unwrap()

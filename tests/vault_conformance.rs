@@ -1,6 +1,7 @@
 //! The vault's promises, one test body per promise, run unchanged over every backend:
 //! memory always, SQLite with the `sqlite` feature, PostgreSQL with the `postgres` feature
-//! (skipped with a message when no server is reachable, unless CREDVAULT_REQUIRE_POSTGRES=1).
+//! (skipped with a message when no server is reachable, unless CREDVAULT_REQUIRE_POSTGRES=1),
+//! and an encrypted SQLite file (desktop mode) when desktop/ runs it.
 //! With the `aws-kms` feature the whole suite runs once more on SQLite with the KEK in AWS KMS
 //! (moto's server; skipped with a message without it, unless CREDVAULT_REQUIRE_KMS=1).
 
@@ -933,6 +934,11 @@ conformance!(sqlite, Some(common::sqlite_made().await));
 
 #[cfg(feature = "postgres")]
 conformance!(postgres, common::postgres_made().await);
+
+// Desktop mode: the encrypted SQLite file. This file is also a module of desktop/'s test
+// `vault_conformance` (`#[path]`), which links SQLCipher and sets this cfg.
+#[cfg(credvault_sqlcipher)]
+conformance!(sqlcipher, Some(common::sqlcipher_made().await));
 
 /// A KEK in moto's KMS (a new key per case), or `None` to skip without moto.
 #[cfg(feature = "aws-kms")]

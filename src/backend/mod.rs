@@ -29,6 +29,9 @@ mod sql_rows;
 mod sql_session;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_vault_keys;
+#[cfg(feature = "sqlcipher")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlcipher")))]
+pub mod sqlcipher;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -295,12 +298,19 @@ pub enum BackendErrorKind {
     Corrupt,
     /// The schema is newer than this build.
     SchemaTooNew,
+    /// An encrypted SQLite file (feature `sqlcipher`) that no page key of the keyring opens:
+    /// the wrong keys, a KEK version destroyed while the file was keyed under it, a plain
+    /// file, or not a database.
+    WrongKey,
+    /// Desktop mode (feature `sqlcipher`) in a process whose SQLite is not SQLCipher: the
+    /// application must link it (libsqlite3-sys's `bundled-sqlcipher` feature).
+    NotSqlCipher,
     /// Anything else the database reported.
     Other,
 }
 
 /// In words, for messages: `unavailable`, `read-only`, `conflict`, `stale key`, `corrupt`,
-/// `schema too new`, `error`.
+/// `schema too new`, `wrong key`, `not sqlcipher`, `error`.
 impl fmt::Display for BackendErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
@@ -310,6 +320,8 @@ impl fmt::Display for BackendErrorKind {
             Self::StaleKey => "stale key",
             Self::Corrupt => "corrupt",
             Self::SchemaTooNew => "schema too new",
+            Self::WrongKey => "wrong key",
+            Self::NotSqlCipher => "not sqlcipher",
             Self::Other => "error",
         })
     }

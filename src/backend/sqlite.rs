@@ -156,10 +156,23 @@ impl SqliteBackend {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        let pool = pool
-            .connect_with(options)
-            .await
-            .map_err(|e| map_err(e, "opening the sqlite database", classify))?;
+        let pool = pool.connect_with(options).await.map_err(|e| {
+            let not_a_database = matches!(&e, sqlx::Error::Database(db)
+                if db.code().and_then(|c| c.parse::<i64>().ok()) == Some(SQLITE_NOTADB));
+            let err = map_err(e, "opening the sqlite database", classify);
+            if not_a_database {
+                // An encrypted (desktop mode) file opened without its key looks like this.
+                BackendError::new(
+                    BackendErrorKind::Corrupt,
+                    "opening the sqlite database: the file is not a SQLite database, or it is \
+                     encrypted (desktop mode: open it with its keys through \
+                     credvault::backend::sqlcipher::open)",
+                )
+                .with_source(err)
+            } else {
+                err
+            }
+        })?;
         Ok(Self::from_pool(pool))
     }
 
@@ -358,7 +371,7 @@ fn creates_a_file(options: &SqliteConnectOptions) -> bool {
 }
 
 /// Maps SQLite's (extended) result codes.
-fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
+pub(crate) fn classify(err: &dyn DatabaseError) -> Option<BackendErrorKind> {
     let code: i64 = err.code()?.parse().ok()?;
     match code {
         SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE => {

@@ -248,6 +248,35 @@ impl Keyring {
         Some(tag.iter().take(16).map(|b| format!("{b:02x}")).collect())
     }
 
+    /// A 32-byte key derived from KEK `version` for one purpose: HKDF-SHA256 with no salt,
+    /// the KEK as input key material and `label || version as u32 BE` as info. Used for the
+    /// SQLCipher page key (feature `sqlcipher`), so the file needs no second secret.
+    ///
+    /// # Errors
+    ///
+    /// As [`decryption_key`](Self::decryption_key): an unknown, destroyed or forbidden version.
+    #[cfg_attr(not(feature = "sqlcipher"), allow(dead_code))]
+    pub(crate) fn derive_subkey(
+        &self,
+        version: KeyVersion,
+        label: &[u8],
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+        self.decryption_key(version)?;
+        let material = self
+            .entries
+            .get(&version)
+            .and_then(|e| e.material.as_ref())
+            .ok_or(KeyError::Destroyed(version))?;
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, material.raw.as_ref());
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        let mut info = Vec::with_capacity(label.len() + 4);
+        info.extend_from_slice(label);
+        info.extend_from_slice(&version.get().to_be_bytes());
+        hk.expand(&info, out.as_mut())
+            .map_err(|_| KeyError::Unavailable("hkdf output length".to_owned()))?;
+        Ok(out)
+    }
+
     /// Seals `plaintext` with the primary key, bound to `context`.
     ///
     /// # Errors

@@ -4,13 +4,17 @@
 //! its primary and opens with the version a record names. It loads from and saves to a key
 //! file or an environment variable ([`file`](mod@file)). [`KeyProvider`] is the seam for the
 //! key-encryption key: the local keyring, or a PKCS#11 token ([`pkcs11`], feature `pkcs11`)
-//! that wraps and unwraps inside itself, or an AWS KMS key ([`awskms`], feature `aws-kms`). The
+//! that wraps and unwraps inside itself, or an AWS KMS key ([`awskms`], feature `aws-kms`), or a keyring kept in the operating
+//! system's secret store ([`keychain`], feature `os-keychain`). The
 //! only I/O here is reading and writing the key file and talking to the token or to KMS.
 
 #[cfg(feature = "aws-kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
 pub mod awskms;
 pub mod file;
+#[cfg(feature = "os-keychain")]
+#[cfg_attr(docsrs, doc(cfg(feature = "os-keychain")))]
+pub mod keychain;
 mod keyfile;
 mod keyring;
 #[cfg(feature = "pkcs11")]
@@ -91,6 +95,38 @@ pub enum KeyError {
     /// bad credentials. Retrying does not help; nothing was changed.
     #[error("key service refused: {0}")]
     Denied(String),
+    /// There is no entry under this service and account in the operating system's secret
+    /// store (feature `os-keychain`): a first run, or a store that lost it (Linux keyutils
+    /// keys do not survive a reboot). Never answered by creating one.
+    #[error(
+        "no key in the OS keychain under service {service:?} account {account:?} (create it explicitly on first run)"
+    )]
+    KeychainMissing {
+        /// The entry's service.
+        service: String,
+        /// The entry's account.
+        account: String,
+    },
+    /// Creating an entry in the operating system's secret store that already exists: it is
+    /// never replaced (feature `os-keychain`).
+    #[error("the OS keychain already holds an entry under service {service:?} account {account:?}")]
+    KeychainExists {
+        /// The entry's service.
+        service: String,
+        /// The entry's account.
+        account: String,
+    },
+    /// The operating system's secret store failed or refused (locked, no session, a platform
+    /// limit): feature `os-keychain`.
+    #[error("OS keychain entry service {service:?} account {account:?}: {problem}")]
+    Keychain {
+        /// The entry's service.
+        service: String,
+        /// The entry's account.
+        account: String,
+        /// What went wrong, without any stored bytes.
+        problem: String,
+    },
     /// A cryptographic or format error while sealing or opening.
     #[error(transparent)]
     Crypto(#[from] CryptoError),

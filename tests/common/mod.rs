@@ -111,6 +111,25 @@ pub async fn sqlite_made() -> Made {
     }
 }
 
+/// An encrypted SQLite file (desktop mode, `credvault::backend::sqlcipher`) in a fresh
+/// temporary directory, keyed from a keyring of its own. Only in the `desktop/` crate, which
+/// links SQLCipher and sets `cfg(credvault_sqlcipher)`.
+#[cfg(credvault_sqlcipher)]
+pub async fn sqlcipher_made() -> Made {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("vault.db");
+    let kek = credvault::Keyring::generate().expect("keyring");
+    let (backend, opened) = credvault::backend::sqlcipher::open(&path.display().to_string(), &kek)
+        .await
+        .expect("open the encrypted sqlite file");
+    assert!(opened.created);
+    Made {
+        backend: Arc::new(backend),
+        guard: Some(Box::new(dir)),
+        cleanup: None,
+    }
+}
+
 /// A fresh PostgreSQL schema for one test, dropped by [`Made::finish`]; `None` (after saying
 /// why) when no server is reachable and CREDVAULT_REQUIRE_POSTGRES is not 1.
 #[cfg(feature = "postgres")]

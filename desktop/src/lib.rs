@@ -1,0 +1,1 @@
+//! Desktop mode's tests, example and bench (see Cargo.toml): nothing of its own.

@@ -31,16 +31,19 @@ impl Scratch {
         ))
     }
 
+    /// The same kernel key credvault uses (keyring's keyutils credential in the user
+    /// keyring), to write corrupt values straight into the store.
     fn raw(&self) -> keyring::Entry {
-        keyring::Entry::new(&self.0.service, &self.0.account).unwrap()
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        keyring::Entry::new_with_credential(Box::new(keyring::keyutils::KeyutilsCredential {
+            session: KeyRing::from_special_id(KeyRingIdentifier::User, false).unwrap(),
+            persistent: None,
+            description: format!("keyring-rs:{}@{}", self.0.account, self.0.service),
+        }))
     }
 
-    /// Writes `value` straight into the store (keyutils answers the first write of a process
-    /// `NoEntry` after storing it in the session keyring; credvault retries once the same way).
     fn set_raw(&self, value: &[u8]) {
-        if let Err(keyring::Error::NoEntry) = self.raw().set_secret(value) {
-            self.raw().set_secret(value).unwrap();
-        }
+        self.raw().set_secret(value).unwrap();
     }
 }
 
@@ -69,6 +72,48 @@ fn created_keys_are_found_again_by_open() {
     );
     assert_eq!(opened.unwrap_key(&wrapped, &dek_ctx()).unwrap(), dek);
     assert!(opened.describe().contains(&s.0.service));
+}
+
+/// Run by `keys_created_by_one_process_open_in_another` in a child process: opens the entry
+/// named by `CREDVAULT_KEYCHAIN_CHILD` and prints its fingerprint.
+#[test]
+fn keychain_child() {
+    let Ok(service) = std::env::var("CREDVAULT_KEYCHAIN_CHILD") else {
+        return;
+    };
+    let keys = KeychainKeys::open(&KeychainEntry::new(service, "kek")).unwrap();
+    println!(
+        "fingerprint={}",
+        keys.fingerprint(KeyVersion::FIRST).unwrap().unwrap()
+    );
+}
+
+/// The key outlives the process that created it (a desktop application's next start).
+#[test]
+fn keys_created_by_one_process_open_in_another() {
+    let s = Scratch::new("process");
+    let created = KeychainKeys::create(&s.0).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "keychain_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CREDVAULT_KEYCHAIN_CHILD", &s.0.service)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!(
+        "fingerprint={}",
+        created.fingerprint(KeyVersion::FIRST).unwrap().unwrap()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //!
 //! The entry (service and account chosen by the application) holds the keyring as key file
 //! JSON ([`file`](mod@crate::keys::file)): every KEK version with its state. credvault never
-//! writes it to disk. On Linux the kernel keyutils store keeps keys in memory only: they do
-//! not survive a reboot (README, "Desktop mode", says what a Linux desktop uses instead).
+//! writes it to disk. On Linux the entry is a kernel keyutils key in the user's keyring
+//! (shared by the user's processes, in kernel memory only: it does not survive a reboot;
+//! README, "Desktop mode", says what a Linux desktop uses instead).
 //!
 //! As with key files, a missing key is an error, never a silent fresh start: [`open`] refuses
 //! a missing entry ([`KeyError::KeychainMissing`]), and only [`create`] makes one, refusing an
@@ -52,7 +53,39 @@ impl KeychainEntry {
         )
     }
 
+    /// The platform entry. On Linux: keyring's keyutils credential (description
+    /// `keyring-rs:account@service`, as keyring names it) homed in the kernel's *user*
+    /// keyring, which every process of the user shares until reboot. keyring's default home
+    /// is the session keyring plus a link into the persistent keyring; where there is no login
+    /// session keyring (a service, a container, CI) the session keyring is the process's own
+    /// and the persistent link is refused, so the key would die with the process.
     fn handle(&self) -> Result<keyring::Entry, KeyError> {
+        if self.service.is_empty() || self.account.is_empty() {
+            return Err(KeyError::Keychain {
+                service: self.service.clone(),
+                account: self.account.clone(),
+                problem: "the service and the account must not be empty".to_owned(),
+            });
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use linux_keyutils::{KeyRing, KeyRingIdentifier};
+            let user = KeyRing::from_special_id(KeyRingIdentifier::User, false).map_err(|e| {
+                KeyError::Keychain {
+                    service: self.service.clone(),
+                    account: self.account.clone(),
+                    problem: format!("the kernel's user keyring cannot be reached: {e:?}"),
+                }
+            })?;
+            Ok(keyring::Entry::new_with_credential(Box::new(
+                keyring::keyutils::KeyutilsCredential {
+                    session: user,
+                    persistent: None,
+                    description: format!("keyring-rs:{}@{}", self.account, self.service),
+                },
+            )))
+        }
+        #[cfg(not(target_os = "linux"))]
         keyring::Entry::new(&self.service, &self.account).map_err(|e| self.failure(&e))
     }
 
@@ -101,20 +134,11 @@ impl KeychainEntry {
         Keyring::from_json(&text, &self.describe())
     }
 
-    /// Stores `ring` under the entry. Linux keyutils answers the first write of a process
-    /// `NoEntry` (linking the new key into the user's persistent keyring fails once, after it
-    /// was added to the session keyring): one retry, which then succeeds.
     fn write(&self, ring: &Keyring) -> Result<(), KeyError> {
         let json = ring.to_json();
-        let set = || {
-            self.handle()?
-                .set_password(json.expose_secret())
-                .map_err(|e| self.failure(&e))
-        };
-        match set() {
-            Err(KeyError::KeychainMissing { .. }) => set(),
-            other => other,
-        }
+        self.handle()?
+            .set_password(json.expose_secret())
+            .map_err(|e| self.failure(&e))
     }
 
     /// Removes the entry from the secret store: the keys in it are gone for good, and with

@@ -3,7 +3,11 @@
 //! PostgreSQL stores do (no identity object, no fresh start), two sessions see the same
 //! secrets, concurrent creation from two sessions and many threads makes exactly one object
 //! per tenant and hands everyone the same secret, and a purge through it leaves a copy of the
-//! vault's database taken before the purge unreadable for the purged tenant.
+//! vault's database taken before the purge unreadable for the purged tenant. Two cases need
+//! a second process (SoftHSM2 keeps one login per process, and a crash leaves its objects
+//! behind): this test binary is run again as a child with `CREDVAULT_P11_CHILD` set, to try a
+//! wrong PIN as its first login and to leave a pending tenant object the way a process killed
+//! between making and committing it does.
 //!
 //! Needs SoftHSM2 (`apt-get install softhsm2`): without it the tests say so and pass, unless
 //! `CREDVAULT_REQUIRE_PKCS11=1` (CI sets it). The token lives in a temporary directory.
@@ -16,13 +20,15 @@ mod softhsm;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use credvault::backend::SqliteBackend;
+use credvault::envelope::pkcs11_store::PENDING_TTL_SECS;
 use credvault::envelope::{Pkcs11TenantKeys, TenantKeyStore};
 use credvault::keys::KeyError;
-use credvault::keys::pkcs11::Pkcs11Config;
+use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
 use credvault::sqlx::{self, AssertSqlSafe};
 use credvault::store::{ManualClock, OAuthToken, StoreError, Vault};
 use credvault::{Keyring, SecretString, TenantId};
@@ -30,6 +36,8 @@ use credvault::{Keyring, SecretString, TenantId};
 const TOKEN: &str = "credvault-shred";
 const PIN: &str = "1234";
 const T0: i64 = 1_763_856_000;
+/// Set in a child process: what it does (see [`p11_child`]).
+const CHILD: &str = "CREDVAULT_P11_CHILD";
 
 /// The module and a token initialised in a temporary directory, once per test process.
 fn module() -> Option<PathBuf> {
@@ -85,15 +93,7 @@ fn a_token_without_the_store_is_an_error_never_a_fresh_start() {
     let err = Pkcs11TenantKeys::create(wrong_token).unwrap_err();
     assert!(matches!(err, KeyError::Invalid { .. }), "{err:?}");
     assert!(err.to_string().contains("no token labelled"), "{err}");
-    let wrong_pin = Pkcs11Config {
-        pin: SecretString::from("0000"),
-        ..config(module.clone(), "made")
-    };
-    // A wrong PIN is refused by the token (SoftHSM2 keeps one login per process: only
-    // checkable before the first login, so it is not asserted beyond "no store is made").
-    if let Err(err) = Pkcs11TenantKeys::create(wrong_pin) {
-        assert!(!err.to_string().contains("0000"), "the PIN leaked: {err}");
-    }
+    // A wrong PIN: `a_wrong_pin_is_denied_and_never_shown` (it needs a process of its own).
 
     let made = Pkcs11TenantKeys::create(config(module.clone(), "made")).unwrap();
     let opened = Pkcs11TenantKeys::open(config(module.clone(), "made")).unwrap();
@@ -259,4 +259,187 @@ async fn purge_through_it_leaves_an_older_copy_of_the_database_unreadable() {
         .await
         .unwrap();
     assert_eq!(globex.value.access_token.expose_secret(), "gho_globex");
+}
+
+/// Runs this test binary again as a child doing `mode` (its environment, with the token's
+/// `SOFTHSM2_CONF`, is inherited); returns what it printed.
+fn run_child(mode: &str, args: &[(&str, String)]) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "p11_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, mode)
+        .envs(args.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {mode} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Not a test of its own: the child process of the tests below. Does nothing unless
+/// `CREDVAULT_P11_CHILD` is set.
+#[test]
+fn p11_child() {
+    let Ok(mode) = std::env::var(CHILD) else {
+        return;
+    };
+    let module = softhsm::module().unwrap();
+    let label = std::env::var("CREDVAULT_P11_LABEL").unwrap();
+    match mode.as_str() {
+        "wrong-pin" => {
+            let wrong = Pkcs11Config {
+                pin: SecretString::from("0000"),
+                ..config(module, &label)
+            };
+            let store = Pkcs11TenantKeys::create(wrong.clone()).map(drop);
+            let kek = Pkcs11Keys::init(wrong).map(drop);
+            for (what, result) in [("store", store), ("kek", kek)] {
+                match result {
+                    Ok(()) => println!("RESULT {what} accepted"),
+                    Err(KeyError::Denied(msg)) => println!("RESULT {what} denied: {msg}"),
+                    Err(other) => println!("RESULT {what} other: {other:?}"),
+                }
+            }
+        }
+        "leave-pending" => {
+            use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+            use cryptoki::mechanism::Mechanism;
+            use cryptoki::object::{Attribute, KeyType, ObjectClass};
+            use cryptoki::session::UserType;
+            use cryptoki::types::AuthPin;
+            let tenant = std::env::var("CREDVAULT_P11_TENANT").unwrap();
+            let age: u64 = std::env::var("CREDVAULT_P11_AGE").unwrap().parse().unwrap();
+            let ctx = Pkcs11::new(&module).unwrap();
+            ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+                .unwrap();
+            let slot = ctx
+                .get_slots_with_token()
+                .unwrap()
+                .into_iter()
+                .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
+                .unwrap();
+            let session = ctx.open_rw_session(slot).unwrap();
+            session
+                .login(UserType::User, Some(&AuthPin::from(PIN)))
+                .unwrap();
+            // What `make_pending` writes: state `P`, creation time (big-endian seconds), nonce.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let mut id = vec![b'P'];
+            id.extend_from_slice(&(now - age).to_be_bytes());
+            id.extend_from_slice(&[0x5a; 16]);
+            session
+                .generate_key(
+                    &Mechanism::GenericSecretKeyGen,
+                    &[
+                        Attribute::Class(ObjectClass::SECRET_KEY),
+                        Attribute::KeyType(KeyType::GENERIC_SECRET),
+                        Attribute::ValueLen(32.into()),
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Sign(true),
+                        Attribute::Label(format!("{label}/tenant/{tenant}").into_bytes()),
+                        Attribute::Id(id),
+                    ],
+                )
+                .unwrap();
+            println!("LEFT");
+            // Gone without committing, logging out or finalizing: as if killed here.
+            std::process::exit(0);
+        }
+        other => panic!("{CHILD}={other}"),
+    }
+}
+
+#[test]
+fn a_wrong_pin_is_denied_and_never_shown() {
+    let Some(module) = module() else { return };
+    // The store exists: the PIN is the only thing wrong.
+    drop(Pkcs11TenantKeys::create(config(module, "pin-check")).unwrap());
+    let out = run_child(
+        "wrong-pin",
+        &[("CREDVAULT_P11_LABEL", "pin-check".to_owned())],
+    );
+    assert!(!out.contains("0000"), "the PIN leaked: {out}");
+    for what in ["store", "kek"] {
+        // (libtest may print its own "test p11_child ... " in front of the first line)
+        let tag = format!("RESULT {what} ");
+        let line = out
+            .lines()
+            .find_map(|l| l.find(&tag).map(|at| &l[at..]))
+            .unwrap_or_else(|| panic!("no result for {what}: {out}"));
+        assert!(
+            line.starts_with(&format!("RESULT {what} denied: "))
+                && line.contains("refused the user PIN"),
+            "a wrong PIN must be KeyError::Denied (retrying cannot help): {line}"
+        );
+    }
+}
+
+/// Leaves a pending object for `tenant` under `label`, made `age` seconds ago, from a child
+/// process that exits without committing it.
+fn leave_pending(label: &str, tenant: &str, age: u64) {
+    let out = run_child(
+        "leave-pending",
+        &[
+            ("CREDVAULT_P11_LABEL", label.to_owned()),
+            ("CREDVAULT_P11_TENANT", tenant.to_owned()),
+            ("CREDVAULT_P11_AGE", age.to_string()),
+        ],
+    );
+    assert!(out.contains("LEFT"), "{out}");
+}
+
+#[test]
+fn a_pending_object_left_by_a_crashed_process_is_cleared_and_a_young_one_waited_for() {
+    let Some(module) = module() else { return };
+    let store = Pkcs11TenantKeys::create(config(module, "crashed")).unwrap();
+
+    // Older than the TTL: left by a process that died between making and committing it.
+    let stale = tenant("left-behind");
+    leave_pending("crashed", "left-behind", PENDING_TTL_SECS + 5);
+    assert_eq!(
+        store.object_count(&stale).unwrap(),
+        1,
+        "the child's object is in the token"
+    );
+    assert_eq!(
+        store.get(&stale).unwrap(),
+        None,
+        "nothing is derived from a pending object"
+    );
+    let started = Instant::now();
+    let secret = store.get_or_create(&stale).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(PENDING_TTL_SECS),
+        "a stale object is deleted at once, not waited for"
+    );
+    assert_eq!(
+        store.object_count(&stale).unwrap(),
+        1,
+        "the stale object was replaced by one committed object"
+    );
+    assert_eq!(store.get(&stale).unwrap(), Some(secret.clone()));
+    assert_eq!(store.get_or_create(&stale).unwrap(), secret);
+
+    // Younger than the TTL: another process may be about to commit it. It is waited for (not
+    // deleted, not used); once it is stale, it is cleared and the tenant's object made.
+    let young = tenant("being-made");
+    leave_pending("crashed", "being-made", 0);
+    let started = Instant::now();
+    let secret = store.get_or_create(&young).unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(PENDING_TTL_SECS - 1),
+        "a young pending object was not waited for ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(store.object_count(&young).unwrap(), 1);
+    assert_eq!(store.get(&young).unwrap(), Some(secret));
 }

@@ -144,6 +144,8 @@ impl Dialect for Postgres {
     // current data keys from being rotated under it.
     const CLAIM_LOCK: &'static str = " FOR UPDATE OF s SKIP LOCKED FOR SHARE OF t";
     const BLOB_TYPE: &'static str = "BYTEA";
+    const POSITIONAL_PARAMS: bool = false;
+    const SHARED_TEXT_PARAMS: bool = false;
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
     const BEGIN_WRITE: &'static str = "BEGIN";
 

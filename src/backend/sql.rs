@@ -42,6 +42,15 @@ pub(crate) trait Dialect: sqlx::Database {
     const CLAIM_LOCK: &'static str;
     /// The type of a binary column (`BLOB`, `BYTEA`), for a cast.
     const BLOB_TYPE: &'static str;
+    /// Whether multi-row statements number their parameters by position (`?`) rather than
+    /// by name (`$1`). SQLite's driver looks up every parameter's name when it binds, a scan
+    /// of the statement's names each time: a 16-row audit insert's 112 `$N` parameters cost
+    /// more to bind than the rows cost to insert (counted with callgrind, benches/vault.rs).
+    const POSITIONAL_PARAMS: bool;
+    /// Whether text parameters are bound as a shared `Arc<str>` rather than `&str`. SQLite's
+    /// driver copies a `&str` into a new `Arc<String>` (two allocations); an `Arc<str>` it
+    /// keeps as it is (one). PostgreSQL's writes either straight into its buffer.
+    const SHARED_TEXT_PARAMS: bool;
     /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
     const MIGRATIONS: &'static [&'static str];
 
@@ -124,6 +133,8 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    Arc<str>: for<'a> Encode<'a, DB> + Type<DB>,
+    Option<Arc<str>>: for<'a> Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
     i64: for<'a> Encode<'a, DB> + Type<DB>,
@@ -166,8 +177,10 @@ where
 /// `sql` with `params` bound in order.
 fn bound<DB>(sql: &Arc<str>, params: &[Param<'_>]) -> sqlx::query::Query<'static, DB, DB::Arguments>
 where
-    DB: sqlx::Database,
+    DB: Dialect,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    Arc<str>: for<'a> Encode<'a, DB> + Type<DB>,
+    Option<Arc<str>>: for<'a> Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
     i64: for<'a> Encode<'a, DB> + Type<DB>,
@@ -176,6 +189,8 @@ where
     let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
     for param in params {
         query = match *param {
+            Param::Text(v) if DB::SHARED_TEXT_PARAMS => query.bind(Arc::<str>::from(v)),
+            Param::OptText(v) if DB::SHARED_TEXT_PARAMS => query.bind(v.map(Arc::<str>::from)),
             Param::Text(v) => query.bind(v),
             Param::OptText(v) => query.bind(v),
             Param::Bytes(v) => query.bind(v),

@@ -46,6 +46,8 @@ pub(crate) const AUDIT_CHUNK: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) prefix: String,
+    /// Multi-row statements use `?` placeholders (see `placeholder_rows`).
+    positional: bool,
     pub(crate) schema: SchemaSql,
     pub(crate) tenants: TenantSql,
     pub(crate) records: RecordSql,
@@ -71,6 +73,7 @@ impl Queries {
         let p = prefix;
         Self {
             prefix: p.to_owned(),
+            positional: D::POSITIONAL_PARAMS,
             schema: SchemaSql::new(p),
             tenants: TenantSql::new::<D>(p),
             records: RecordSql::new::<D>(p),
@@ -96,7 +99,7 @@ impl Queries {
                 .map(|rows| {
                     stmt(format!(
                         "INSERT INTO {p}credvault_audit ({AUDIT_COLUMNS}) VALUES {}",
-                        placeholder_rows(rows, AUDIT_PARAMS)
+                        placeholder_rows(rows, AUDIT_PARAMS, D::POSITIONAL_PARAMS)
                     ))
                 })
                 .collect(),
@@ -155,7 +158,7 @@ impl Queries {
     /// returned row over a channel, which cost more than the update.)
     pub(crate) fn reseal(&self, rows: usize) -> String {
         let p = &self.prefix;
-        let values = placeholder_rows(rows, RESEAL_PARAMS);
+        let values = placeholder_rows(rows, RESEAL_PARAMS, self.positional);
         format!(
             "UPDATE {p}credvault_secrets AS s SET sealed = v.column4, dek_version = v.column5, \
              kek_version = v.column6 FROM (VALUES {values}) AS v \
@@ -172,20 +175,28 @@ impl Queries {
             None => stmt(format!(
                 "INSERT INTO {}credvault_audit ({AUDIT_COLUMNS}) VALUES {}",
                 self.prefix,
-                placeholder_rows(rows, AUDIT_PARAMS)
+                placeholder_rows(rows, AUDIT_PARAMS, self.positional)
             )),
         }
     }
 }
 
-/// `rows` groups of `width` numbered placeholders: `($1, $2), ($3, $4)` for 2 by 2.
-fn placeholder_rows(rows: usize, width: usize) -> String {
+/// `rows` groups of `width` placeholders, numbered (`($1, $2), ($3, $4)` for 2 by 2) or, where
+/// the driver binds by position ([`Dialect::POSITIONAL_PARAMS`]), not (`(?, ?), (?, ?)`).
+///
+/// [`Dialect::POSITIONAL_PARAMS`]: crate::backend::sql::Dialect::POSITIONAL_PARAMS
+fn placeholder_rows(rows: usize, width: usize, positional: bool) -> String {
     let mut sql = String::with_capacity(rows * width * 5);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for i in 1..=width {
             let comma = if i == 1 { "" } else { ", " };
-            let _ = write!(sql, "{comma}${}", row * width + i);
+            if positional {
+                sql.push_str(comma);
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "{comma}${}", row * width + i);
+            }
         }
         sql.push(')');
     }

@@ -239,6 +239,8 @@ impl Dialect for Sqlite {
     const ROW_LOCK: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
     const BLOB_TYPE: &'static str = "BLOB";
+    const POSITIONAL_PARAMS: bool = true;
+    const SHARED_TEXT_PARAMS: bool = true;
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 

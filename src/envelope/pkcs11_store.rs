@@ -111,7 +111,8 @@ impl Pkcs11TenantKeys {
     /// [`KeyError::Store`] if the token holds no store under `config.key_label` (a mistyped
     /// label or token is never a fresh, empty store: [`create`](Self::create) makes one);
     /// [`KeyError::Invalid`] if the module cannot be loaded or no token has the label;
-    /// [`KeyError::Unavailable`] for a login or token failure.
+    /// [`KeyError::Denied`] if the token refuses the PIN; [`KeyError::Unavailable`] for
+    /// another token failure.
     pub fn open(config: Pkcs11Config) -> Result<Self, KeyError> {
         let (session, objects) = logged_in_session(&config)?;
         let id = identity_locked(&objects, &session, &config)?.ok_or_else(|| KeyError::Store {

@@ -134,7 +134,9 @@ impl Pkcs11Keys {
     ///
     /// [`KeyError::Invalid`] if the module cannot be loaded, no token has the label, or the
     /// token holds no key under `key_label` (a missing key is never a fresh start: see
-    /// [`init`](Self::init)); [`KeyError::Unavailable`] for a login or token failure.
+    /// [`init`](Self::init)); [`KeyError::Denied`] if the token refuses the PIN (wrong,
+    /// expired, locked: retrying cannot help); [`KeyError::Unavailable`] for another token
+    /// failure.
     pub fn open(config: Pkcs11Config) -> Result<Self, KeyError> {
         let keys = Self::connect(config)?;
         if keys.inner.versions.read().map_or(true, |v| v.is_empty()) {
@@ -309,6 +311,23 @@ pub(crate) fn logged_in_session(
     let pin = cryptoki::types::AuthPin::from(config.pin.expose_secret());
     match session.login(UserType::User, Some(&pin)) {
         Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        // A PIN the token refuses is configuration, not an outage: retrying cannot help.
+        Err(
+            e @ P11Error::Pkcs11(
+                RvError::PinIncorrect
+                | RvError::PinInvalid
+                | RvError::PinLenRange
+                | RvError::PinExpired
+                | RvError::PinLocked
+                | RvError::UserPinNotInitialized,
+                _,
+            ),
+        ) => {
+            return Err(KeyError::Denied(format!(
+                "PKCS#11: the token {:?} refused the user PIN ({e})",
+                config.token_label
+            )));
+        }
         Err(e) => return Err(p11(&e)),
     }
     drop(_objects);

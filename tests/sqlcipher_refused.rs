@@ -8,7 +8,8 @@
 
 use credvault::Keyring;
 use credvault::backend::BackendErrorKind;
-use credvault::backend::sqlcipher::{self, PageKey};
+use credvault::backend::sqlcipher;
+use credvault::keys::PageKey;
 
 #[tokio::test]
 async fn plain_sqlite_is_refused_and_no_file_is_written() {
@@ -16,7 +17,9 @@ async fn plain_sqlite_is_refused_and_no_file_is_written() {
     let path = dir.path().join("app.db").display().to_string();
     let kek = Keyring::generate().unwrap();
 
-    let err = sqlcipher::open(&path, &kek).await.unwrap_err();
+    let err = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::NotSqlCipher, "{err}");
     assert!(err.to_string().contains("bundled-sqlcipher"), "{err}");
     assert_eq!(

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use credvault::backend::{SqliteBackend, sqlcipher};
 use credvault::envelope::MemoryTenantKeys;
+use credvault::keys::PageKey;
 use credvault::store::{OAuthToken, Tenant, Vault};
 use credvault::{Keyring, SecretString};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -58,7 +59,9 @@ fn desktop(c: &mut Criterion) {
     let (plain_path, encrypted_path) = (at("plain.db"), at("encrypted.db"));
     let ((plain_vault, plain), (encrypted_vault, encrypted)) = rt.block_on(async {
         let plain = filled(SqliteBackend::connect(&plain_path).await.unwrap(), &kek).await;
-        let (backend, _) = sqlcipher::open(&encrypted_path, &kek).await.unwrap();
+        let (backend, _) = sqlcipher::open(&encrypted_path, &PageKey::candidates(&kek).unwrap())
+            .await
+            .unwrap();
         (plain, filled(backend, &kek).await)
     });
     assert!(
@@ -152,7 +155,10 @@ fn desktop(c: &mut Criterion) {
     g.bench_function("credvault-sqlcipher", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let (backend, _) = sqlcipher::open(&encrypted_path, &kek).await.unwrap();
+                let (backend, _) =
+                    sqlcipher::open(&encrypted_path, &PageKey::candidates(&kek).unwrap())
+                        .await
+                        .unwrap();
                 backend.pool().close().await;
             });
         });

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use credvault::backend::{BackendErrorKind, SqliteBackend, sqlcipher};
 use credvault::envelope::DirTenantKeys;
+use credvault::keys::PageKey;
 use credvault::keys::keychain::{KeychainEntry, KeychainKeys};
 use credvault::store::{Cookie, SessionCookies, Vault};
 use credvault::{Keyring, SecretString};
@@ -45,7 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         KeychainKeys::open(&entry)?
     });
-    let (backend, opened) = sqlcipher::open(&db.display().to_string(), &keys.keyring()).await?;
+    let (backend, opened) = sqlcipher::open(
+        &db.display().to_string(),
+        &PageKey::candidates(&keys.keyring())?,
+    )
+    .await?;
     println!(
         "{} {} (page key of KEK version {}, SQLCipher {})",
         if opened.created { "created" } else { "opened" },
@@ -125,7 +130,7 @@ async fn file_alone_opens_nothing(db: &Path) -> Result<(), Box<dyn std::error::E
     println!("the copy as plain SQLite: {err}");
 
     let other = Keyring::generate()?;
-    let err = sqlcipher::open(&copy, &other)
+    let err = sqlcipher::open(&copy, &PageKey::candidates(&other)?)
         .await
         .err()
         .ok_or("opened with another key")?;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use credvault::backend::{BackendErrorKind, SqliteBackend, sqlcipher};
 use credvault::envelope::DirTenantKeys;
+use credvault::keys::PageKey;
 use credvault::password::{LoginThrottle as _, ThrottleConfig};
 use credvault::promises::{PromiseInputs, Promises};
 use credvault::store::{Cookie, SessionCookies, StoreError, Vault};
@@ -152,7 +153,9 @@ async fn the_file_wal_and_journal_hold_no_header_and_no_stored_string() {
     let dir = tempfile::tempdir().unwrap();
     let kek = Keyring::generate().unwrap();
     let path = dir.path().join("vault.db").display().to_string();
-    let (backend, opened) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, opened) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     assert!(opened.created);
     assert_eq!(opened.version, kek.primary_version());
     let while_open = fill(backend, kek.clone(), dir.path()).await;
@@ -168,7 +171,9 @@ async fn the_file_wal_and_journal_hold_no_header_and_no_stored_string() {
     // A rekey goes through a rollback journal: kill nothing, but look at it right after.
     let mut rotated = kek.clone();
     rotated.rotate().unwrap();
-    let (backend, opened) = sqlcipher::open(&path, &rotated).await.unwrap();
+    let (backend, opened) = sqlcipher::open(&path, &PageKey::candidates(&rotated).unwrap())
+        .await
+        .unwrap();
     assert_eq!(opened.rekeyed_from, Some(kek.primary_version()));
     let leads: Vec<(String,)> = sqlx::query_as("SELECT name FROM leads")
         .fetch_all(backend.pool())
@@ -188,7 +193,9 @@ async fn without_its_key_the_file_opens_nothing_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let kek = Keyring::generate().unwrap();
     let path = dir.path().join("vault.db").display().to_string();
-    let (backend, _) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, _) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     fill(backend, kek.clone(), dir.path()).await;
 
     // No key: plain SQLite options.
@@ -210,12 +217,16 @@ async fn without_its_key_the_file_opens_nothing_and_says_why() {
 
     // The wrong keyring.
     let other = Keyring::generate().unwrap();
-    let err = sqlcipher::open(&path, &other).await.unwrap_err();
+    let err = sqlcipher::open(&path, &PageKey::candidates(&other).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::WrongKey, "{err}");
     assert!(err.to_string().contains("no page key"), "{err}");
     assert!(err.to_string().contains(&path), "{err}");
     // A wrong key changes nothing: the right one still opens it.
-    let (backend, opened) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, opened) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     assert!(!opened.created && opened.rekeyed_from.is_none());
     backend.pool().close().await;
 
@@ -223,7 +234,9 @@ async fn without_its_key_the_file_opens_nothing_and_says_why() {
     let mut destroyed = kek.clone();
     destroyed.rotate().unwrap();
     destroyed.destroy(kek.primary_version()).unwrap();
-    let err = sqlcipher::open(&path, &destroyed).await.unwrap_err();
+    let err = sqlcipher::open(&path, &PageKey::candidates(&destroyed).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::WrongKey, "{err}");
 
     // A plain SQLite file is not taken for an encrypted one.
@@ -234,7 +247,9 @@ async fn without_its_key_the_file_opens_nothing_and_says_why() {
         .await
         .unwrap();
     backend.pool().close().await;
-    let err = sqlcipher::open(&plain, &kek).await.unwrap_err();
+    let err = sqlcipher::open(&plain, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::WrongKey, "{err}");
     assert!(err.to_string().contains("plain (unencrypted)"), "{err}");
 }
@@ -244,7 +259,9 @@ async fn export_and_promises_check_work_in_desktop_mode() {
     let dir = tempfile::tempdir().unwrap();
     let kek = Keyring::generate().unwrap();
     let path = dir.path().join("vault.db").display().to_string();
-    let (backend, _) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, _) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     let promises = Promises::from_path(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/promises/instagram-dm-cloud.toml"),
     )

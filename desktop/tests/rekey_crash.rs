@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credvault::backend::BackendErrorKind;
-use credvault::backend::sqlcipher::{self, PageKey};
+use credvault::backend::sqlcipher;
+use credvault::keys::PageKey;
 use credvault::{KeyVersion, Keyring};
 use sqlx::ConnectOptions as _;
 
@@ -89,7 +90,9 @@ async fn a_rekey_killed_at_any_point_leaves_a_file_that_opens_with_the_old_or_th
     let path = dir.path().join("vault.db").display().to_string();
     let mut kek = Keyring::generate().unwrap();
     // The file starts under version 1.
-    let (backend, _) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, _) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE filler (id INTEGER PRIMARY KEY, payload BLOB)")
         .execute(backend.pool())
         .await
@@ -152,7 +155,9 @@ async fn a_rekey_killed_at_any_point_leaves_a_file_that_opens_with_the_old_or_th
     );
 
     // The opener finishes the job: the primary (v2) key, whatever the kills left.
-    let (backend, opened) = sqlcipher::open(&path, &kek).await.unwrap();
+    let (backend, opened) = sqlcipher::open(&path, &PageKey::candidates(&kek).unwrap())
+        .await
+        .unwrap();
     assert_eq!(opened.version, KeyVersion::new(2));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM filler")
         .fetch_one(backend.pool())

@@ -8,16 +8,17 @@
 //!
 //! # The page key
 //!
-//! No second secret: the page key is derived from one KEK version of the vault's [`Keyring`]
+//! No second secret: the page key is derived from one KEK version of the vault's keyring
 //! ([`PageKey::derive`]: HKDF-SHA256 of the KEK with `"credvault sqlcipher page key v1" ||
-//! version` as info), and given to SQLCipher as a raw key (`PRAGMA key = "x'<64 hex>'"`, the
+//! version` as info; this module sees the derived keys, never the keyring), and given to SQLCipher as a raw key (`PRAGMA key = "x'<64 hex>'"`, the
 //! first statement on every connection: sqlx runs `key` before any other pragma), so no
 //! PBKDF2 runs per connection.
 //!
 //! # Which KEK version
 //!
-//! A new file is keyed under the keyring's primary version. [`open`] tries the primary
-//! version's page key, then every other live version's, newest first, and reports which one
+//! A new file is keyed under the keyring's primary version. [`open`] takes
+//! [`PageKey::candidates`]: it tries the primary version's page key, then every other live
+//! version's, newest first, and reports which one
 //! opened the file ([`Opened`]); if it was not the primary (the KEK was rotated since), it
 //! rekeys the file to the primary's page key before the pool opens ([`rekey`]), so the file
 //! follows the KEK. Never destroy a KEK version before the file has been opened once under
@@ -42,12 +43,14 @@
 //! use std::sync::Arc;
 //! use credvault::backend::sqlcipher;
 //! use credvault::envelope::DirTenantKeys;
+//! use credvault::keys::PageKey;
 //! use credvault::keys::keychain::{KeychainEntry, KeychainKeys};
 //! use credvault::store::Vault;
 //!
 //! # async fn run() -> Result<(), credvault::Error> {
 //! let keys = Arc::new(KeychainKeys::open(&KeychainEntry::new("com.example.app", "kek"))?);
-//! let (backend, opened) = sqlcipher::open("/home/me/.local/share/app/app.db", &keys.keyring()).await?;
+//! let page_keys = PageKey::candidates(&keys.keyring())?;
+//! let (backend, opened) = sqlcipher::open("/home/me/.local/share/app/app.db", &page_keys).await?;
 //! println!("opened with the page key of KEK version {}", opened.version);
 //! let pool = backend.pool().clone(); // the application's own tables go through it too
 //! let vault = Vault::builder(backend, keys, DirTenantKeys::open("/home/me/.local/share/app/tenant-keys")?).build();
@@ -55,7 +58,6 @@
 //! # let _ = pool; Ok(()) }
 //! ```
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,73 +68,13 @@ use zeroize::Zeroizing;
 use crate::KeyVersion;
 use crate::backend::sql_rows::map_err;
 use crate::backend::{BackendError, BackendErrorKind, SqliteBackend};
-use crate::keys::{KeyError, KeyState, Keyring};
-
-/// The HKDF info label of the page key (followed by the KEK version, u32 big-endian).
-pub const PAGE_KEY_LABEL: &str = "credvault sqlcipher page key v1";
+pub use crate::keys::PageKey;
 
 /// SQLite's `SQLITE_NOTADB`: what SQLCipher answers for a wrong key.
 const SQLITE_NOTADB: &str = "26";
 
 /// The first 16 bytes of a plain (unencrypted) SQLite file.
 const PLAIN_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// The SQLCipher page key of a database file, derived from one KEK version. `Debug` shows the
-/// version only.
-pub struct PageKey {
-    version: KeyVersion,
-    key: Zeroizing<[u8; 32]>,
-}
-
-impl fmt::Debug for PageKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PageKey")
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PageKey {
-    /// The page key of KEK `version` of `kek` (see the module docs).
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::UnknownVersion`], [`KeyError::Destroyed`] or [`KeyError::BelowMinimum`].
-    pub fn derive(kek: &Keyring, version: KeyVersion) -> Result<Self, KeyError> {
-        Ok(Self {
-            version,
-            key: kek.derive_subkey(version, PAGE_KEY_LABEL.as_bytes())?,
-        })
-    }
-
-    /// The page key of `kek`'s primary version: the one a file is keyed under.
-    ///
-    /// # Errors
-    ///
-    /// As [`derive`](Self::derive).
-    pub fn primary(kek: &Keyring) -> Result<Self, KeyError> {
-        Self::derive(kek, kek.primary_version())
-    }
-
-    /// The KEK version it was derived from.
-    pub fn version(&self) -> KeyVersion {
-        self.version
-    }
-
-    /// `"x'<64 hex digits>'"`: SQLCipher's raw key form, quoted for a pragma.
-    fn pragma_value(&self) -> String {
-        let mut text = String::with_capacity(69);
-        text.push_str("\"x'");
-        for b in self.key.iter() {
-            text.push(char::from(HEX[usize::from(b >> 4)]));
-            text.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        text.push_str("'\"");
-        text
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Which key opened an encrypted file, from [`open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,10 +135,11 @@ pub async fn cipher_version() -> Result<String, BackendError> {
     }
 }
 
-/// Opens (creating if missing) the encrypted database at `url_or_path` with the page keys of
-/// `kek`: the primary version's first, then every other live version's, newest first. A file
-/// keyed under an older version is rekeyed to the primary's page key ([`rekey`]) before the
-/// pool opens; [`Opened`] says which key worked and whether it was rekeyed.
+/// Opens (creating if missing) the encrypted database at `url_or_path` with `keys`, the
+/// keyring's [`PageKey::candidates`]: the primary version's first (a new file is keyed under
+/// it), then the other live versions', newest first. A file keyed under another one is
+/// rekeyed to the first ([`rekey`]) before the pool opens; [`Opened`] says which key worked
+/// and whether it was rekeyed.
 ///
 /// Run it while no other connection has the file open (a desktop application at start-up):
 /// the probe and the rekey use one connection of their own.
@@ -204,42 +147,44 @@ pub async fn cipher_version() -> Result<String, BackendError> {
 /// # Errors
 ///
 /// [`BackendErrorKind::NotSqlCipher`] if the process's SQLite is not SQLCipher;
-/// [`BackendErrorKind::WrongKey`] if no live KEK version's page key opens the file (the wrong
-/// keyring, a KEK version destroyed while the file was still keyed under it, a plain SQLite
-/// file, or not a database); [`SqliteBackend::connect`]'s errors.
+/// [`BackendErrorKind::WrongKey`] if no key in `keys` opens the file (the wrong keyring, a KEK
+/// version destroyed while the file was still keyed under it, a plain SQLite file, or not a
+/// database) or `keys` is empty; [`SqliteBackend::connect`]'s errors.
 pub async fn open(
     url_or_path: &str,
-    kek: &Keyring,
+    keys: &[PageKey],
 ) -> Result<(SqliteBackend, Opened), BackendError> {
     cipher_version().await?;
-    let primary = PageKey::primary(kek).map_err(key_err)?;
     let base = SqliteBackend::options(url_or_path)?;
     let path = base.get_filename().to_owned();
+    let Some(primary) = keys.first() else {
+        return Err(wrong_key(&path, "no page key given"));
+    };
     let existing = std::fs::metadata(&path)
         .map(|m| m.len() > 0)
         .unwrap_or(false);
     let mut opened = Opened {
-        version: primary.version,
+        version: primary.version(),
         created: !existing,
         rekeyed_from: None,
     };
     if existing {
-        let (mut conn, key) = probe(url_or_path, &path, kek).await?;
-        if key.version != primary.version {
-            rekey_connection(&mut conn, &primary).await?;
+        let (mut conn, key) = probe(url_or_path, &path, keys).await?;
+        if key.version() != primary.version() {
+            rekey_connection(&mut conn, primary).await?;
             tracing::info!(
                 path = %path.display(),
-                from = %key.version,
-                to = %primary.version,
+                from = %key.version(),
+                to = %primary.version(),
                 "encrypted sqlite file rekeyed to the primary KEK version's page key"
             );
-            opened.rekeyed_from = Some(key.version);
+            opened.rekeyed_from = Some(key.version());
         }
         conn.close()
             .await
             .map_err(|e| map_err(e, "closing the key probe", classify))?;
     }
-    let mut options = options(url_or_path, &primary)?;
+    let mut options = options(url_or_path, primary)?;
     if existing {
         options = options.create_if_missing(false);
     }
@@ -286,7 +231,7 @@ pub async fn rekey(url_or_path: &str, from: &PageKey, to: &PageKey) -> Result<()
                 &path,
                 &format!(
                     "the page key of KEK version {} does not open it",
-                    from.version
+                    from.version()
                 ),
             ));
         }
@@ -298,23 +243,17 @@ pub async fn rekey(url_or_path: &str, from: &PageKey, to: &PageKey) -> Result<()
 }
 
 /// The connection opened by the first page key that reads the file, and that key.
-async fn probe(
+async fn probe<'k>(
     url_or_path: &str,
     path: &Path,
-    kek: &Keyring,
-) -> Result<(SqliteConnection, PageKey), BackendError> {
-    let mut versions: Vec<KeyVersion> = kek
-        .infos()
-        .filter(|i| i.state != KeyState::Destroyed && !i.below_minimum)
-        .map(|i| i.version)
-        .collect();
-    versions.sort_by_key(|v| std::cmp::Reverse((*v == kek.primary_version(), *v)));
-    for version in &versions {
-        let key = PageKey::derive(kek, *version).map_err(key_err)?;
-        if let Some(conn) = try_key(url_or_path, &key).await? {
+    keys: &'k [PageKey],
+) -> Result<(SqliteConnection, &'k PageKey), BackendError> {
+    for key in keys {
+        if let Some(conn) = try_key(url_or_path, key).await? {
             return Ok((conn, key));
         }
     }
+    let versions: Vec<KeyVersion> = keys.iter().map(PageKey::version).collect();
     let plain = std::fs::File::open(path)
         .and_then(|mut f| {
             let mut head = [0u8; 16];
@@ -394,13 +333,6 @@ fn wrong_key(path: &Path, why: &str) -> BackendError {
     BackendError::new(
         BackendErrorKind::WrongKey,
         format!("encrypted sqlite file {}: {why}", path.display()),
-    )
-}
-
-fn key_err(e: KeyError) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::WrongKey,
-        format!("deriving the sqlcipher page key: {e}"),
     )
 }
 

@@ -17,6 +17,8 @@ pub mod file;
 pub mod keychain;
 mod keyfile;
 mod keyring;
+#[cfg(feature = "sqlcipher")]
+mod page_key;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
@@ -27,6 +29,9 @@ use std::path::PathBuf;
 pub use keyfile::KeyFile;
 pub(crate) use keyring::now as now_secs;
 pub use keyring::{KeyInfo, KeyState, Keyring};
+#[cfg(feature = "sqlcipher")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlcipher")))]
+pub use page_key::{PAGE_KEY_LABEL, PageKey};
 pub use provider::KeyProvider;
 
 use crate::KeyVersion;

@@ -119,9 +119,12 @@ pub async fn sqlcipher_made() -> Made {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("vault.db");
     let kek = credvault::Keyring::generate().expect("keyring");
-    let (backend, opened) = credvault::backend::sqlcipher::open(&path.display().to_string(), &kek)
-        .await
-        .expect("open the encrypted sqlite file");
+    let (backend, opened) = credvault::backend::sqlcipher::open(
+        &path.display().to_string(),
+        &credvault::keys::PageKey::candidates(&kek).expect("page keys"),
+    )
+    .await
+    .expect("open the encrypted sqlite file");
     assert!(opened.created);
     Made {
         backend: Arc::new(backend),

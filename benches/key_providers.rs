@@ -283,8 +283,9 @@ fn providers(c: &mut Criterion) {
             });
         });
         let stats = vault.key_cache_stats();
+        // (No reads at all when a filter left the criterion function out.)
         assert!(
-            stats.misses > stats.hits,
+            stats.misses > stats.hits || stats.misses + stats.hits == 0,
             "the cold reads hit the cache: {stats:?}"
         );
         cold_vaults.push(vault);

@@ -291,3 +291,69 @@ async fn unreachable_or_unknown_databases_are_clear_errors() {
         "{err:?}"
     );
 }
+
+/// Buffered read events are written by a background task; while the log cannot be written,
+/// reads go on only until `MAX_BACKLOG_BATCHES` batches wait, then fail with the storage
+/// error, and once the log can be written again no event is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stop_when_their_audit_cannot_be_written_and_no_event_is_lost() {
+    use credvault::backend::{AuditQuery, Backend as _};
+    use credvault::sqlx;
+    use credvault::store::{MAX_BACKLOG_BATCHES, ReadAudit};
+    let files = Files::new();
+    let backend = SqliteBackend::connect(&files.url("vault.db"))
+        .await
+        .unwrap();
+    let pool = backend.pool().clone();
+    let backend = Arc::new(backend);
+    let vault = Vault::builder(
+        Arc::clone(&backend),
+        Arc::clone(&files.kek),
+        Arc::clone(&files.shred),
+    )
+    .clock(files.clock.clone())
+    .read_audit(ReadAudit::Buffered { batch: 8 })
+    .build();
+    vault.migrate().await.unwrap();
+    let acme = vault.tenant("acme").unwrap();
+    acme.put("github", &token("a", None)).await.unwrap();
+    // The disk refuses read events (a full disk, a revoked grant on the audit table).
+    sqlx::query(
+        "CREATE TRIGGER refuse_reads BEFORE INSERT ON credvault_audit \
+         WHEN NEW.action = 'get' BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let bound = 8 * MAX_BACKLOG_BATCHES;
+    for read in 1..bound {
+        acme.get::<OAuthToken>("github")
+            .await
+            .unwrap_or_else(|e| panic!("read {read} below the backlog bound failed: {e}"));
+    }
+    for _ in 0..2 {
+        let err = acme.get::<OAuthToken>("github").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Backend(_)) && format!("{err:?}").contains("audit disk full"),
+            "past the bound a read fails with the log's error: {err:?}"
+        );
+    }
+    sqlx::query("DROP TRIGGER refuse_reads")
+        .execute(&pool)
+        .await
+        .unwrap();
+    acme.get::<OAuthToken>("github").await.unwrap();
+    vault.flush_audit().await.unwrap();
+    let gets = backend
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "get")
+        .count();
+    assert_eq!(
+        gets,
+        bound + 2,
+        "every read's event is in the log, the failed ones too"
+    );
+}

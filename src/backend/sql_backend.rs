@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::Joinable;
 use crate::backend::sql::{Driver, Param, SqlBackend, params};
+use crate::backend::sql_queries::AUDIT_CHUNK;
 use crate::backend::sql_rows::{
     RowExt as _, audit_from_row, corrupt, count, count_listed, dek_from_row, dek_listed,
     due_tenant_from_row, listed_key, sealed_from_row,
@@ -283,6 +284,18 @@ impl<D: Driver> Backend for SqlBackend<D> {
 
     fn append_audit<'a>(&'a self, rows: &'a [AuditRow]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            if rows.len() <= AUDIT_CHUNK {
+                // One statement is atomic on its own: no BEGIN and COMMIT round trips (a batch
+                // of buffered read events is one chunk).
+                return self
+                    .read("appending audit rows")
+                    .await?
+                    .write_audit(rows)
+                    .await;
+            }
             let tx = self.begin("appending audit rows").await?;
             tx.commit(rows).await
         })

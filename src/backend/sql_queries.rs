@@ -36,9 +36,10 @@ pub(crate) const RESEAL_CHUNK: usize = 16;
 /// Parameters per audit row ([`AUDIT_COLUMNS`]).
 const AUDIT_PARAMS: usize = 7;
 
-/// Audit rows written per `INSERT` statement (7 parameters each, well under the 32 766 of
-/// SQLite and 65 535 of PostgreSQL).
-pub(crate) const AUDIT_CHUNK: usize = 16;
+/// Audit rows written per `INSERT` statement (7 parameters each, 448 in all, well under the
+/// 32 766 of SQLite and 65 535 of PostgreSQL): a default batch of buffered read events
+/// ([`ReadAudit`](crate::store::ReadAudit), 64) is one statement.
+pub(crate) const AUDIT_CHUNK: usize = 64;
 
 /// Every statement the backends run, with the table names qualified by `prefix` (empty, or a
 /// quoted PostgreSQL schema and a dot), grouped by what they serve. Built once per backend,
@@ -63,7 +64,7 @@ pub(crate) struct Queries {
     /// The last purge run (columns `at`, `overdue`).
     pub(crate) last_purge_run: Arc<str>,
     /// The audit inserts of 1 ..= [`AUDIT_CHUNK`] rows, made once: building the text of a
-    /// 16-row insert cost more than sealing the rows it writes.
+    /// many-row insert cost more than sealing the rows it writes.
     audit_inserts: Vec<Arc<str>>,
 }
 

@@ -178,7 +178,7 @@ where
     }
 
     /// Writes `rows` to the audit log, one multi-row `INSERT` per chunk.
-    async fn write_audit(&mut self, rows: &[AuditRow]) -> Result<(), BackendError> {
+    pub(crate) async fn write_audit(&mut self, rows: &[AuditRow]) -> Result<(), BackendError> {
         let outer = self.doing("writing audit rows");
         for chunk in rows.chunks(AUDIT_CHUNK) {
             let sql = self.queries.insert_audit(chunk.len());

@@ -7,7 +7,18 @@
 //! flushed**; changes (put, update, delete, disconnect, purge...) are never lost because their
 //! audit rows commit with them. Choose [`ReadAudit::Synchronous`] to write every read event
 //! before the read returns.
+//!
+//! A full batch is written by a task spawned on the current tokio runtime (one statement for
+//! the batch), so the read that fills it does not wait for 64 rows to be written; outside a
+//! runtime it is written before that read returns. Each event is sealed (its actor and record
+//! name, under the tenant's personal-data key) when it is recorded, never later: a tenant
+//! purged meanwhile leaves nothing in clear. If the log cannot be written (the rows go back
+//! to the buffer and the next batch retries them), reads go on only until
+//! [`MAX_BACKLOG_BATCHES`] batches are waiting; past that every read writes the backlog
+//! itself and fails with the storage error while it cannot: the vault never serves reads
+//! whose audit it keeps failing to write.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::backend::{AuditQuery, AuditRow};
@@ -17,8 +28,10 @@ use crate::store::{StoreError, Vault};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReadAudit {
-    /// Buffered in memory and written in batches of `batch` rows (see the module docs for
-    /// what a crash may lose).
+    /// Buffered in memory and written in batches of `batch` rows, each full batch by a task
+    /// spawned on the current tokio runtime (the read that fills it does not wait). A crash
+    /// loses the events not yet written. If the log cannot be written, reads fail once
+    /// [`MAX_BACKLOG_BATCHES`] batches are waiting, until it can again.
     Buffered {
         /// Rows per batch.
         batch: usize,
@@ -28,6 +41,12 @@ pub enum ReadAudit {
     /// Not recorded.
     Off,
 }
+
+/// How many full batches of read events may wait in memory while the audit log cannot be
+/// written ([`ReadAudit::Buffered`]): once that many wait, every read writes them itself and
+/// fails with the storage error while it cannot, so the vault never goes on serving reads
+/// whose audit it keeps failing to write.
+pub const MAX_BACKLOG_BATCHES: usize = 16;
 
 impl Default for ReadAudit {
     fn default() -> Self {
@@ -49,15 +68,36 @@ impl Vault {
                 .append_audit(std::slice::from_ref(&row))
                 .await?),
             ReadAudit::Buffered { batch } => {
-                let full = {
+                let waiting = {
                     let mut buf = self.read_buffer();
                     buf.push(row);
-                    (buf.len() >= batch).then(|| std::mem::take(&mut *buf))
+                    buf.len()
                 };
-                match full {
-                    Some(rows) => self.write_batch(rows).await,
-                    None => Ok(()),
+                let batch = batch.max(1);
+                if waiting >= batch.saturating_mul(MAX_BACKLOG_BATCHES) {
+                    // The log has not been written for a while: this read waits for it, and
+                    // fails if it still cannot be written.
+                    return self.flush_audit().await;
                 }
+                // A write is started at each full batch (so while the log fails, once per
+                // batch of reads, not at every read).
+                if !waiting.is_multiple_of(batch) {
+                    return Ok(());
+                }
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return self.flush_audit().await;
+                };
+                if !self.inner.audit_write_spawned.swap(true, Ordering::AcqRel) {
+                    let vault = self.clone();
+                    runtime.spawn(async move {
+                        let written = vault.flush_audit().await;
+                        vault.inner.audit_write_spawned.store(false, Ordering::Release);
+                        if let Err(e) = written {
+                            tracing::warn!(error = %e, "credvault: writing buffered read audit events failed; kept for the next batch");
+                        }
+                    });
+                }
+                Ok(())
             }
         }
     }
@@ -68,6 +108,9 @@ impl Vault {
     ///
     /// A storage error; the events are put back in the buffer to try again.
     pub async fn flush_audit(&self) -> Result<(), StoreError> {
+        // One writer at a time: a flush waits for a batch being written in the background,
+        // so that when it returns every event buffered before the call is in the log.
+        let _writer = self.inner.audit_writer.lock().await;
         let rows = std::mem::take(&mut *self.read_buffer());
         if rows.is_empty() {
             return Ok(());

@@ -34,7 +34,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use audit::ReadAudit;
+pub use audit::{MAX_BACKLOG_BATCHES, ReadAudit};
 pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use disconnect::{
@@ -342,6 +342,8 @@ impl VaultBuilder {
                 tenants: BoundedCache::new(capacity, ttl),
                 counters: Counters::default(),
                 read_buffer: Mutex::new(Vec::new()),
+                audit_writer: tokio::sync::Mutex::new(()),
+                audit_write_spawned: std::sync::atomic::AtomicBool::new(false),
                 personal_keys: BoundedCache::new(capacity, ttl),
                 key_check: Mutex::new(None),
                 refusal,
@@ -397,6 +399,11 @@ struct Inner {
     /// Cache and key-call counts ([`Vault::key_cache_stats`]).
     counters: Counters,
     read_buffer: Mutex<Vec<AuditRow>>,
+    /// Held while buffered read events are taken and written (`store/audit.rs`), so that
+    /// [`Vault::flush_audit`] returns only once every event buffered before it is written.
+    audit_writer: tokio::sync::Mutex<()>,
+    /// A background write of buffered read events is under way.
+    audit_write_spawned: std::sync::atomic::AtomicBool,
     /// Tenants' personal-data keys (`store/personal.rs`), like the data keys.
     personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
     /// When [`Vault::check_keys`] last succeeded.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use credvault::backend::SqliteBackend;
 use credvault::envelope::TenantKeyStore;
 use credvault::sqlx::{self, AssertSqlSafe};
-use credvault::store::{ManualClock, OAuthToken, Vault};
+use credvault::store::{ManualClock, OAuthToken, StoreError, Vault};
 use credvault::{Keyring, SecretString};
 
 /// A vault file, its KEK, tenant-key store and clock.
@@ -78,5 +78,25 @@ impl<S: TenantKeyStore + Clone + 'static> BackupFixture<S> {
             .unwrap();
         sqlite.close().await;
         copy
+    }
+
+    /// Opens `copy` with the fixture's KEK and store after acme was purged: acme's token is
+    /// shredded for good, globex's still opens.
+    pub(crate) async fn assert_only_acme_shredded(&self, copy: &Path) {
+        let old = self.open(copy).await;
+        let err = old
+            .tenant("acme")
+            .unwrap()
+            .get::<OAuthToken>("github")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TenantShredded(_)), "{err:?}");
+        let globex = old
+            .tenant("globex")
+            .unwrap()
+            .get::<OAuthToken>("github")
+            .await
+            .unwrap();
+        assert_eq!(globex.value.access_token.expose_secret(), "gho_globex");
     }
 }

@@ -36,6 +36,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 const TENANTS: usize = 100;
 
+#[path = "common/interleaved.rs"]
+mod interleaved;
+use interleaved::interleaved;
+
 #[path = "../tests/common/softhsm.rs"]
 mod softhsm;
 
@@ -77,28 +81,6 @@ fn kms() -> Option<Arc<dyn KeyProvider>> {
 fn kms() -> Option<Arc<dyn KeyProvider>> {
     eprintln!("skipping the AWS KMS side: build with --all-features (or --features aws-kms)");
     None
-}
-
-/// Each `reads`' median time per call, measured interleaved: `blocks` rounds, each running a
-/// block of `per_block` calls of every one in turn.
-fn interleaved(blocks: usize, per_block: usize, reads: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let mut times = vec![Vec::with_capacity(blocks); reads.len()];
-    for _ in 0..blocks {
-        for (read, times) in reads.iter_mut().zip(&mut times) {
-            let start = std::time::Instant::now();
-            for _ in 0..per_block {
-                read();
-            }
-            times.push(start.elapsed().as_secs_f64() / per_block as f64);
-        }
-    }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect()
 }
 
 /// Prints each provider's interleaved time and its ratio to the first (the keyring).

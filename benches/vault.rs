@@ -34,6 +34,10 @@ use credvault::{Keyring, SecretString};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::Rng as _;
 
+#[path = "common/interleaved.rs"]
+mod interleaved;
+use interleaved::interleaved;
+
 fn token(i: u64) -> OAuthToken {
     OAuthToken {
         refresh_token: Some(SecretString::from(format!("ghr_{i:040}"))),
@@ -42,28 +46,6 @@ fn token(i: u64) -> OAuthToken {
         account: Some("octocat".into()),
         ..OAuthToken::bearer("github", SecretString::from(format!("gho_{i:040}")))
     }
-}
-
-/// Each `reads`' median time per call, measured interleaved: `blocks` rounds, each running
-/// every read `per_block` times in turn.
-fn interleaved(blocks: usize, per_block: usize, reads: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let mut times = vec![Vec::with_capacity(blocks); reads.len()];
-    for _ in 0..blocks {
-        for (read, times) in reads.iter_mut().zip(&mut times) {
-            let start = std::time::Instant::now();
-            for _ in 0..per_block {
-                read();
-            }
-            times.push(start.elapsed().as_secs_f64() / per_block as f64);
-        }
-    }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect()
 }
 
 fn vault(c: &mut Criterion) {

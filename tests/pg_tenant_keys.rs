@@ -8,17 +8,20 @@
 #![cfg(all(feature = "postgres", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+#[path = "common/backup_copy.rs"]
+mod backup_copy;
 mod common;
 
 use std::sync::Arc;
+
+use backup_copy::BackupFixture;
 use std::time::Duration;
 
-use credvault::backend::SqliteBackend;
+use credvault::TenantId;
 use credvault::envelope::{PgTenantKeys, TenantKeyStore};
 use credvault::keys::KeyError;
 use credvault::sqlx::{self, AssertSqlSafe};
-use credvault::store::{ManualClock, OAuthToken, StoreError, Vault};
-use credvault::{Keyring, SecretString, TenantId};
+use credvault::store::OAuthToken;
 
 const T0: i64 = 1_763_856_000;
 
@@ -118,43 +121,10 @@ async fn purge_through_it_leaves_an_older_copy_of_the_data_unreadable() {
     };
     let (url, s) = (common::postgres_url(), schema.clone());
     let store = Arc::new(blocking(move || PgTenantKeys::create(&url, &s).unwrap()).await);
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("vault.db");
-    let kek = Keyring::generate().unwrap();
-    let clock = ManualClock::new(T0);
-    let open = |path: std::path::PathBuf| {
-        let (kek, store, clock) = (kek.clone(), Arc::clone(&store), clock.clone());
-        async move {
-            let backend = SqliteBackend::connect(&path.display().to_string())
-                .await
-                .unwrap();
-            let vault = Vault::builder(backend, kek, store).clock(clock).build();
-            vault.migrate().await.unwrap();
-            vault
-        }
-    };
-    let vault = open(live.clone()).await;
-    for tenant in ["acme", "globex"] {
-        vault
-            .tenant(tenant)
-            .unwrap()
-            .put(
-                "github",
-                &OAuthToken::bearer("github", SecretString::from(format!("gho_{tenant}"))),
-            )
-            .await
-            .unwrap();
-    }
+    let f = BackupFixture::new(store, T0);
+    let vault = f.seeded().await;
     // Backups taken before the purge: of the vault's data, and of the store.
-    let copy = dir.path().join("backup.db");
-    let sqlite = credvault::sqlx::SqlitePool::connect(&format!("sqlite://{}", live.display()))
-        .await
-        .unwrap();
-    sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{}'", copy.display())))
-        .execute(&sqlite)
-        .await
-        .unwrap();
-    sqlite.close().await;
+    let copy = f.backup("backup.db").await;
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TABLE {schema}.store_backup AS SELECT * FROM {schema}.credvault_shred_secrets"
     )))
@@ -163,26 +133,12 @@ async fn purge_through_it_leaves_an_older_copy_of_the_data_unreadable() {
     .unwrap();
 
     vault.delete_tenant("acme", "admin").await.unwrap();
-    clock.advance(Duration::from_secs(31 * 86_400));
+    f.clock.advance(Duration::from_secs(31 * 86_400));
     let report = vault.purge().await.unwrap();
     assert_eq!(report.tenants, vec![TenantId::new("acme").unwrap()]);
 
     // The old copy of the data, with today's keys and store: acme is gone, globex is not.
-    let old = open(copy.clone()).await;
-    let err = old
-        .tenant("acme")
-        .unwrap()
-        .get::<OAuthToken>("github")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::TenantShredded(_)), "{err:?}");
-    let globex = old
-        .tenant("globex")
-        .unwrap()
-        .get::<OAuthToken>("github")
-        .await
-        .unwrap();
-    assert_eq!(globex.value.access_token.expose_secret(), "gho_globex");
+    f.assert_only_acme_shredded(&copy).await;
 
     // Restoring the store's own old backup brings acme back: what bounds recovery is the
     // store's backup retention.
@@ -193,7 +149,7 @@ async fn purge_through_it_leaves_an_older_copy_of_the_data_unreadable() {
     .execute(&pool)
     .await
     .unwrap();
-    let again = open(copy).await;
+    let again = f.open(&copy).await;
     let acme = again
         .tenant("acme")
         .unwrap()

@@ -15,6 +15,8 @@
 #![cfg(all(feature = "pkcs11", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+#[path = "common/backup_copy.rs"]
+mod backup_copy;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
@@ -24,14 +26,14 @@ use std::process::Command;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use credvault::backend::SqliteBackend;
+use backup_copy::BackupFixture;
+
 use credvault::envelope::pkcs11_store::PENDING_TTL_SECS;
 use credvault::envelope::{Pkcs11TenantKeys, TenantKeyStore};
 use credvault::keys::KeyError;
 use credvault::keys::pkcs11::{Pkcs11Config, Pkcs11Keys};
-use credvault::sqlx::{self, AssertSqlSafe};
-use credvault::store::{ManualClock, OAuthToken, StoreError, Vault};
-use credvault::{Keyring, SecretString, TenantId};
+use credvault::store::OAuthToken;
+use credvault::{SecretString, TenantId};
 
 const TOKEN: &str = "credvault-shred";
 const PIN: &str = "1234";
@@ -190,46 +192,13 @@ async fn purge_through_it_leaves_an_older_copy_of_the_database_unreadable() {
         .await
         .unwrap(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("vault.db");
-    let kek = Keyring::generate().unwrap();
-    let clock = ManualClock::new(T0);
-    let open = |path: PathBuf| {
-        let (kek, store, clock) = (kek.clone(), Arc::clone(&store), clock.clone());
-        async move {
-            let backend = SqliteBackend::connect(&path.display().to_string())
-                .await
-                .unwrap();
-            let vault = Vault::builder(backend, kek, store).clock(clock).build();
-            vault.migrate().await.unwrap();
-            vault
-        }
-    };
-    let vault = open(live.clone()).await;
-    for tenant in ["acme", "globex"] {
-        vault
-            .tenant(tenant)
-            .unwrap()
-            .put(
-                "github",
-                &OAuthToken::bearer("github", SecretString::from(format!("gho_{tenant}"))),
-            )
-            .await
-            .unwrap();
-    }
+    let f = BackupFixture::new(Arc::clone(&store), T0);
+    let vault = f.seeded().await;
     vault.check_keys().await.unwrap();
     // A backup of the vault's database taken before the purge.
-    let copy = dir.path().join("backup.db");
-    let sqlite = credvault::sqlx::SqlitePool::connect(&format!("sqlite://{}", live.display()))
-        .await
-        .unwrap();
-    sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{}'", copy.display())))
-        .execute(&sqlite)
-        .await
-        .unwrap();
-    sqlite.close().await;
+    let copy = f.backup("backup.db").await;
     // The copy opens today, before the purge.
-    let before = open(copy.clone()).await;
+    let before = f.open(&copy).await;
     before
         .tenant("acme")
         .unwrap()
@@ -238,27 +207,13 @@ async fn purge_through_it_leaves_an_older_copy_of_the_database_unreadable() {
         .unwrap();
 
     vault.delete_tenant("acme", "admin").await.unwrap();
-    clock.advance(Duration::from_secs(31 * 86_400));
+    f.clock.advance(Duration::from_secs(31 * 86_400));
     let report = vault.purge().await.unwrap();
     assert_eq!(report.tenants, vec![tenant("acme")]);
     assert_eq!(store.object_count(&tenant("acme")).unwrap(), 0);
 
     // The old copy, with the same KEK and store: acme is gone for good, globex is not.
-    let old = open(copy).await;
-    let err = old
-        .tenant("acme")
-        .unwrap()
-        .get::<OAuthToken>("github")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::TenantShredded(_)), "{err:?}");
-    let globex = old
-        .tenant("globex")
-        .unwrap()
-        .get::<OAuthToken>("github")
-        .await
-        .unwrap();
-    assert_eq!(globex.value.access_token.expose_secret(), "gho_globex");
+    f.assert_only_acme_shredded(&copy).await;
 }
 
 /// Runs this test binary again as a child doing `mode` (its environment, with the token's

@@ -189,8 +189,8 @@ where
     let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
     for param in params {
         query = match *param {
-            Param::Text(v) if DB::SHARED_TEXT_PARAMS => query.bind(Arc::<str>::from(v)),
-            Param::OptText(v) if DB::SHARED_TEXT_PARAMS => query.bind(v.map(Arc::<str>::from)),
+            Param::Text(v) if DB::SHARED_TEXT_PARAMS => query.bind(shared_text(v)),
+            Param::OptText(v) if DB::SHARED_TEXT_PARAMS => query.bind(v.map(shared_text)),
             Param::Text(v) => query.bind(v),
             Param::OptText(v) => query.bind(v),
             Param::Bytes(v) => query.bind(v),
@@ -199,6 +199,29 @@ where
         };
     }
     query
+}
+
+/// `v` as a shared string for SQLite's driver: the few values every audit row repeats (its
+/// outcome `ok`, the read and write actions, the built-in record kinds) are made once and
+/// shared; any other value is copied.
+fn shared_text(v: &str) -> Arc<str> {
+    use std::sync::OnceLock;
+    const COMMON: [&str; 8] = [
+        "ok",
+        "get",
+        "put",
+        "update",
+        "oauth_token",
+        "api_key",
+        "session_cookies",
+        "derived",
+    ];
+    static SHARED: OnceLock<[Arc<str>; 8]> = OnceLock::new();
+    let Some(i) = COMMON.iter().position(|c| *c == v) else {
+        return Arc::from(v);
+    };
+    let shared = SHARED.get_or_init(|| COMMON.map(Arc::from));
+    shared.get(i).map_or_else(|| Arc::from(v), Arc::clone)
 }
 
 /// One bound parameter: the only types the backends bind.

@@ -128,24 +128,23 @@ impl Vault {
     /// As [`personal_key`](Self::personal_key): a row is never written in clear because its
     /// key could not be had.
     pub(crate) async fn seal_audit_row(&self, mut row: AuditRow) -> Result<AuditRow, StoreError> {
-        let Some(tenant) = row.tenant.clone() else {
+        let Some(tenant) = &row.tenant else {
             return Ok(row);
         };
-        let Some(key) = self.personal_key(&tenant).await? else {
+        let Some(key) = self.personal_key(tenant).await? else {
             return Ok(row);
         };
-        row.actor = seal_text(
-            &key,
-            &row.actor,
-            &audit_context(AUDIT_ACTOR_LABEL, &tenant)?,
-        )?;
-        if let Some(name) = &row.name {
-            row.name = Some(seal_text(
+        let actor = seal_text(&key, &row.actor, &audit_context(AUDIT_ACTOR_LABEL, tenant)?)?;
+        let name = match &row.name {
+            Some(name) => Some(seal_text(
                 &key,
                 name,
-                &audit_context(AUDIT_NAME_LABEL, &tenant)?,
-            )?);
-        }
+                &audit_context(AUDIT_NAME_LABEL, tenant)?,
+            )?),
+            None => None,
+        };
+        row.actor = actor;
+        row.name = name;
         Ok(row)
     }
 

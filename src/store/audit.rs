@@ -68,10 +68,12 @@ impl Vault {
                 .append_audit(std::slice::from_ref(&row))
                 .await?),
             ReadAudit::Buffered { batch } => {
+                // Counted with the events a write in progress has taken out of the buffer:
+                // the buffer's length alone would hide a failing write's rows.
                 let waiting = {
                     let mut buf = self.read_buffer();
                     buf.push(row);
-                    buf.len()
+                    self.inner.audit_pending.fetch_add(1, Ordering::AcqRel) + 1
                 };
                 let batch = batch.max(1);
                 if waiting >= batch.saturating_mul(MAX_BACKLOG_BATCHES) {
@@ -115,7 +117,12 @@ impl Vault {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write_batch(rows).await
+        let written = rows.len();
+        self.write_batch(rows).await?;
+        self.inner
+            .audit_pending
+            .fetch_sub(written, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Spawns a task on the current tokio runtime that flushes buffered read events every

@@ -344,6 +344,7 @@ impl VaultBuilder {
                 read_buffer: Mutex::new(Vec::new()),
                 audit_writer: tokio::sync::Mutex::new(()),
                 audit_write_spawned: std::sync::atomic::AtomicBool::new(false),
+                audit_pending: std::sync::atomic::AtomicUsize::new(0),
                 personal_keys: BoundedCache::new(capacity, ttl),
                 key_check: Mutex::new(None),
                 refusal,
@@ -404,6 +405,9 @@ struct Inner {
     audit_writer: tokio::sync::Mutex<()>,
     /// A background write of buffered read events is under way.
     audit_write_spawned: std::sync::atomic::AtomicBool,
+    /// Read events recorded and not yet written: those in `read_buffer` and those a write has
+    /// taken out of it and not finished (the backlog `MAX_BACKLOG_BATCHES` bounds).
+    audit_pending: std::sync::atomic::AtomicUsize,
     /// Tenants' personal-data keys (`store/personal.rs`), like the data keys.
     personal_keys: BoundedCache<TenantId, Arc<crate::crypto::AeadKey>>,
     /// When [`Vault::check_keys`] last succeeded.
